@@ -1,0 +1,3 @@
+from rtpose.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""The ``rtpose`` command: argument parsing only.
+
+Each subcommand hands its parsed arguments to a ``main(args)`` function in the package
+that owns the work, imported only when that subcommand runs, so ``rtpose run`` never
+imports torch and ``rtpose --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rtpose import __version__
+from rtpose.errors import RtposeError
+
+# subcommand -> module whose main(args) -> int does the work
+HANDLERS = {
+    "train": "rtpose.train.command",
+    "export": "rtpose.export.command",
+    "predict": "rtpose.engine.predict",
+    "bench": "rtpose.engine.bench",
+    "eval": "rtpose.eval.command",
+    "run": "rtpose.live.command",
+    "calibrate": "rtpose.calibrate.command",
+    "listen": "rtpose.live.listen",
+}
+
+
+def _frames_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--frames",
+        metavar="RANGE",
+        help="frames START-END, both included (e.g. 1200-1499), or one index",
+    )
+
+
+def _overrides_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a protocol value by its dotted key (repeatable), e.g. daq.loopback_delay_ms=5",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rtpose", description="Real-time closed-loop multi-animal pose tracking."
+    )
+    parser.add_argument("--version", action="version", version=f"rtpose {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a top-down ID model (centroid + centered-instance)")
+    p.add_argument("config", help="training config YAML (see experiments/train/)")
+    p.add_argument("-o", "--output", help="model directory (default: from the config)")
+    p.add_argument("--resume", action="store_true", help="continue from the model dir's last checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value by its dotted key (repeatable)")
+
+    p = sub.add_parser("export", help="export a trained model to one end-to-end ONNX graph")
+    p.add_argument("model_dir", help="model directory written by `rtpose train`")
+    p.add_argument("-o", "--output", required=True, help="export directory (model.onnx + rtpose.json)")
+    p.add_argument("--max-instances", type=int, default=None, help="instances per frame (default: classes)")
+    p.add_argument("--frame-size", metavar="HxW", help="frame size the graph takes (default: training video)")
+
+    p = sub.add_parser("predict", help="predict poses on a video or .slp and write .slp")
+    p.add_argument("-m", "--model", required=True, help="export directory")
+    p.add_argument("-i", "--input", required=True, help="video file or .slp (predicts on its video)")
+    _frames_arg(p)
+    p.add_argument("-o", "--output", help="output .slp (default: INPUT.predictions.slp)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
+    p.add_argument("--only-labeled", action="store_true", help="with a .slp input: only its labeled frames")
+
+    p = sub.add_parser("bench", help="time the round trip frame -> Poses at batch size 1")
+    p.add_argument("-m", "--model", required=True, help="export directory")
+    p.add_argument("-i", "--input", required=True, help="video file")
+    _frames_arg(p)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--engine", default="ort-cpu")
+    p.add_argument("--json", dest="json_out", help="write the figures as JSON")
+    p.add_argument("--histogram", help="write a latency histogram PNG")
+    p.add_argument("--warmup", type=int, default=20, help="untimed frames first")
+    p.add_argument("--no-batch-sweep", action="store_true", help="skip the throughput sweep over batch sizes")
+
+    p = sub.add_parser("eval", help="score predictions against ground truth (OKS mAP, errors, identity)")
+    p.add_argument("-g", "--ground-truth", required=True, help="ground-truth .slp")
+    p.add_argument("-p", "--predictions", required=True, help="predicted .slp")
+    p.add_argument("--px-per-mm", type=float, help="also report errors in mm")
+    p.add_argument("--pck-px", type=float, default=5.0, help="PCK distance threshold in pixels")
+    p.add_argument("--json", dest="json_out", help="write every figure as JSON")
+    _frames_arg(p)
+
+    p = sub.add_parser("run", help="run a closed-loop experiment from a protocol file")
+    p.add_argument("protocol", help="protocol YAML (see experiments/)")
+    p.add_argument("--duration", type=float, help="seconds (overrides the protocol)")
+    _overrides_arg(p)
+    p.add_argument("--summary", help="write the run summary JSON here")
+
+    p = sub.add_parser("calibrate", help="measure end-to-end latency through an AO->AI loopback")
+    p.add_argument("protocol", help="calibration protocol YAML (experiments/latency_calibration.yaml)")
+    p.add_argument("--duration", type=float, help="seconds (overrides the protocol)")
+    _overrides_arg(p)
+    p.add_argument("--report", help="write the report JSON here (a histogram PNG goes beside it)")
+
+    p = sub.add_parser("listen", help="print or record a pose stream from a running daemon")
+    p.add_argument("address", nargs="?", default="tcp://127.0.0.1:5555")
+    p.add_argument("-o", "--output", help="record messages to this file (msgpack stream)")
+    p.add_argument("--count", type=int, help="stop after this many messages")
+    p.add_argument("--topic", default="poses")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        handler = importlib.import_module(HANDLERS[args.command])
+        return int(handler.main(args) or 0)
+    except RtposeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""One interface over every runtime: a uint8 frame in, identified ``Poses`` out.
+
+The graph does everything up to per-instance class probabilities; the host then makes
+one instance per class by Hungarian matching (scipy), which is cheap and keeps the
+graph free of data-dependent control flow.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from rtpose.data.video import to_gray
+from rtpose.errors import RtposeError
+from rtpose.export.spec import ExportSpec
+from rtpose.poses import Poses
+
+
+class Engine(abc.ABC):
+    """A loaded, warmed-up model. Not thread-safe: one inference thread owns it."""
+
+    name: str = ""
+
+    def __init__(self, export_dir: str | Path):
+        self.export_dir = Path(export_dir)
+        self.spec = ExportSpec.load(self.export_dir)
+
+    @property
+    @abc.abstractmethod
+    def device(self) -> str:
+        """What runs the model, in words (for benchmarks and summaries)."""
+
+    @abc.abstractmethod
+    def run_raw(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the graph on a prepared ``(B, 1, H, W)`` uint8 batch; outputs by name."""
+
+    def infer(self, frame: np.ndarray) -> Poses:
+        return self.infer_batch([frame])[0]
+
+    def infer_batch(self, frames: Sequence[np.ndarray] | np.ndarray) -> list[Poses]:
+        batch = np.stack([prepare_frame(f, self.spec) for f in frames])[:, None]
+        raw = self.run_raw(batch)
+        return [raw_to_poses(raw, i, self.spec) for i in range(batch.shape[0])]
+
+    def warmup(self, n: int = 5) -> None:
+        frame = np.zeros((self.spec.frame_height, self.spec.frame_width), np.uint8)
+        for _ in range(n):
+            self.infer(frame)
+
+    def close(self) -> None:
+        pass
+
+
+def prepare_frame(frame: np.ndarray, spec: ExportSpec) -> np.ndarray:
+    """Grey uint8 of exactly the exported size: smaller frames are padded, larger refused."""
+    img = to_gray(np.asarray(frame))
+    h, w = img.shape
+    H, W = spec.frame_height, spec.frame_width
+    if (h, w) == (H, W):
+        return img
+    if h > H or w > W:
+        raise RtposeError(f"frame is {h}x{w} but the model takes {H}x{W} (re-export with --frame-size {h}x{w})")
+    out = np.zeros((H, W), np.uint8)
+    out[:h, :w] = img
+    return out
+
+
+def assign_identities(class_probs: np.ndarray) -> np.ndarray:
+    """One instance per class, maximising summed log-probability (Hungarian).
+
+    Instances left without a class (more instances than classes) get -1.
+    """
+    n = class_probs.shape[0]
+    identity = np.full(n, -1, np.int32)
+    if n == 0 or class_probs.shape[1] == 0:
+        return identity
+    cost = -np.log(np.clip(class_probs, 1e-9, 1.0))
+    rows, cols = linear_sum_assignment(cost)
+    identity[rows] = cols
+    return identity
+
+
+def raw_to_poses(raw: dict[str, np.ndarray], i: int, spec: ExportSpec) -> Poses:
+    """Graph outputs for batch item ``i`` -> Poses of the valid instances."""
+    valid = raw["valid"][i].astype(bool)
+    points = raw["points"][i][valid].astype(np.float32)
+    scores = raw["point_scores"][i][valid].astype(np.float32)
+    points[scores < spec.point_threshold] = np.nan
+    probs = raw["class_probs"][i][valid].astype(np.float32)
+    return Poses(
+        points=points,
+        point_scores=scores,
+        instance_scores=raw["instance_scores"][i][valid].astype(np.float32),
+        identity=assign_identities(probs),
+        identity_scores=probs,
+    )
+
+
+ENGINES = {
+    "ort-cpu": "rtpose.engine.ort_engine:OrtCpuEngine",
+    "ort-cuda": "rtpose.engine.ort_engine:OrtCudaEngine",
+    "ort-tensorrt": "rtpose.engine.ort_engine:OrtTensorRtEngine",
+    "torch-cuda": "rtpose.engine.torch_cuda:TorchCudaEngine",
+}
+
+
+def load_engine(export_dir: str | Path, name: str = "ort-cpu", **options) -> Engine:
+    """Open ``export_dir`` with the named runtime and warm it up."""
+    import importlib
+
+    if name not in ENGINES:
+        raise RtposeError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    module_name, cls_name = ENGINES[name].split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    engine = cls(export_dir, **options)
+    engine.warmup()
+    return engine

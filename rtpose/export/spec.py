@@ -1,0 +1,92 @@
+"""``rtpose.json``: everything a runtime needs besides ``model.onnx``.
+
+Written by the exporter, read by every engine. No torch here: the live path imports
+this module. ``format_version`` is bumped on any incompatible change; a runtime refuses
+a newer one with a clear message instead of misreading it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from rtpose.errors import RtposeError
+
+FORMAT_VERSION = 1
+SPEC_FILE = "rtpose.json"
+MODEL_FILE = "model.onnx"
+
+# Graph I/O names, fixed so that every runtime binds them the same way.
+INPUT_NAME = "frames"  # (B, 1, H, W) uint8
+OUTPUT_NAMES = ("points", "point_scores", "instance_scores", "class_probs", "valid")
+
+
+@attrs.define
+class ExportSpec:
+    node_names: list[str]
+    edges: list[tuple[int, int]]
+    class_names: list[str]
+    frame_height: int
+    frame_width: int
+    input_scale: float  # centroid net input = frame * input_scale
+    crop_size: int  # centered-instance crop side, full-resolution pixels
+    centroid_output_stride: int
+    instance_output_stride: int
+    anchor_part: str
+    centroid_threshold: float  # minimum centroid peak to count an instance
+    point_threshold: float  # below this a node is reported missing (NaN)
+    max_instances: int
+    config_hash: str
+    architecture: dict[str, Any] = attrs.field(factory=dict)  # lets torch-cuda rebuild the nets
+    format_version: int = FORMAT_VERSION
+    rtpose_version: str = ""
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_names)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = attrs.asdict(self)
+        d["edges"] = [list(e) for e in self.edges]
+        return d
+
+    def save(self, export_dir: str | Path) -> Path:
+        path = Path(export_dir) / SPEC_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, export_dir: str | Path) -> "ExportSpec":
+        export_dir = Path(export_dir)
+        if not export_dir.is_dir():
+            raise RtposeError(f"{export_dir}: not an export directory")
+        for name in (SPEC_FILE, MODEL_FILE):
+            if not (export_dir / name).exists():
+                raise RtposeError(f"{export_dir}: missing {name} (export with `rtpose export`)")
+        try:
+            d = json.loads((export_dir / SPEC_FILE).read_text())
+        except json.JSONDecodeError as exc:
+            raise RtposeError(f"{export_dir / SPEC_FILE}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        version = d.get("format_version")
+        if not isinstance(version, int):
+            raise RtposeError(f"{export_dir / SPEC_FILE}: no format_version")
+        if version > FORMAT_VERSION:
+            raise RtposeError(
+                f"{export_dir}: export format {version} is newer than this rtpose reads ({FORMAT_VERSION}); upgrade rtpose"
+            )
+        known = {f.name for f in attrs.fields(cls)}
+        missing = [f.name for f in attrs.fields(cls)
+                   if f.default is attrs.NOTHING and f.name not in d]
+        if missing:
+            raise RtposeError(f"{export_dir / SPEC_FILE}: missing keys {', '.join(missing)}")
+        d = {k: v for k, v in d.items() if k in known}
+        d["edges"] = [tuple(e) for e in d["edges"]]
+        return cls(**d)

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real fly data from $RTPOSE_DATA (default ../shared/data).
+
+A test that needs the data fails loudly when it is missing; it never skips, so a CI
+machine without the data shows red, not a quiet green.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rtpose.paths import data_dir
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"test data missing: {path} (set RTPOSE_DATA to the shared data directory)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def flies_labels_path() -> Path:
+    return _need(data_dir() / "flies13" / "clip.trainval.slp")
+
+
+@pytest.fixture(scope="session")
+def flies_video_path() -> Path:
+    return _need(data_dir() / "flies13" / "clip.mp4")
+
+
+@pytest.fixture(scope="session")
+def minimal_labels_path() -> Path:
+    return _need(data_dir() / "minimal" / "minimal_instance.pkg.slp")
