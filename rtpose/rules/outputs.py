@@ -1,0 +1,123 @@
+"""Output actions as pure state machines: time and rule states in, volts out.
+
+Nothing here touches a device. The daemon calls ``update(t, rule_states, features)`` on
+every processed frame and writes the returned volts; between frames it asks
+``next_deadline(now)`` for the next time an output changes on its own (a pulse's off
+edge) and then writes ``volts_at(deadline)``, so a 25 ms pulse lasts 25 ms even at
+30 frames/s. ``safe_volts`` (0 V) is what every exit path writes.
+
+Times are seconds on ``rtpose.clock`` (monotonic). ``t`` should be the time of the
+write that follows ``update`` (not the frame's exposure): a pulse's duration and
+refractory period count from it, and deadlines are on the same clock.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Protocol
+
+from rtpose.rules.config import FollowConfig, OutputConfig, PulseConfig
+
+SAFE_VOLTS = 0.0
+
+
+class Output(Protocol):
+    name: str
+    channel: str
+    safe_volts: float
+
+    def update(self, t: float, rule_states: Mapping[str, bool], features: Mapping[str, float]) -> float: ...
+
+    def volts_at(self, t: float) -> float: ...
+
+    def next_deadline(self, now: float) -> float | None: ...
+
+    def reset(self) -> None: ...
+
+
+class PulseOutput:
+    """``volts`` for ``duration`` from a start, then 0 V; no new start within ``refractory``.
+
+    A pulse starts at the time of the frame that triggered it. See ``PulseConfig`` for
+    ``while_true`` versus ``on_onset``.
+    """
+
+    safe_volts = SAFE_VOLTS
+
+    def __init__(self, name: str, channel: str, config: PulseConfig):
+        self.name, self.channel = name, channel
+        self.rule = config.rule
+        self.volts = float(config.volts)
+        self.duration_s = config.duration_ms / 1000.0
+        self.refractory_s = config.refractory_ms / 1000.0
+        self.fire_on_onset = config.fire == "on_onset"
+        self.reset()
+
+    def reset(self) -> None:
+        self.pulse_start: float | None = None
+        self.pulse_count = 0
+        self._rule_held = False
+
+    def update(self, t: float, rule_states: Mapping[str, bool], features: Mapping[str, float]) -> float:
+        holds = bool(rule_states[self.rule])
+        wants_pulse = holds and not (self.fire_on_onset and self._rule_held)
+        self._rule_held = holds
+        if wants_pulse and (self.pulse_start is None or t - self.pulse_start >= self.refractory_s):
+            self.pulse_start = t
+            self.pulse_count += 1
+        return self.volts_at(t)
+
+    def volts_at(self, t: float) -> float:
+        start = self.pulse_start
+        if start is not None and start <= t < start + self.duration_s:
+            return self.volts
+        return SAFE_VOLTS
+
+    def next_deadline(self, now: float) -> float | None:
+        """The end of the pulse in progress at ``now``, if any."""
+        start = self.pulse_start
+        if start is not None and start <= now < start + self.duration_s:
+            return start + self.duration_s
+        return None
+
+
+class FollowOutput:
+    """Volts mapped linearly from a feature, clipped; NaN handled per ``FollowConfig.missing``."""
+
+    safe_volts = SAFE_VOLTS
+
+    def __init__(self, name: str, channel: str, config: FollowConfig):
+        self.name, self.channel = name, channel
+        self.feature = config.feature
+        (self.f0, self.f1), (self.v0, self.v1) = config.feature_range, config.volts_range
+        self.slope = (self.v1 - self.v0) / (self.f1 - self.f0)
+        self.low, self.high = min(self.v0, self.v1), max(self.v0, self.v1)
+        self.hold_when_missing = config.missing == "hold"
+        self.reset()
+
+    def reset(self) -> None:
+        self.value = SAFE_VOLTS
+
+    def volts_for(self, feature_value: float) -> float:
+        """The mapped, clipped volts for a valid feature value."""
+        return min(self.high, max(self.low, self.v0 + (feature_value - self.f0) * self.slope))
+
+    def update(self, t: float, rule_states: Mapping[str, bool], features: Mapping[str, float]) -> float:
+        x = features[self.feature]
+        if math.isfinite(x):
+            self.value = self.volts_for(x)
+        elif not self.hold_when_missing:
+            self.value = SAFE_VOLTS
+        return self.value
+
+    def volts_at(self, t: float) -> float:
+        return self.value
+
+    def next_deadline(self, now: float) -> float | None:
+        return None
+
+
+def make_output(name: str, config: OutputConfig) -> Output:
+    if config.pulse is not None:
+        return PulseOutput(name, config.channel, config.pulse)
+    return FollowOutput(name, config.channel, config.follow)
