@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--px-per-mm", type=float, help="also report errors in mm")
     p.add_argument("--pck-px", type=float, default=5.0, help="PCK distance threshold in pixels")
     p.add_argument("--json", dest="json_out", help="write every figure as JSON")
+    p.add_argument("--unpredicted-frames", choices=("skip", "missed"), default="skip",
+                   help="labeled frames the predictions file has no frame for: leave them out (default, "
+                        "as sleap-nn does) or count their instances as missed")
     _frames_arg(p)
 
     p = sub.add_parser("run", help="run a closed-loop experiment from a protocol file")

@@ -26,15 +26,19 @@ class FrameLabels:
     classes: np.ndarray  # (n,) int32, -1 where the instance has no track
 
 
-def load_labels(path: str | Path) -> sio.Labels:
-    """Open a .slp file, or raise a one-line error naming it."""
+def load_labels(path: str | Path, open_videos: bool = True) -> sio.Labels:
+    """Open a .slp file, or raise a one-line error naming it.
+
+    ``open_videos=False`` reads only the stored video metadata: scoring and format
+    conversions need no pixels, and then work where the videos are absent.
+    """
     path = Path(path)
     if not path.exists():
         raise RtposeError(f"{path}: no such file")
     if path.suffix.lower() != ".slp":
         raise RtposeError(f"{path}: not a .slp labels file")
     try:
-        return sio.load_slp(str(path))
+        return sio.load_slp(str(path), open_videos=open_videos)
     except Exception as exc:  # h5py/sleap-io raise many types on corrupt files
         raise RtposeError(f"{path}: not a readable .slp file ({type(exc).__name__})") from None
 

@@ -1,0 +1,46 @@
+"""Cameras and DAQs behind small interfaces, so everything above runs the same on a rig and in simulation.
+
+Cameras: ``replay`` (a video file as a live camera), ``opencv``, ``spinnaker`` (FLIR).
+DAQs: ``sim`` (outputs looped back to inputs with an exact, configurable delay),
+``nidaqmx`` (NI). Vendor SDKs are imported only when their backend opens.
+"""
+
+from rtpose.hw.camera import Camera, Frame, make_camera, open_camera
+from rtpose.hw.config import (
+    CameraConfig,
+    DaqConfig,
+    NidaqConfig,
+    OpenCvCameraConfig,
+    ReplayCameraConfig,
+    SimDaqConfig,
+    SpinnakerCameraConfig,
+    parse_camera_config,
+    parse_daq_config,
+)
+from rtpose.hw.daq import AiStream, AiTrace, Daq, make_daq, open_daq
+from rtpose.hw.errors import CameraError, CameraTimeout, DaqError, DriverMissing
+
+__all__ = [
+    "AiStream",
+    "AiTrace",
+    "Camera",
+    "CameraConfig",
+    "CameraError",
+    "CameraTimeout",
+    "Daq",
+    "DaqConfig",
+    "DaqError",
+    "DriverMissing",
+    "Frame",
+    "NidaqConfig",
+    "OpenCvCameraConfig",
+    "ReplayCameraConfig",
+    "SimDaqConfig",
+    "SpinnakerCameraConfig",
+    "make_camera",
+    "make_daq",
+    "open_camera",
+    "open_daq",
+    "parse_camera_config",
+    "parse_daq_config",
+]

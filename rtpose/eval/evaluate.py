@@ -1,0 +1,118 @@
+"""Score a predictions .slp against a ground-truth .slp: every figure under a stable key.
+
+The keys of :func:`evaluate`'s result are the JSON that ``rtpose eval --json`` writes;
+scripts depend on them, so add keys rather than rename them. NaN (a figure that is
+undefined, e.g. the error when nothing matched) becomes ``null`` in JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Collection
+
+import numpy as np
+
+from rtpose.eval import metrics
+from rtpose.eval.oks import OKS_SIGMA, Matches, greedy_match, similarity
+from rtpose.eval.pairing import PairedFrames, pair_frames
+
+
+def evaluate(
+    gt_path: str | Path,
+    pred_path: str | Path,
+    frames: Collection[int] | None = None,
+    px_per_mm: float | None = None,
+    pck_px: float = 5.0,
+    unpredicted: str = "skip",
+) -> dict[str, Any]:
+    """All figures for ``pred_path`` scored against ``gt_path``.
+
+    ``frames`` limits scoring to those frame indices; ``unpredicted`` says whether a
+    labeled frame without a predicted frame is left out ("skip") or all missed
+    ("missed"), see ``pairing``.
+    """
+    paired = pair_frames(gt_path, pred_path, frames, unpredicted=unpredicted)
+    result = score(paired, px_per_mm=px_per_mm, pck_px=pck_px)
+    return {"ground_truth": str(gt_path), "predictions": str(pred_path), "unpredicted_frames": unpredicted,
+            **result}
+
+
+def score(paired: PairedFrames, px_per_mm: float | None = None, pck_px: float = 5.0) -> dict[str, Any]:
+    """The figures of already paired frames (see :func:`evaluate`)."""
+    oks = similarity(paired.gt_points, paired.pred_points, OKS_SIGMA)
+    matches = greedy_match(oks, paired.gt_present, paired.pred_present, paired.pred_scores)
+    n_gt = int(paired.gt_present.sum())
+    n_pred = int(paired.pred_present.sum())
+
+    scores = paired.pred_scores[matches.frame, matches.pred]
+    ap, ar = metrics.voc(matches.oks, scores, n_gt)
+
+    gt_points = paired.gt_points[matches.frame, matches.gt]
+    distances = metrics.node_distances(gt_points, paired.pred_points[matches.frame, matches.pred])
+    gt_visible = ~np.isnan(gt_points).any(axis=-1)
+
+    # Identity is judged only where the prediction lies on the animal it was matched to
+    # (its best OKS over the frame's labels); see metrics.identity_accuracy.
+    on_animal = _on_matched_animal(oks, matches)
+    frame, gt, pred = matches.frame[on_animal], matches.gt[on_animal], matches.pred[on_animal]
+    pred_track = paired.pred_track[frame, pred]
+    id_accuracy, n_id_scored = metrics.identity_accuracy(paired.gt_track[frame, gt], pred_track)
+
+    assigned = np.full(paired.gt_present.shape, None, dtype=object)
+    assigned[frame, gt] = pred_track
+    frame_of = np.broadcast_to(np.arange(paired.n_frames)[:, None], paired.gt_present.shape)[paired.gt_present]
+    switches, switch_events = metrics.identity_switches(
+        paired.video[frame_of], paired.frame_idx[frame_of],
+        paired.gt_track[paired.gt_present], assigned[paired.gt_present],
+    )
+
+    result: dict[str, Any] = {
+        "n_frames": paired.n_frames,
+        "n_frames_gt_only": paired.n_frames_gt_only,
+        "n_gt_unscored": paired.n_gt_unscored,
+        "n_frames_pred_only": paired.n_frames_pred_only,
+        "n_gt": n_gt,
+        "n_pred": n_pred,
+        "n_pred_unscored": paired.n_pred_unscored,
+        "n_matched": len(matches),
+        "n_missed": n_gt - len(matches),
+        "n_unmatched_pred": n_pred - len(matches),
+        "map": float(ap.mean()),
+        "mar": float(ar.mean()),
+        "ap": {f"{t:.2f}": float(v) for t, v in zip(metrics.OKS_THRESHOLDS, ap)},
+        "ar": {f"{t:.2f}": float(v) for t, v in zip(metrics.OKS_THRESHOLDS, ar)},
+        "moks": float(matches.oks.mean()) if len(matches) else float("nan"),
+        "oks_sigma": OKS_SIGMA,
+        "dist_px": metrics.distance_summary(distances),
+        "pck_px": float(pck_px),
+        "pck": metrics.pck(distances, gt_visible, pck_px),
+        "id_accuracy": id_accuracy,
+        "n_id_scored": n_id_scored,
+        "id_switches": switches,
+        "id_switch_events": switch_events,
+        "px_per_mm": px_per_mm,
+        "warnings": list(paired.warnings),
+    }
+    if px_per_mm:
+        result["dist_mm"] = metrics.distance_summary(distances / px_per_mm)
+    return result
+
+
+def _on_matched_animal(oks: np.ndarray, matches: Matches) -> np.ndarray:
+    """(M,) True where no labeled instance of the frame is more similar to the prediction."""
+    per_pred = oks[matches.frame, :, matches.pred]  # (M, G)
+    best = np.where(np.isnan(per_pred), -np.inf, per_pred).max(axis=1, initial=-np.inf)
+    return matches.oks >= best
+
+
+def to_json_safe(value: Any) -> Any:
+    """NaN and infinities -> None, numpy scalars -> Python numbers, recursively."""
+    if isinstance(value, dict):
+        return {k: to_json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

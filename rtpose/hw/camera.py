@@ -1,0 +1,107 @@
+"""What the daemon sees of a camera: frames with exposure and arrival times on one clock.
+
+A camera is a clock-driven source: it does not wait for its reader. ``read`` hands over
+the oldest frame the camera still holds, ``None`` once a finite source has ended, and
+raises ``CameraTimeout`` when nothing came in time, which the daemon treats as "the
+camera stopped delivering" (an exit path). Gaps in ``Frame.seq`` are frames the camera
+exposed but dropped because the reader was late.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING
+
+import attrs
+import numpy as np
+
+if TYPE_CHECKING:
+    from rtpose.hw.config import OpenCvCameraConfig, ReplayCameraConfig, SpinnakerCameraConfig
+
+
+@attrs.frozen
+class Frame:
+    """One exposure.
+
+    ``t_exposure`` is when the light was collected (backend-specific, see each backend's
+    docstring); ``t_arrival`` is when our code got the pixels. Both are ``rtpose.clock``
+    seconds, so their difference is the camera's own latency.
+    """
+
+    index: int  # frame index in the source (video frame number; camera frame ID)
+    image: np.ndarray = attrs.field(repr=lambda a: f"array{a.shape}")  # (H, W) uint8
+    t_exposure: float
+    t_arrival: float
+    seq: int = attrs.field(default=attrs.Factory(lambda self: self.index, takes_self=True))  # exposures since open
+
+
+class Camera(abc.ABC):
+    """Open, read frames from one thread, close from any thread (a blocked ``read`` then returns ``None``)."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Start acquiring; exposures happen from now on whether or not anyone reads. Opening twice is a no-op."""
+
+    @abc.abstractmethod
+    def read(self, timeout_s: float = 1.0) -> Frame | None:
+        """The next frame; ``None`` when the source has ended or the camera was closed."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop acquiring and release the device; safe to call twice and from another thread."""
+
+    @property
+    @abc.abstractmethod
+    def frame_rate(self) -> float:
+        """Frames per second the camera exposes at (nominal)."""
+
+    @property
+    @abc.abstractmethod
+    def frame_shape(self) -> tuple[int, int]:
+        """(height, width) of every frame."""
+
+    @property
+    def dropped(self) -> int:
+        """Frames exposed but never handed to ``read`` because the reader was late."""
+        return 0
+
+    def __enter__(self) -> "Camera":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_camera(config: "ReplayCameraConfig | OpenCvCameraConfig | SpinnakerCameraConfig") -> Camera:
+    """The camera a validated config describes, not yet open (vendor SDKs are imported on open)."""
+    if config.backend == "replay":
+        from rtpose.hw.replay import ReplayCamera
+
+        return ReplayCamera.from_config(config)
+    if config.backend == "opencv":
+        from rtpose.hw.opencv_camera import OpenCvCamera
+
+        return OpenCvCamera.from_config(config)
+    if config.backend == "spinnaker":
+        from rtpose.hw.spinnaker import SpinnakerCamera
+
+        return SpinnakerCamera.from_config(config)
+    raise ValueError(f"unknown camera backend {config.backend!r}")  # the config types make this unreachable
+
+
+def open_camera(config) -> Camera:
+    """Make and open the camera a config (or a raw ``camera`` mapping) describes.
+
+    Use it as a context manager so that an exception closes the camera:
+    ``with open_camera(cfg) as camera: ...``.
+    """
+    from rtpose.hw.config import parse_camera_config
+
+    if isinstance(config, dict):
+        config = parse_camera_config(config)
+    camera = make_camera(config)
+    camera.open()
+    return camera

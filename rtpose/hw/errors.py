@@ -1,0 +1,45 @@
+"""Errors raised at the hardware boundary.
+
+All are ``RtposeError`` so the CLI prints them as one line; the subclasses let the daemon
+tell "the camera stopped delivering" (an exit path that must zero the outputs) from a bad
+setting it should have caught before opening anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from rtpose.errors import RtposeError
+
+
+class CameraError(RtposeError):
+    """A camera could not be opened, configured or read."""
+
+
+class CameraTimeout(CameraError):
+    """No frame arrived within the read timeout: the daemon treats this as "the camera stopped delivering"."""
+
+
+class DaqError(RtposeError):
+    """A DAQ could not be opened, written or read (unknown channel, closed device, driver failure)."""
+
+
+class DriverMissing(RtposeError):
+    """A backend's vendor library is not installed; the message says what to install."""
+
+
+def import_driver(module: str, backend: str, install_hint: str) -> ModuleType:
+    """Import a vendor module only when its backend is chosen, with a one-line fix if it is absent.
+
+    Vendor SDKs are not on the development machines or in CI, so nothing else in rtpose
+    may import them at module level.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        first_line = (str(exc).splitlines() or [""])[0]
+        raise DriverMissing(
+            f"the {backend!r} backend needs the Python module {module!r}, which could not be imported "
+            f"({exc.__class__.__name__}: {first_line}); {install_hint}"
+        ) from None

@@ -1,0 +1,199 @@
+"""``rtpose eval`` on the real fly labels, with predictions whose errors we know.
+
+Predictions are the labels themselves, written with rtpose's writer after a known
+change (Gaussian jitter, swapped names, dropped frames), so every figure has an
+expected value. Most cases use a few hundred frames to stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from rtpose.cli import main as cli_main
+from rtpose.data.labels import class_names, load_labels, node_names
+from rtpose.data.predictions import write_predictions
+from rtpose.eval import metrics
+from rtpose.eval.evaluate import evaluate
+from rtpose.eval.oks import greedy_match, similarity
+from rtpose.poses import Poses
+
+FRAMES = range(0, 300)  # a contiguous stretch of labeled frames
+
+
+@pytest.fixture(scope="module")
+def flies(flies_labels_path):
+    """(truth, nodes, classes): truth maps frame -> (points, class index per instance)."""
+    labels = load_labels(flies_labels_path, open_videos=False)
+    classes = class_names(labels)
+    truth = {
+        int(lf.frame_idx): (np.stack([i.numpy() for i in lf.user_instances]).astype(np.float32),
+                            np.array([classes.index(i.track.name) for i in lf.user_instances], np.int32))
+        for lf in labels.labeled_frames
+    }
+    return truth, node_names(labels), classes
+
+
+def write_from_truth(path, flies, video, frames, change=None):
+    """Write the labels of ``frames`` as predictions, after ``change(frame, points, identity)``."""
+    truth, nodes, classes = flies
+    out = []
+    for f in frames:
+        pts, ident = truth[f][0].copy(), truth[f][1].copy()
+        if change is not None:
+            pts, ident = change(f, pts, ident)
+        n = len(pts)
+        scores = np.ones((n, len(classes)), np.float32)
+        out.append((f, Poses(pts, np.ones(pts.shape[:2], np.float32), np.linspace(1.0, 0.9, n, dtype=np.float32),
+                             ident, scores)))
+    return write_predictions(path, video, nodes, [], classes, out)
+
+
+# ---------------------------------------------------------------- the procedure, by hand
+
+
+def test_oks_of_one_displaced_node_matches_the_formula():
+    gt = np.array([[[[0.0, 0.0], [10.0, 20.0], [np.nan, np.nan]]]])  # bbox area 200, one node unlabeled
+    pred = np.array([[[[1.0, 0.0], [10.0, 20.0], [5.0, 5.0]]]])
+    expected = (math.exp(-1.0 / ((2 * 0.025) ** 2 * 2 * 200)) + 1.0) / 2  # unlabeled node left out
+    assert similarity(gt, pred)[0, 0, 0] == pytest.approx(expected, rel=1e-12)
+    pred_missing = pred.copy()
+    pred_missing[0, 0, 1] = np.nan  # a labeled node the prediction lacks scores 0
+    assert similarity(gt, pred_missing)[0, 0, 0] == pytest.approx(math.exp(-1.0 / 1.0) / 2, rel=1e-12)
+
+
+def test_greedy_matching_goes_by_instance_score():
+    oks = np.array([[[0.9, 0.8], [0.0, 0.3]]])  # (frame, gt, pred)
+    present = np.ones((1, 2), bool)
+    m = greedy_match(oks, present, present, pred_scores=np.array([[0.2, 0.7]]))
+    # prediction 1 (score 0.7) claims gt 0 first; prediction 0 gets nothing (OKS 0 with gt 1)
+    assert (m.gt.tolist(), m.pred.tolist(), m.oks.tolist()) == ([0], [1], [0.8])
+
+
+def test_voc_average_precision_by_hand():
+    ap, ar = metrics.voc(np.array([0.4, 0.9, 0.6]), np.array([0.7, 0.9, 0.8]), n_gt=4)
+    # at OKS 0.5 the ranked detections are TP, TP, FP: recall .25, .5, .5 with precision 1
+    assert ap[0] == pytest.approx(51 / 101) and ar[0] == 0.5
+    assert ap[-1] == 0 and ar[-1] == 0  # nothing reaches OKS 0.95
+
+
+def test_switches_per_animal_and_events_with_runs_and_misses():
+    #  frames 0-5 one run; the fly's name flips at 2, a miss at 3, back at 4; gap; frame 9 named wrong
+    frame = np.array([0, 1, 2, 3, 4, 5, 9])
+    assigned = np.array(["f", "f", "m", None, "f", "f", "m"], dtype=object)
+    gt = np.array(["f"] * 7, dtype=object)
+    assert metrics.identity_switches(np.zeros(7, int), frame, gt, assigned) == (2, 2)
+
+
+# ---------------------------------------------------------------- on the fly labels
+
+
+def test_ground_truth_against_itself_is_perfect(flies_labels_path):
+    r = evaluate(flies_labels_path, flies_labels_path)
+    assert r["n_gt"] == r["n_pred"] == r["n_matched"] == 2400
+    assert r["map"] == 1.0 and r["mar"] == 1.0 and r["moks"] == 1.0
+    assert all(v == 0.0 for v in r["dist_px"].values())
+    assert r["pck"] == 1.0 and r["id_accuracy"] == 1.0 and r["id_switches"] == 0
+
+
+def test_gaussian_jitter_gives_rayleigh_error_percentiles(tmp_path, flies, flies_labels_path, flies_video_path):
+    sigma = 2.0
+    rng = np.random.default_rng(7)
+    path = write_from_truth(tmp_path / "jitter.slp", flies, flies_video_path, FRAMES,
+                            lambda f, p, i: (p + rng.normal(scale=sigma, size=p.shape).astype(np.float32), i))
+    r = evaluate(flies_labels_path, path, frames=FRAMES, px_per_mm=30.3)
+
+    def rayleigh(q: float) -> float:  # error (px) below which a share q of nodes lies
+        return sigma * math.sqrt(-2 * math.log(1 - q))
+
+    assert r["n_matched"] == r["n_gt"] == 600
+    assert r["dist_px"]["p50"] == pytest.approx(rayleigh(0.50), rel=0.03)  # sigma * sqrt(2 ln 2)
+    assert r["dist_px"]["p90"] == pytest.approx(rayleigh(0.90), rel=0.03)
+    assert r["dist_px"]["p95"] == pytest.approx(rayleigh(0.95), rel=0.04)
+    assert r["dist_px"]["mean"] == pytest.approx(sigma * math.sqrt(math.pi / 2), rel=0.03)
+    assert r["dist_mm"]["p50"] == pytest.approx(r["dist_px"]["p50"] / 30.3)
+    assert r["pck"] == pytest.approx(1 - math.exp(-(5.0**2) / (2 * sigma**2)), abs=0.01)
+    assert 0.2 < r["map"] < 0.9 and r["id_accuracy"] == 1.0
+
+
+def test_swapped_identities_over_a_stretch(tmp_path, flies, flies_labels_path, flies_video_path):
+    def swap(f, p, ident):
+        return p, (ident[::-1].copy() if 100 <= f < 150 else ident)
+
+    path = write_from_truth(tmp_path / "swap.slp", flies, flies_video_path, FRAMES, swap)
+    r = evaluate(flies_labels_path, path, frames=FRAMES)
+    assert r["map"] == 1.0  # poses are exact; only names are wrong
+    assert r["id_switches"] == 4  # each fly: wrong name at 100, its own back at 150
+    assert r["id_switch_events"] == 2
+    assert r["id_accuracy"] == pytest.approx(1 - 100 / 600)
+
+
+def test_frames_in_only_one_file_are_left_out_or_missed(tmp_path, flies, flies_labels_path, flies_video_path):
+    path = write_from_truth(tmp_path / "part.slp", flies, flies_video_path, range(0, 100))
+    r = evaluate(flies_labels_path, path, frames=FRAMES)  # default: as sleap-nn, unpredicted frames left out
+    assert (r["n_gt"], r["n_matched"], r["n_frames_gt_only"], r["n_gt_unscored"]) == (200, 200, 200, 400)
+    assert r["map"] == 1.0 and len(r["warnings"]) == 1
+    r = evaluate(flies_labels_path, path, frames=FRAMES, unpredicted="missed")
+    assert (r["n_gt"], r["n_matched"], r["n_frames_gt_only"], r["n_gt_unscored"]) == (600, 200, 200, 0)
+    assert r["mar"] == pytest.approx(200 / 600) and r["map"] == pytest.approx(34 / 101)  # recall stops at 0.33
+
+    truth, nodes, classes = flies
+    extra = [(f, Poses(truth[0][0], np.ones((2, len(nodes)), np.float32), np.ones(2, np.float32),
+                       truth[0][1], np.ones((2, 2), np.float32))) for f in (0, 1300, 1301)]
+    path = write_predictions(tmp_path / "unlabeled.slp", flies_video_path, nodes, [], classes, extra)
+    r = evaluate(flies_labels_path, path, frames=range(0, 10))
+    assert r["n_frames_pred_only"] == 0  # outside --frames, not counted at all
+    r = evaluate(flies_labels_path, path)
+    assert (r["n_frames_pred_only"], r["n_pred_unscored"], r["n_pred"], r["n_frames"]) == (2, 4, 2, 1)
+
+
+@pytest.mark.parametrize("unpredicted", ["skip", "missed"])
+@pytest.mark.parametrize("frames", [[], [5]], ids=["no frames", "one empty frame"])
+def test_empty_predictions_score_zero(tmp_path, flies, flies_labels_path, flies_video_path, frames, unpredicted):
+    truth, nodes, classes = flies
+    frames = [(f, Poses.empty(len(nodes), len(classes))) for f in frames]
+    path = write_predictions(tmp_path / "empty.slp", flies_video_path, nodes, [], classes, frames)
+    r = evaluate(flies_labels_path, path, frames=FRAMES, unpredicted=unpredicted)
+    assert (r["map"], r["mar"], r["n_matched"], r["n_pred"]) == (0.0, 0.0, 0, 0)
+    assert r["n_gt"] == (600 if unpredicted == "missed" else 2 * len(frames))
+    assert math.isnan(r["moks"]) and math.isnan(r["dist_px"]["p50"]) and r["id_switches"] == 0
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_cli_writes_every_key(tmp_path, flies, flies_labels_path, flies_video_path, capsys):
+    path = write_from_truth(tmp_path / "p.slp", flies, flies_video_path, range(0, 50))
+    out = tmp_path / "metrics.json"
+    status = cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path), "--frames", "0-49",
+                       "--px-per-mm", "30.3", "--json", str(out)])
+    assert status == 0
+    assert "OKS mAP" in capsys.readouterr().out
+    r = json.loads(out.read_text())
+    for key in ("map", "mar", "moks", "id_accuracy", "id_switches", "id_switch_events", "n_gt", "n_pred",
+                "n_matched", "pck", "ap", "ar"):
+        assert key in r, key
+    for q in ("p50", "p75", "p90", "p95", "p99"):
+        assert r["dist_px"][q] == 0.0 and r["dist_mm"][q] == 0.0
+    assert (r["map"], r["n_gt"], r["n_matched"]) == (1.0, 100, 100)
+
+
+def test_cli_empty_predictions_json_has_nulls_not_nan(tmp_path, flies, flies_labels_path, flies_video_path):
+    truth, nodes, classes = flies
+    path = write_predictions(tmp_path / "empty.slp", flies_video_path, nodes, [], classes, [])
+    out = tmp_path / "m.json"
+    assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path), "--frames", "0-9", "--json", str(out),
+                     "--unpredicted-frames", "missed"]) == 0
+    r = json.loads(out.read_text())  # strict JSON: NaN would not parse in most readers
+    assert r["map"] == 0.0 and r["moks"] is None and r["dist_px"]["p50"] is None and r["n_gt"] == 20
+
+
+@pytest.mark.parametrize("bad", ["video", "missing"])
+def test_cli_names_a_file_that_is_not_slp(flies_labels_path, flies_video_path, tmp_path, capsys, bad):
+    path = flies_video_path if bad == "video" else tmp_path / "nope.slp"
+    assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and str(path) in err
