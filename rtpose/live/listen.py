@@ -1,0 +1,99 @@
+"""``rtpose listen [ADDRESS] [-o FILE] [--count N] [--topic poses]``: watch or record a daemon's stream.
+
+Prints one line per message (frame, how old the frame was when its output was written,
+how late the message reached us, instances found, the rules that hold), or, with ``-o``,
+appends each payload to FILE as it comes: the payloads are msgpack maps, so FILE is a
+msgpack stream (read it with ``msgpack.Unpacker(open(FILE, "rb"))``). Ctrl-C stops it
+cleanly. Both ends use the monotonic clock, so the "late" figure is meaningful on the
+machine running the daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+import msgpack
+import zmq
+
+from rtpose import clock
+from rtpose.errors import RtposeError
+
+
+def describe(message: dict[str, Any], received: float) -> str:
+    """One compact line for a published message."""
+    t = message.get("t", {})
+    output, exposure = t.get("output"), t.get("exposure")
+    latency = f"{1000 * (output - exposure):6.1f} ms" if output is not None and exposure is not None else "   -    "
+    late = f"{1000 * (received - output):6.1f} ms" if output is not None else "   -   "
+    holding = [name for name, state in message.get("rules", {}).items() if state]
+    identities = ",".join(str(i) for i in message.get("identity", [])) or "-"
+    return (f"frame {message.get('frame', '?'):>6}  exposure->output {latency}  received +{late}  "
+            f"[{identities}]  rules: {', '.join(holding) if holding else '-'}")
+
+
+def listen(address: str, topic: str = "poses", count: int | None = None, output: str | None = None,
+           stop: threading.Event | None = None, out=sys.stdout) -> int:
+    """Receive until ``count`` messages, ``stop`` is set, or Ctrl-C; returns how many were received."""
+    stop = stop or threading.Event()
+    context = zmq.Context()
+    socket = context.socket(zmq.SUB)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    received = 0
+    sink = None
+    try:
+        try:
+            socket.connect(address)
+        except zmq.ZMQError as exc:
+            raise RtposeError(f"cannot connect to {address} ({exc})") from None
+        if output is not None:
+            try:
+                sink = open(output, "ab")
+            except OSError as exc:
+                raise RtposeError(f"{output}: cannot write ({exc.strerror})") from None
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        while not stop.is_set() and (count is None or received < count):
+            if not poller.poll(100):  # short polls keep Ctrl-C and `stop` responsive
+                continue
+            parts = socket.recv_multipart()
+            now = clock.now()
+            if len(parts) != 2:
+                continue
+            received += 1
+            if sink is not None:
+                sink.write(parts[1])
+                sink.flush()
+            else:
+                try:
+                    message = msgpack.unpackb(parts[1], raw=False)
+                except (ValueError, msgpack.ExtraData) as exc:
+                    print(f"(undecodable message: {exc})", file=out)
+                    continue
+                print(describe(message, now), file=out, flush=True)
+    finally:
+        if sink is not None:
+            sink.close()
+        socket.close(linger=0)
+        context.term()
+    return received
+
+
+def main(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        where = f" -> {args.output}" if args.output else ""
+        print(f"listening on {args.address} (topic {args.topic}){where}; Ctrl-C to stop", file=sys.stderr)
+        received = listen(args.address, args.topic, args.count, args.output, stop)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    print(f"{received} message(s)", file=sys.stderr)
+    return 0

@@ -1,0 +1,295 @@
+"""The protocol file of ``rtpose run``: one YAML file that says everything about an experiment.
+
+Validated in two stages, both before any camera, DAQ or socket opens, and both report
+``file:line: field.path: message`` for the first problem:
+
+1. ``Protocol`` (pydantic) checks every section's shape, types and units, including the
+   ``camera`` and ``daq`` sections (``rtpose.hw`` configs, which also read the device
+   files) and the ``features``/``rules``/``outputs`` sections (``rtpose.rules``).
+2. ``cross_check`` reads the exported model's ``rtpose.json`` and checks what depends
+   on it or on the device files: node and identity names, that each output drives an
+   analog output the DAQ's device file has, and that its volts fit that channel's range.
+
+Paths: a relative ``model.export_dir`` is looked up in the working directory, then in
+the repository root (the rule ``rtpose.hw`` uses for device files), so the shipped
+protocols work from the repository root and from anywhere else; the recording directory
+is relative to the working directory. ``${VAR}`` is expanded everywhere and
+``${RTPOSE_DATA}`` defaults to the shared data directory.
+
+A full example (``experiments/male_approach_replay.yaml``)::
+
+    name: male_approach_replay           # default: the file name; names the recording
+    camera: {backend: replay, path: ${RTPOSE_DATA}/flies13/clip.mp4, fps: 150}
+    model: {export_dir: models/flies13, engine: ort-cpu}   # threads: N (default: cores)
+    arena: {px_per_mm: 30.3}
+    identities: [female, male]           # must be classes of the model
+    features: {...}                      # see rtpose.rules
+    rules: {...}
+    outputs: {opto_led: {channel: opto_led, pulse: {...}}}  # channel: a DAQ output name
+    daq: {backend: sim}                  # device_file: firmware_configs/sim_daq.yaml
+    publisher: {enabled: true, address: "tcp://127.0.0.1:5555", topic: poses, hwm: 100}
+    recorder: {enabled: true, path: "runs/{name}-{time}", export_slp: false}
+    safety: {camera_stall_s: 2.0, inference_stall_s: 5.0}   # watchdogs: stop, 0 V, exit 1
+    duration: 10                         # seconds; null: until Ctrl-C / SIGTERM / the source ends
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import attrs
+import pydantic
+from pydantic import ConfigDict, Field, field_validator
+
+from rtpose.engine.base import ENGINES
+from rtpose.errors import RtposeError
+from rtpose.export.spec import ExportSpec
+from rtpose.hw.config import CameraConfig, DaqConfig
+from rtpose.paths import REPO_ROOT
+from rtpose.rules import TriggerSections, reference_errors
+from rtpose.yamlconf import apply_overrides, expand_vars, load_yaml
+
+_CAMERA_BACKENDS = ("replay", "opencv", "spinnaker")
+_DAQ_BACKENDS = ("sim", "nidaqmx")
+_ADDRESS = re.compile(r"^(tcp|ipc|inproc)://\S+$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Section(pydantic.BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Section):
+    """The exported model (``model.onnx`` + ``rtpose.json``) and the runtime that runs it."""
+
+    export_dir: str
+    engine: str = "ort-cpu"
+    threads: int | None = Field(None, ge=1, le=256)  # ONNX Runtime intra-op threads; None: all cores
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f"unknown engine {value!r}; choose one of {', '.join(ENGINES)}")
+        return value
+
+
+class ArenaSection(_Section):
+    px_per_mm: float = Field(gt=0, allow_inf_nan=False)
+
+
+class PublisherSection(_Section):
+    """ZeroMQ PUB of one msgpack map per processed frame (see ``rtpose.live.publisher``)."""
+
+    enabled: bool = True
+    address: str = "tcp://127.0.0.1:5555"  # loopback only unless the protocol says otherwise
+    topic: str = Field("poses", min_length=1)
+    hwm: int = Field(100, ge=1, le=1_000_000)  # messages held per subscriber before new ones are dropped
+    queue_size: int = Field(256, ge=1, le=1_000_000)  # loop -> publisher thread; overflow is counted
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not _ADDRESS.match(value):
+            raise ValueError(f"{value!r} is not a ZeroMQ address like tcp://127.0.0.1:5555")
+        return value
+
+
+class RecorderSection(_Section):
+    """Per-frame record written as the run goes (see ``rtpose.live.recorder``)."""
+
+    enabled: bool = True
+    # A directory per run; {name} is the protocol name, {time} the start time (YYYYmmdd-HHMMSS).
+    path: str = "runs/{name}-{time}"
+    export_slp: bool = False  # also write predictions.slp at the end (SLEAP's format)
+    queue_size: int = Field(4096, ge=16, le=1_000_000)
+    fsync_s: float = Field(1.0, gt=0, le=3600)  # flushed every batch; fsync'd this often
+
+    @field_validator("path")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        try:
+            value.format(name="x", time="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only {{name}} and {{time}} may appear in braces ({exc})") from None
+        return value
+
+
+class SafetySection(_Section):
+    """Watchdogs: either one stops the run (0 V out, exit status 1) with a message saying which."""
+
+    # No frame for this long (including before the first one).
+    camera_stall_s: float = Field(2.0, gt=0, le=3600)
+    # One frame's inference running this long (a hung runtime or GPU).
+    inference_stall_s: float = Field(5.0, gt=0, le=3600)
+
+
+class Protocol(TriggerSections):
+    """Every section of a protocol file. ``features``, ``rules``, ``outputs``: see ``rtpose.rules``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    camera: CameraConfig
+    model: ModelSection
+    arena: ArenaSection
+    identities: list[str] | None = Field(None, min_length=1)
+    daq: DaqConfig | None = None
+    publisher: PublisherSection = PublisherSection()
+    recorder: RecorderSection = RecorderSection()
+    safety: SafetySection = SafetySection()
+    duration: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+    @field_validator("name")
+    @classmethod
+    def _file_name_safe(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError("letters, digits, '_', '-' and '.' only (it names the recording directory)")
+        return value
+
+
+@attrs.frozen
+class LoadedProtocol:
+    """A protocol that passed both stages, with what the checks resolved."""
+
+    protocol: Protocol
+    path: Path
+    name: str
+    export_dir: Path  # resolved
+    spec: ExportSpec
+
+    @property
+    def identities(self) -> list[str]:
+        return list(self.protocol.identities or self.spec.class_names)
+
+
+def load_protocol(path: str | Path, overrides: Iterable[str] = (), duration: float | None = None) -> LoadedProtocol:
+    """Read, override, validate and cross-check a protocol file; opens nothing.
+
+    ``duration`` (``rtpose run --duration``) replaces the file's. Any problem raises
+    ``RtposeError("file:line: field: message")``.
+    """
+    path = Path(path)
+    tree, lines = load_yaml(path)
+    overrides = list(overrides)
+    if duration is not None:
+        overrides.append(f"duration={duration!r}")
+    try:
+        tree = _expand(apply_overrides(tree, overrides))
+    except (AttributeError, TypeError, IndexError):  # --set through a scalar or past a list's end
+        raise RtposeError(f"--set {' '.join(overrides)}: a key goes through a value that is not a section") from None
+    try:
+        protocol = Protocol.model_validate(tree)
+    except pydantic.ValidationError as exc:
+        raise RtposeError(_describe(exc.errors(), path, lines)) from None
+    export_dir, spec, problems = cross_check(protocol)
+    if problems:
+        raise RtposeError(_describe([{"loc": loc, "msg": msg, "type": "cross_check"} for loc, msg in problems],
+                                    path, lines))
+    assert export_dir is not None and spec is not None
+    return LoadedProtocol(protocol, path, protocol.name or _default_name(path), export_dir, spec)
+
+
+def cross_check(protocol: Protocol) -> tuple[Path | None, ExportSpec | None, list[tuple[tuple, str]]]:
+    """Stage 2: (resolved export dir, its spec, problems as (field path, message))."""
+    problems: list[tuple[tuple, str]] = []
+    try:
+        export_dir = resolve_path(protocol.model.export_dir)
+        spec = ExportSpec.load(export_dir)
+    except RtposeError as exc:
+        return None, None, [(("model", "export_dir"), str(exc))]
+    classes = list(spec.class_names)
+    for i, identity in enumerate(protocol.identities or []):
+        if identity not in classes:
+            problems.append((("identities", i), f"'{identity}' is not a class of the model ({', '.join(classes)})"))
+    problems += reference_errors(protocol, spec.node_names, classes)
+    problems += _output_channel_problems(protocol)
+    return export_dir, spec, problems
+
+
+def _output_channel_problems(protocol: Protocol) -> list[tuple[tuple, str]]:
+    if not protocol.outputs:
+        return []
+    if protocol.daq is None:
+        name = next(iter(protocol.outputs))
+        return [(("outputs", name, "channel"), "outputs need a daq section to write to")]
+    device = protocol.daq.device
+    problems = []
+    for name, output in protocol.outputs.items():
+        if output.channel not in device.ao:
+            problems.append((("outputs", name, "channel"),
+                             f"the DAQ ({Path(protocol.daq.device_file).name}) has no analog output "
+                             f"'{output.channel}'; it has {', '.join(device.ao)}"))
+            continue
+        low, high = device.ao[output.channel].range_volts
+        wanted = [output.pulse.volts] if output.pulse is not None else list(output.follow.volts_range)
+        for volts in wanted:
+            if not low <= volts <= high:
+                key = "pulse.volts" if output.pulse is not None else "follow.to"
+                problems.append((("outputs", name, *key.split(".")),
+                                 f"{volts:g} V is outside {output.channel}'s range [{low:g}, {high:g}] V"))
+                break
+    return problems
+
+
+def resolve_path(text: str) -> Path:
+    """A relative path in the working directory if it is there, else in the repository root."""
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return path
+    for base in (Path.cwd(), REPO_ROOT):
+        if (base / path).exists():
+            return (base / path).resolve()
+    raise RtposeError(f"{text}: not found in {Path.cwd()} or {REPO_ROOT}")
+
+
+def _default_name(path: Path) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)
+    return stem if _NAME.match(stem) else f"run_{stem}"
+
+
+def _expand(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return expand_vars(obj)
+    if isinstance(obj, dict):
+        return {k: _expand(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_expand(v) for v in obj]
+    return obj
+
+
+def _clean_loc(loc: Iterable) -> tuple[str, ...]:
+    """Field path without pydantic's union tags (``camera.replay.fps`` -> ``camera.fps``)."""
+    loc = [str(p) for p in loc]
+    if len(loc) > 1 and ((loc[0] == "camera" and loc[1] in _CAMERA_BACKENDS)
+                         or (loc[0] == "daq" and loc[1] in _DAQ_BACKENDS)):
+        del loc[1]
+    return tuple(loc)
+
+
+def _message(error: dict) -> str:
+    kind, msg = error.get("type"), str(error.get("msg", ""))
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required but missing"
+    if kind == "union_tag_not_found":
+        return "needs a 'backend'"
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx") or {}
+        return f"unknown backend {ctx.get('tag')!r} (one of {ctx.get('expected_tags')})"
+    return msg.removeprefix("Value error, ")
+
+
+def _describe(errors: list[dict], path: Path, lines: dict[tuple, int]) -> str:
+    """``file:line: field: message (and N more)`` for the first error; the line of the nearest key."""
+    first = errors[0]
+    loc = _clean_loc(first["loc"])
+    if first.get("type") == "union_tag_invalid":
+        loc = loc + ("backend",)
+    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    field = ".".join(loc) or "(top level)"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{path}{f':{line}' if line else ''}: {field}: {_message(first)}{more}"

@@ -1,0 +1,126 @@
+"""The run summary: the figures an experimenter checks before trusting a session.
+
+``build_summary`` gives a JSON-ready map (written beside the recording and by
+``rtpose run --summary``); ``print_summary`` shows it as a short table. Keys that other
+tools rely on: ``frames.acquired``, ``frames.processed``, ``frames.dropped``,
+``triggers``, ``latency_ms.inference.{p50,p99}``, ``latency_ms.overhead.{p50,p99}``,
+``outputs_final_volts``.
+
+``latency_ms.overhead`` is the loop's own cost per processed frame: from the frame's
+arrival (or from the moment the loop was free, if the frame had to wait for the
+previous one) to the DAQ write, minus inference. The wait behind a busy engine is
+``latency_ms.slot_wait``; the whole arrival -> output time, wait included, is
+``latency_ms.arrival_to_output``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rtpose import __version__
+
+if TYPE_CHECKING:
+    from rtpose.live.daemon import Daemon
+
+
+def build_summary(daemon: "Daemon") -> dict[str, Any]:
+    loaded, protocol = daemon.loaded, daemon.protocol
+    frames = daemon.frame_counts()
+    wall_s = None
+    if daemon.t_camera_open is not None and daemon.t_stop is not None:
+        wall_s = round(daemon.t_stop - daemon.t_camera_open, 3)
+    frames["processed_fps"] = round(daemon.processed / wall_s, 2) if wall_s else None
+    camera = daemon.camera
+    triggers = daemon._trigger_count()
+    outputs = daemon.outputs
+    pulses = {}
+    if outputs is not None:
+        for name, widths in outputs.pulse_widths.items():
+            pulses[name] = {"count": triggers.get(name, 0), "width_ms": widths.summary_ms()}
+    return {
+        "rtpose_version": __version__,
+        "protocol": str(loaded.path),
+        "name": loaded.name,
+        "started_at": daemon.t_started_wall,
+        "wall_s": wall_s,
+        "stop": {"reason": daemon.stop_reason(), "error": daemon.error_message(),
+                 "problems_during_shutdown": list(daemon.shutdown_problems)},
+        "model": {"export_dir": str(loaded.export_dir), "engine": protocol.model.engine,
+                  "device": getattr(daemon.engine, "device", None)},
+        "camera": {"name": getattr(camera, "name", None), "fps": _safe(lambda: camera.frame_rate),
+                   "frame_shape": _safe(lambda: list(camera.frame_shape))},
+        "daq": getattr(daemon.daq, "name", None),
+        "frames": frames,
+        "triggers": sum(triggers.values()),
+        "triggers_by_output": triggers,
+        "rule_true_frames": dict(daemon.rule_true_frames),
+        "latency_ms": {name: histogram.summary_ms() for name, histogram in daemon.latency.items()},
+        "pulses": pulses,
+        "pulse_off_edge_late_ms": outputs.off_edge_late.summary_ms() if outputs is not None else None,
+        "daq_writes": outputs.writes if outputs is not None else 0,
+        "outputs_final_volts": dict(daemon.final_volts),
+        "publisher": daemon.publisher.stats() if daemon.publisher is not None else None,
+        "recorder": daemon.recorder.stats() if daemon.recorder is not None else None,
+        "recording": str(daemon.run_dir) if daemon.run_dir is not None else None,
+    }
+
+
+def _safe(getter):
+    try:
+        return getter()
+    except Exception:
+        return None
+
+
+def print_summary(summary: dict[str, Any], console=None) -> None:
+    """A readable table of the figures that matter (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    frames, latency = summary["frames"], summary["latency_ms"]
+    table = Table(title=f"rtpose run: {summary['name']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    stop = summary["stop"]
+    table.add_row("stopped", stop["reason"] + (f" ({stop['error']})" if stop["error"] else ""))
+    table.add_row("ran", f"{summary['wall_s']} s" if summary["wall_s"] is not None else "-")
+    table.add_row("model", f"{summary['model']['export_dir']} on {summary['model']['engine']} "
+                           f"({summary['model']['device']})")
+    cam = summary["camera"]
+    table.add_row("camera", f"{cam['name']} at {_num(cam['fps'])} FPS")
+    by_reason = ", ".join(f"{k} {v}" for k, v in frames["dropped_by_reason"].items() if v) or "none"
+    table.add_row("frames", f"{frames['acquired']} acquired = {frames['processed']} processed "
+                            f"({_num(frames['processed_fps'])}/s) + {frames['dropped']} dropped ({by_reason})")
+    for name, label in (("inference", "inference"), ("overhead", "overhead (loop)"),
+                        ("exposure_to_output", "exposure -> output")):
+        figures = latency[name]
+        table.add_row(label, f"p50 {_num(figures['p50'])} ms, p99 {_num(figures['p99'])} ms, "
+                             f"max {_num(figures['max'])} ms")
+    triggers = ", ".join(f"{k} {v}" for k, v in summary["triggers_by_output"].items()) or "no outputs"
+    table.add_row("triggers", f"{summary['triggers']} ({triggers})")
+    for name, count in summary["rule_true_frames"].items():
+        table.add_row(f"rule {name}", f"true on {count} frames")
+    for name, pulse in summary["pulses"].items():
+        width = pulse["width_ms"]
+        if width["count"]:
+            table.add_row(f"pulse {name}", f"width p50 {_num(width['p50'])} ms, max {_num(width['max'])} ms")
+    volts = ", ".join(f"{k} {v:g} V" for k, v in summary["outputs_final_volts"].items()) or "no DAQ"
+    table.add_row("outputs after stop", volts)
+    if summary["publisher"]:
+        pub = summary["publisher"]
+        table.add_row("published", f"{pub['sent']} messages on {pub['address']}"
+                                   + (f" ({pub['queue_overflow']} lost: queue full)" if pub["queue_overflow"] else ""))
+    if summary["recording"]:
+        table.add_row("recording", summary["recording"])
+    for problem in stop["problems_during_shutdown"]:
+        table.add_row("[red]shutdown problem[/red]", problem)
+    console.print(table)
+
+
+def _num(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
