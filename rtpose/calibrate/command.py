@@ -1,0 +1,51 @@
+"""``rtpose calibrate PROTOCOL.yaml [--duration S] [--set key=value ...] [--report OUT.json]``.
+
+Checks the protocol (and that it can be calibrated) before anything opens, runs the
+daemon with the analog input captured, aligns the looped-back trace with the offline
+one, writes the report JSON and its histogram PNG (by default into the run's recording
+directory), prints the breakdown, and exits 0; 1 when the run failed or too few
+segments were usable (with one line saying why); 2 for a protocol or setting mistake.
+``--set calibration.KEY=VALUE`` changes an alignment setting (see ``session``).
+"""
+
+from __future__ import annotations
+
+from rtpose.live.memory import limit_malloc_arenas
+
+# First, before numpy, ONNX Runtime and the camera start threads: see rtpose.live.memory.
+limit_malloc_arenas(1)
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from rtpose.calibrate.report import breakdown_lines, build_report, write_report  # noqa: E402
+from rtpose.calibrate.session import prepare, run_and_analyse  # noqa: E402
+
+REPORT_NAME = "latency_report.json"
+
+
+def main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    loaded, target, settings, protocol_overrides = prepare(args.protocol, args.overrides, args.duration)
+    protocol = loaded.protocol
+    console = Console(highlight=False, soft_wrap=True)
+    duration = f"{protocol.duration:g} s" if protocol.duration is not None else "until Ctrl-C or the end of the video"
+    console.print(f"[bold]{loaded.name}[/bold]: calibrating '{target.output}' ({target.channel} -> "
+                  f"{target.loopback_input}) on the {protocol.daq.backend} DAQ, {protocol.camera.backend} camera, "
+                  f"{duration}")
+    result, calibration = run_and_analyse(loaded, target, settings)
+    if calibration is None:
+        print(f"error: the run failed, nothing to calibrate: {result.error or 'no recording'}", file=sys.stderr)
+        return 1
+    report = build_report(calibration, loaded, result.summary, protocol_overrides, result.recording)
+    path = Path(args.report) if args.report else Path(result.recording) / REPORT_NAME
+    json_path, png_path = write_report(report, calibration, path)
+    for line in breakdown_lines(report):
+        console.print(line, markup=False)
+    console.print(f"report: {json_path}  histogram: {png_path}", markup=False)
+    if not calibration.enough_segments:
+        print(f"error: {calibration.shortfall_message()}", file=sys.stderr)
+        return 1
+    return 0
