@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rtpose-installed
 export RTPOSE_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test setup clean-venv
+.PHONY: demo test setup model clean-venv
 
 setup: $(STAMP)
 
@@ -27,3 +27,18 @@ test: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Retrain, export and evaluate the shipped flies13 model (<= 20 min on 2 CPU cores).
+MODEL_RUN := runs/flies13
+FLIES := $(RTPOSE_DATA)/flies13
+model: $(STAMP)
+	$(PY) -m rtpose train experiments/train/flies13.yaml -o $(MODEL_RUN)
+	$(PY) -m rtpose export $(MODEL_RUN) -o models/flies13 --int8
+	$(PY) -m rtpose predict -m models/flies13 -i $(FLIES)/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(MODEL_RUN)/val_predictions.slp
+	$(PY) -m rtpose eval -g $(FLIES)/clip.trainval.slp -p $(MODEL_RUN)/val_predictions.slp --px-per-mm 30.3 --json $(MODEL_RUN)/val_eval.json
+	$(PY) experiments/train/model_card.py $(MODEL_RUN) models/flies13 $(MODEL_RUN)/val_eval.json "make model" \
+	  "# which runs:" \
+	  "rtpose train experiments/train/flies13.yaml -o $(MODEL_RUN)" \
+	  "rtpose export $(MODEL_RUN) -o models/flies13 --int8" \
+	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(MODEL_RUN)/val_predictions.slp" \
+	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.trainval.slp -p $(MODEL_RUN)/val_predictions.slp --px-per-mm 30.3 --json $(MODEL_RUN)/val_eval.json"

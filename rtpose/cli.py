@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="export directory (model.onnx + rtpose.json)")
     p.add_argument("--max-instances", type=int, default=None, help="instances per frame (default: classes)")
     p.add_argument("--frame-size", metavar="HxW", help="frame size the graph takes (default: training video)")
+    p.add_argument("--int8", action="store_true",
+                   help="quantise the convolutions to int8 (about 2x faster on CPUs with VNNI), checked against fp32")
+    p.add_argument("--calibration-frames", type=int, default=50, help="training frames that calibrate --int8")
 
     p = sub.add_parser("predict", help="predict poses on a video or .slp and write .slp")
     p.add_argument("-m", "--model", required=True, help="export directory")

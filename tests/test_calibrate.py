@@ -369,7 +369,7 @@ def test_rtpose_calibrate_writes_the_report_and_histogram_and_explains_the_numbe
     assert segments["used"] + segments["rejected"] == segments["total"] == len(segments["list"])
     assert report["status"] == "ok" and report["protocol"]["feature"] == "head_distance"
     assert report["injected"]["loopback_delay_ms"] == 13.7 and report["injected"]["loopback_jitter_ms"] == 2
-    assert report["machine"]["logical_cpus"] >= 1 and report["run"]["frames"]["processed"] > 0
+    assert report["machine"]["cpu_count"] >= 1 and report["run"]["frames"]["processed"] > 0
     # A short run and 2 ms of jitter: the precise checks are the teed run's; this one catches gross errors.
     assert abs(report["injected"]["error_ms"]) < 1.0, report["injected"]
     breakdown = report["breakdown_ms"]

@@ -13,8 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import numpy as np
 from rtpose import __version__
 from rtpose.calibrate.analysis import Calibration, describe_ms, expected_sim_delay_ms
 from rtpose.live.protocol import LoadedProtocol
+from rtpose.machine import describe
 
 FORMAT = "rtpose-latency-calibration"
 VERSION = 1
@@ -172,23 +171,7 @@ def _finite(value: float, digits: int = 6) -> float | None:
 
 
 def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"hostname": platform.node(), "platform": platform.platform(),
-                            "python": platform.python_version(), "cpu": _cpu_model(), "logical_cpus": os.cpu_count()}
-    try:
-        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        info["load_average"] = None
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return describe()
 
 
 # --- files ------------------------------------------------------------------------------

@@ -56,13 +56,42 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+class _EmbeddedFrames:
+    """Frames stored inside a SLEAP package (.pkg.slp), read through sleap-io."""
+
+    def __init__(self, path: Path):
+        import sleap_io as sio
+
+        try:
+            labels = sio.load_slp(str(path))
+        except Exception as exc:
+            raise RtposeError(f"{path}: not a readable .slp file ({type(exc).__name__})") from None
+        embedded = [v for v in labels.videos if type(v.backend).__name__ == "HDF5Video"]
+        if not embedded:
+            raise RtposeError(f"{path}: has no embedded images; read its video file instead")
+        self.video = embedded[0]
+        self.n_frames, self.height, self.width = self.video.shape[0], self.video.shape[1], self.video.shape[2]
+        self.frame_indices = sorted(int(i) for i in getattr(self.video.backend, "frame_map", {}) or range(self.n_frames))
+
+    def read(self, index: int) -> np.ndarray:
+        return to_gray(np.asarray(self.video[index]))
+
+
 class VideoReader:
-    """Grayscale frames of one video file by index."""
+    """Grayscale frames of one video file by index (any OpenCV-readable video, or the
+    images embedded in a SLEAP .pkg.slp)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.exists():
             raise RtposeError(f"{self.path}: no such video file")
+        self._embedded = None
+        if self.path.suffix.lower() in (".slp", ".h5", ".hdf5"):
+            self._embedded = _EmbeddedFrames(self.path)
+            self.n_frames = max(self._embedded.frame_indices) + 1
+            self.height, self.width = self._embedded.height, self._embedded.width
+            self.fps = 0.0
+            return
         self._cap = cv2.VideoCapture(str(self.path))
         if not self._cap.isOpened():
             raise RtposeError(f"{self.path}: not a readable video")
@@ -86,6 +115,8 @@ class VideoReader:
         """Frame ``index`` as (H, W) uint8."""
         if not 0 <= index < self.n_frames:
             raise RtposeError(f"{self.path}: frame {index} out of range: valid frames are 0-{self.n_frames - 1}")
+        if self._embedded is not None:
+            return self._embedded.read(index)
         if index == 0:
             return self._first.copy()
         if index != self._next:
@@ -102,7 +133,8 @@ class VideoReader:
             yield i, self.read(i)
 
     def close(self) -> None:
-        self._cap.release()
+        if self._embedded is None:
+            self._cap.release()
 
     def __enter__(self) -> "VideoReader":
         return self

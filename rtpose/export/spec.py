@@ -40,6 +40,7 @@ class ExportSpec:
     point_threshold: float  # below this a node is reported missing (NaN)
     max_instances: int
     config_hash: str
+    refinement: str = "integral"  # sub-pixel peak refinement inside the graph
     architecture: dict[str, Any] = attrs.field(factory=dict)  # lets torch-cuda rebuild the nets
     format_version: int = FORMAT_VERSION
     rtpose_version: str = ""

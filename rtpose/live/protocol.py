@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import attrs
 import pydantic
@@ -49,7 +49,7 @@ from rtpose.export.spec import ExportSpec
 from rtpose.hw.config import CameraConfig, DaqConfig
 from rtpose.paths import REPO_ROOT
 from rtpose.rules import TriggerSections, reference_errors
-from rtpose.yamlconf import apply_overrides, expand_vars, load_yaml
+from rtpose.yamlconf import apply_overrides, expand_tree, load_yaml
 
 _CAMERA_BACKENDS = ("replay", "opencv", "spinnaker")
 _DAQ_BACKENDS = ("sim", "nidaqmx")
@@ -177,7 +177,7 @@ def load_protocol(path: str | Path, overrides: Iterable[str] = (), duration: flo
     if duration is not None:
         overrides.append(f"duration={duration!r}")
     try:
-        tree = _expand(apply_overrides(tree, overrides))
+        tree = expand_tree(apply_overrides(tree, overrides))
     except (AttributeError, TypeError, IndexError):  # --set through a scalar or past a list's end
         raise RtposeError(f"--set {' '.join(overrides)}: a key goes through a value that is not a section") from None
     try:
@@ -248,16 +248,6 @@ def resolve_path(text: str) -> Path:
 def _default_name(path: Path) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)
     return stem if _NAME.match(stem) else f"run_{stem}"
-
-
-def _expand(obj: Any) -> Any:
-    if isinstance(obj, str):
-        return expand_vars(obj)
-    if isinstance(obj, dict):
-        return {k: _expand(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_expand(v) for v in obj]
-    return obj
 
 
 def _clean_loc(loc: Iterable) -> tuple[str, ...]:

@@ -1,0 +1,77 @@
+"""Write MODEL_CARD.md for an exported model: how it was made and how well it does.
+
+Usage: python experiments/train/model_card.py MODEL_DIR EXPORT_DIR EVAL_JSON COMMAND...
+Everything in the card is read from files the commands wrote (model.json, the eval
+JSON): nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    model_dir, export_dir, eval_json = (Path(a) for a in sys.argv[1:4])
+    commands = sys.argv[4:]
+    info = json.loads((model_dir / "model.json").read_text())
+    ev = json.loads(eval_json.read_text())
+    spec = json.loads((export_dir / "rtpose.json").read_text())
+    c, i = info["centroid"], info["instance"]
+    size_mb = (export_dir / "model.onnx").stat().st_size / 1e6
+    lines = [
+        "# flies13 top-down ID model (rtpose)",
+        "",
+        "Two flies (female, male), 13-node flies13 skeleton, 1024x1024 grayscale frames of the SLEAP",
+        "paper's courtship chamber (30.3 px/mm). Trained by rtpose's own trainer from",
+        f"`{Path(info['labels']).name}`; exported as one ONNX graph ({size_mb:.1f} MB).",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        *commands,
+        "```",
+        "",
+        "## Training",
+        "",
+        f"- frames: {info['train_frames']} for training, {info['val_frames']} held out for validation "
+        "(see `config.yaml` in the training output for the exact selection)",
+        f"- machine: {info.get('cpu_count')} CPU cores ({platform.processor() or platform.machine()}), "
+        f"device {info['device']}, precision {info.get('precision', 'fp32')}, torch threads {info['torch_threads']}",
+        f"- wall time: {info['wall_minutes']:.1f} min in all (centroid {c['wall_minutes']:.1f} min, "
+        f"{c['epochs']} epochs, {c['stopped']}; centered-instance {i['wall_minutes']:.1f} min, "
+        f"{i['epochs']} epochs, {i['stopped']})",
+        f"- centroid: input scale {info['input_scale']}, output stride {info['centroid_output_stride']}; "
+        f"centered instance: crop {info['crop_size']} px, output stride {info['instance_output_stride']}, "
+        f"{info['refinement']} peak refinement",
+        f"- config hash {info['config_hash']}",
+        "",
+        "## Accuracy on the validation frames (not trained on)",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        f"| OKS mAP | {ev['map']:.3f} |",
+        f"| OKS mAR | {ev['mar']:.3f} |",
+        f"| mOKS | {ev['moks']:.3f} |",
+        f"| node error p50 / p95 (px) | {ev['dist_px']['p50']:.2f} / {ev['dist_px']['p95']:.2f} |",
+    ]
+    if ev.get("dist_mm"):
+        lines.append(f"| node error p95 (mm) | {ev['dist_mm']['p95']:.3f} |")
+    lines += [
+        f"| identity accuracy | {ev['id_accuracy']:.4f} |",
+        f"| identity switches | {ev['id_switches']} |",
+        f"| instances (labeled / predicted / matched) | {ev['n_gt']} / {ev['n_pred']} / {ev['n_matched']} |",
+        "",
+        f"Export: {spec['frame_height']}x{spec['frame_width']} uint8 frames in; up to {spec['max_instances']} "
+        f"instances; classes {', '.join(spec['class_names'])}.",
+        "",
+    ]
+    (export_dir / "MODEL_CARD.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""``rtpose bench``: batch-1 round-trip latency (host frame -> host Poses) and throughput.
+
+Frames are decoded before timing, so the figures are the engine's alone: preparing the
+frame, running the graph, copying outputs back and assigning identities on the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rtpose.engine.base import Engine, load_engine
+from rtpose.engine.frames import read_ahead, resolve_input
+from rtpose.errors import RtposeError
+from rtpose.machine import describe
+
+
+def time_batch1(engine: Engine, frames: list[np.ndarray], warmup: int) -> np.ndarray:
+    """Per-frame latency in ms of ``engine.infer`` over ``frames`` after ``warmup`` calls."""
+    for i in range(warmup):
+        engine.infer(frames[i % len(frames)])
+    out = np.empty(len(frames))
+    for i, frame in enumerate(frames):
+        t = time.perf_counter()
+        engine.infer(frame)
+        out[i] = (time.perf_counter() - t) * 1e3
+    return out
+
+
+def throughput(engine: Engine, frames: list[np.ndarray], batch_size: int, min_seconds: float = 2.0) -> float:
+    """Frames per second of ``infer_batch`` at ``batch_size`` (one untimed batch first)."""
+    batch = [frames[i % len(frames)] for i in range(batch_size)]
+    engine.infer_batch(batch)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        engine.infer_batch(batch)
+        n += batch_size
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_seconds:
+            return n / elapsed
+
+
+def summarize(ms: np.ndarray) -> dict:
+    return {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
+            "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "mean": float(ms.mean())}
+
+
+def plot_histogram(ms: np.ndarray, path: str | Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.hist(ms, bins=60, color="#3b6ea8")
+    for q, style in ((50, "-"), (99, "--")):
+        v = np.percentile(ms, q)
+        ax.axvline(v, color="k", linestyle=style, label=f"p{q} {v:.2f} ms")
+    ax.set_xlabel("round-trip latency per frame (ms)")
+    ax.set_ylabel("frames")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(args: argparse.Namespace) -> int:
+    video, indices = resolve_input(args.input, args.frames or "0-99")
+    frames = [f for _, f in read_ahead(video, indices)]
+    if not frames:
+        raise RtposeError("no frames to time")
+    engine = load_engine(args.model, args.engine)
+    ms = time_batch1(engine, frames, args.warmup)
+    result = {
+        "engine": engine.name, "device": engine.device, "model": str(args.model),
+        "frames": f"{indices[0]}-{indices[-1]}", "n": len(frames), "batch_size": 1,
+        "latency_ms": summarize(ms), "fps": float(1e3 / ms.mean()), "machine": describe(),
+    }
+    if args.batch_size > 1:
+        result["fps_at_batch_size"] = {str(args.batch_size): throughput(engine, frames, args.batch_size)}
+    if not args.no_batch_sweep:
+        sizes = [1, 2, 4, 8, 16] if args.engine.startswith("ort-cpu") else [1, 4, 16, 32, 64, 128, 256]
+        sweep = {str(b): throughput(engine, frames, b) for b in sizes}
+        best = max(sweep, key=sweep.get)
+        result["throughput_fps"] = sweep
+        result["best_batch_size"] = int(best)
+        result["best_fps"] = sweep[best]
+    lat = result["latency_ms"]
+    print(f"{engine.name} on {engine.device}, model {args.model}, frames {result['frames']} (n={len(frames)})")
+    print(f"batch 1 round trip: p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f}  p99 {lat['p99']:.2f}  "
+          f"max {lat['max']:.2f}  -> {result['fps']:.0f} frames/s")
+    if "throughput_fps" in result:
+        sweep_text = "  ".join(f"b{b}: {f:.0f}" for b, f in result["throughput_fps"].items())
+        print(f"throughput (frames/s): {sweep_text}; best {result['best_fps']:.0f} at batch {result['best_batch_size']}")
+    m = result["machine"]
+    print(f"machine: {m['cpu']}, {m['cpu_count']} cores, onnxruntime {m['onnxruntime']}")
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(result, indent=2))
+    if args.histogram:
+        plot_histogram(ms, args.histogram, f"{engine.name}, batch 1, {engine.device}")
+    return 0

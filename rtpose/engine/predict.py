@@ -1,0 +1,60 @@
+"""``rtpose predict``: poses for every chosen frame of a video, written as SLEAP .slp."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from rtpose.data.predictions import write_predictions
+from rtpose.engine.base import load_engine
+from rtpose.engine.frames import read_ahead, resolve_input
+from rtpose.errors import RtposeError
+from rtpose.poses import Poses
+
+
+def predict(model: str | Path, input_path: str | Path, frames: str | None = None, output: str | Path | None = None,
+            batch_size: int = 1, engine_name: str = "ort-cpu", only_labeled: bool = False,
+            progress: bool = True) -> Path:
+    if batch_size < 1:
+        raise RtposeError("--batch-size must be at least 1")
+    video, indices = resolve_input(input_path, frames, only_labeled)
+    if not indices:
+        raise RtposeError(f"{input_path}: no frames to predict on")
+    output = Path(output) if output else Path(input_path).with_suffix(".predictions.slp")
+    engine = load_engine(model, engine_name)
+    spec = engine.spec
+    results: list[tuple[int, Poses]] = []
+    columns = [TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]} FPS"),
+               TimeRemainingColumn()]
+    t0 = time.perf_counter()
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task("", total=len(indices), fps="-")
+        pending: list[tuple[int, object]] = []
+
+        def flush() -> None:
+            poses = engine.infer_batch([f for _, f in pending])
+            results.extend((i, p) for (i, _), p in zip(pending, poses))
+            pending.clear()
+            done = len(results)
+            bar.update(task, completed=done, fps=f"{done / (time.perf_counter() - t0):.0f}")
+
+        for idx, frame in read_ahead(video, indices):
+            pending.append((idx, frame))
+            if len(pending) == batch_size:
+                flush()
+        if pending:
+            flush()
+    wall = time.perf_counter() - t0
+    write_predictions(output, video, spec.node_names, spec.edges, spec.class_names, results)
+    n_inst = sum(len(p) for _, p in results)
+    print(f"{len(results)} frames, {n_inst} instances -> {output} ({len(results) / wall:.0f} frames/s, "
+          f"{engine.name} on {engine.device})")
+    return output
+
+
+def main(args: argparse.Namespace) -> int:
+    predict(args.model, args.input, args.frames, args.output, args.batch_size, args.engine, args.only_labeled)
+    return 0

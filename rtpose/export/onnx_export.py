@@ -1,0 +1,144 @@
+"""Trained model directory -> export directory (``model.onnx`` + ``rtpose.json``).
+
+The two networks and all the steps between them become one ONNX graph (see
+rtpose.nn.pipeline). BatchNorm is folded into the convolutions first, so the graph's
+weights are plain conv kernels whose initializer names equal the torch parameter names;
+the torch-cuda engine rebuilds the same modules from ``architecture`` and reloads those
+weights by name. The export checks itself: ONNX Runtime must reproduce torch's points on
+a real frame before the directory is written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtpose import __version__
+from rtpose.errors import RtposeError
+from rtpose.export.spec import INPUT_NAME, MODEL_FILE, OUTPUT_NAMES, ExportSpec
+from rtpose.nn.models import centroid_arch_from_dict, instance_arch_from_dict
+from rtpose.nn.pipeline import TopDownPipeline
+from rtpose.nn.unet import fold_batchnorm
+
+MODEL_INFO = "model.json"  # written by rtpose.train.trainer
+OPSET = 17
+
+
+def _load_checkpoint(path: Path) -> dict:
+    if not path.exists():
+        raise RtposeError(f"{path}: missing (train the model first, or point at a model directory)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise RtposeError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+
+
+def build_pipeline(model_dir: str | Path, max_instances: int | None = None) -> tuple[TopDownPipeline, dict]:
+    """The eval-mode, BatchNorm-folded pipeline of a model directory, and its model.json."""
+    model_dir = Path(model_dir)
+    info_path = model_dir / MODEL_INFO
+    if not info_path.exists():
+        raise RtposeError(f"{model_dir}: no {MODEL_INFO}; not a model directory written by `rtpose train`")
+    info = json.loads(info_path.read_text())
+    c_ckpt = _load_checkpoint(model_dir / "centroid" / "best.pt")
+    i_ckpt = _load_checkpoint(model_dir / "instance" / "best.pt")
+    centroid = centroid_arch_from_dict(c_ckpt["arch"]).build()
+    centroid.load_state_dict(c_ckpt["state_dict"])
+    instance = instance_arch_from_dict(i_ckpt["arch"]).build()
+    instance.load_state_dict(i_ckpt["state_dict"])
+    n = max_instances or max(len(info["class_names"]), int(info.get("max_instances", 1)))
+    pipeline = TopDownPipeline(
+        centroid, instance, input_scale=info["input_scale"], crop_size=info["crop_size"], max_instances=n,
+        centroid_threshold=info["centroid_threshold"], refinement=info["refinement"],
+    )
+    pipeline.eval()
+    fold_batchnorm(pipeline)
+    info["architecture"] = {"centroid": c_ckpt["arch"], "instance": i_ckpt["arch"]}
+    return pipeline, info
+
+
+def spec_from_info(info: dict, max_instances: int, frame_hw: tuple[int, int]) -> ExportSpec:
+    return ExportSpec(
+        node_names=info["node_names"], edges=[tuple(e) for e in info["edges"]], class_names=info["class_names"],
+        frame_height=frame_hw[0], frame_width=frame_hw[1], input_scale=info["input_scale"],
+        crop_size=info["crop_size"], centroid_output_stride=info["centroid_output_stride"],
+        instance_output_stride=info["instance_output_stride"], anchor_part=info["anchor_part"],
+        centroid_threshold=info["centroid_threshold"], point_threshold=info["point_threshold"],
+        max_instances=max_instances, config_hash=info["config_hash"], refinement=info["refinement"],
+        architecture=info["architecture"], rtpose_version=__version__,
+    )
+
+
+def parse_frame_size(text: str | None, info: dict) -> tuple[int, int]:
+    if not text:
+        return int(info["frame_height"]), int(info["frame_width"])
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise RtposeError(f"--frame-size {text!r}: expected HxW, e.g. 1024x1024") from None
+    if h < 32 or w < 32:
+        raise RtposeError(f"--frame-size {text!r}: too small")
+    return h, w
+
+
+def export(model_dir: str | Path, export_dir: str | Path, max_instances: int | None = None,
+           frame_size: str | None = None, check_frame: np.ndarray | None = None,
+           int8_frames: tuple[list[np.ndarray], list[np.ndarray]] | None = None) -> ExportSpec:
+    """Write ``export_dir``; returns its spec. ``check_frame``: a real (H, W) uint8 frame
+    for the torch/ONNX Runtime agreement check (a blank frame checks nothing useful).
+    ``int8_frames``: (calibration frames, check frames) to quantise the convolutions to
+    int8 (rtpose.export.quantize); None keeps fp32."""
+    import onnxruntime as ort
+
+    pipeline, info = build_pipeline(model_dir, max_instances)
+    h, w = parse_frame_size(frame_size, info)
+    spec = spec_from_info(info, pipeline.max_instances, (h, w))
+    if check_frame is None:
+        check_frame = np.zeros((h, w), np.uint8)
+    frame = torch.from_numpy(np.ascontiguousarray(check_frame[:h, :w]))[None, None]
+    export_dir = Path(export_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / MODEL_FILE
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on Python ints are expected
+            torch.onnx.export(
+                pipeline, (frame,), str(onnx_path), dynamo=False, opset_version=OPSET,
+                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}},
+                do_constant_folding=True,
+            )
+        with torch.no_grad():
+            expected = [t.numpy() for t in pipeline(frame)]
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {INPUT_NAME: frame.numpy()})
+        valid = expected[4] & got[4]
+        if not np.array_equal(expected[4], got[4]):
+            raise RtposeError("export check failed: ONNX Runtime finds other instances than torch")
+        if valid.any():
+            diff = np.nanmax(np.abs(expected[0][valid] - got[0][valid]))
+            if diff > 0.1:
+                raise RtposeError(f"export check failed: ONNX Runtime points differ from torch by {diff:.3f} px")
+        if int8_frames is not None:
+            from rtpose.export.quantize import MAX_MEDIAN_SHIFT_PX, point_shift_px, quantize_int8
+
+            calibration, check = int8_frames
+            int8_path = Path(tmp) / "int8.onnx"
+            quantize_int8(onnx_path, int8_path, calibration)
+            shift = point_shift_px(onnx_path, int8_path, check or calibration[:10])
+            if shift["median"] > MAX_MEDIAN_SHIFT_PX:
+                raise RtposeError(f"int8 check failed: points moved {shift['median']:.2f} px (median) from fp32; "
+                                  "export without --int8")
+            spec.extra["quantization"] = {"type": "int8 static QDQ, Conv only, per-channel weights",
+                                          "calibration_frames": len(calibration),
+                                          "shift_vs_fp32_px": shift}
+            onnx_path = int8_path
+        export_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(onnx_path, export_dir / MODEL_FILE)
+    spec.save(export_dir)
+    return spec

@@ -1,0 +1,104 @@
+"""The training config: one YAML file trains both networks of a top-down ID model.
+
+Every key is validated (unknown keys are errors, with their line), so a typo never
+silently trains the wrong model. See experiments/train/flies13.yaml for a full example.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Strict):
+    labels: str
+    val_labels: str | None = None
+    # Frame selections like "0-999:10, 1000-1149": ranges inclusive, ":N" keeps every Nth.
+    train_frames: str | None = None
+    val_frames: str | None = None
+    val_fraction: float | None = Field(None, gt=0, lt=1)
+    anchor_part: str = "thorax"
+    classes: list[str] | None = None  # default: the track names
+
+
+class UNetConfig(Strict):
+    filters: int = Field(16, ge=1)
+    filters_rate: float = Field(2.0, gt=0)
+    down_blocks: int = Field(3, ge=1, le=6)
+    up_blocks: int = Field(3, ge=0, le=6)
+    convs_per_block: int = Field(2, ge=1)
+    decoder_convs: int | None = Field(None, ge=1)
+    stem_stride: Literal[1, 2, 4] = 2
+    batch_norm: bool = True
+
+
+class AugmentConfig(Strict):
+    rotation_deg: float = Field(180.0, ge=0, le=180)
+    scale: tuple[float, float] = (0.9, 1.1)
+    translate_px: float = Field(0.0, ge=0)
+    brightness: float = Field(0.1, ge=0)
+    contrast: tuple[float, float] = (0.8, 1.2)
+    noise: float = Field(0.02, ge=0)
+
+
+class OptimConfig(Strict):
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_epochs: int = Field(100, ge=1)
+    min_steps_per_epoch: int = Field(200, ge=1)
+    plateau_patience: int = Field(5, ge=1)
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    min_lr: float = Field(1e-6, ge=0)
+    early_stop_patience: int = Field(10, ge=1)
+    max_minutes: float | None = Field(None, gt=0)  # wall-clock budget for this network
+    anneal_fraction: float = Field(0.25, ge=0, lt=1)  # with max_minutes: final share with a decaying lr
+
+
+class CentroidConfig(Strict):
+    input_scale: float = Field(0.25, gt=0, le=1)
+    sigma: float = Field(2.0, gt=0)  # input (scaled) pixels
+    threshold: float = Field(0.2, ge=0, le=1)  # minimum peak to count an animal
+    foreground_weight: float = Field(20.0, ge=0)  # loss weight near peaks (see trainer.confmap_loss)
+    unet: UNetConfig = UNetConfig()
+    augment: AugmentConfig = AugmentConfig()
+    optim: OptimConfig = OptimConfig(batch_size=8)
+
+    @field_validator("input_scale")
+    @classmethod
+    def _scale(cls, v: float) -> float:
+        return float(v)
+
+
+class ClassHeadConfig(Strict):
+    units: int = Field(64, ge=1)
+    layers: int = Field(3, ge=1)
+    loss_weight: float = Field(0.01, ge=0)
+
+
+class InstanceConfig(Strict):
+    crop_size: int | None = Field(None, ge=16)  # None: suggested from the labels
+    sigma: float = Field(2.5, gt=0)  # crop (full-resolution) pixels
+    center_jitter_px: float = Field(4.0, ge=0)  # anchor noise, like the centroid net's error
+    point_threshold: float = Field(0.1, ge=0, le=1)  # nodes scoring less are reported missing
+    foreground_weight: float = Field(50.0, ge=0)  # loss weight near peaks (see trainer.confmap_loss)
+    unet: UNetConfig = UNetConfig()
+    class_head: ClassHeadConfig | None = ClassHeadConfig()  # null: no identity head
+    augment: AugmentConfig = AugmentConfig()
+    optim: OptimConfig = OptimConfig()
+
+
+class TrainConfig(Strict):
+    data: DataConfig
+    centroid: CentroidConfig = CentroidConfig()
+    instance: InstanceConfig = InstanceConfig()
+    refinement: Literal["integral", "quadratic", "none"] = "integral"
+    output: str = "runs/model"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where the hardware has it
+    threads: int | None = Field(None, ge=1)  # torch CPU threads; None: all cores

@@ -1,0 +1,342 @@
+"""Train a top-down ID model: the centroid net, then the centered-instance net.
+
+The model directory holds everything the exporter needs and everything a person needs
+to trust the model: the resolved config, ``model.json`` (skeleton, classes, frame size,
+geometry, training summary), and per network ``best.pt``, ``last.pt``,
+``training_log.csv`` and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from rtpose import __version__
+from rtpose.data.augment import AugmentParams
+from rtpose.data.labels import class_names, load_labels, node_names, user_frames
+from rtpose.data.samples import (Batch, CentroidSamples, FrameCache, InstanceSamples, fraction_outside_crop,
+                                 split_frames, suggest_crop_size)
+from rtpose.data.targets import map_to_input
+from rtpose.errors import RtposeError
+from rtpose.nn.models import CentroidArch, InstanceArch, arch_to_dict
+from rtpose.nn.peaks import global_peaks, local_peaks, refine
+from rtpose.nn.unet import UNet, UNetSpec, count_parameters
+from rtpose.train.config import AugmentConfig, TrainConfig, UNetConfig
+from rich.markup import escape
+
+from rtpose.train.loop import console, fit, say
+
+MODEL_INFO = "model.json"
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
+
+
+def _unet_spec(c: UNetConfig) -> UNetSpec:
+    return UNetSpec(**c.model_dump())
+
+
+def _augment(c: AugmentConfig, translate_px: float | None = None) -> AugmentParams:
+    d = c.model_dump()
+    if translate_px is not None:
+        d["translate_px"] = translate_px
+    return AugmentParams(**d)
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RtposeError("device: cuda requested but torch sees no CUDA device")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _batches(samples, batch_size: int) -> list[Batch]:
+    idx = list(range(len(samples)))
+    return [samples.batch(idx[i: i + batch_size], None) for i in range(0, len(idx), batch_size)]
+
+
+def _to(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(x).to(device, non_blocking=True)
+
+
+def _precision(name: str, device: torch.device) -> str:
+    """``auto``: bf16 where the hardware does it natively, else fp32."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    try:
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    except (AttributeError, RuntimeError):
+        return "fp32"
+
+
+def confmap_loss(pred: torch.Tensor, target: torch.Tensor, foreground_weight: float) -> torch.Tensor:
+    """MSE with pixels weighted by ``1 + foreground_weight * target``.
+
+    With small Gaussians nearly every target pixel is zero, so a network that outputs
+    zeros everywhere sits in a wide, flat minimum (the "all-zero plateau" where sleap-nn's
+    flies13 runs stall). Weighting the pixels near each peak makes leaving it pay from the
+    first steps; the optimum is still the Gaussian itself, so peak shapes (and sub-pixel
+    refinement) are unchanged.
+    """
+    err = (pred.float() - target) ** 2
+    if foreground_weight:
+        err = err * (1.0 + foreground_weight * target)
+    return err.mean()
+
+
+def make_centroid_loss(foreground_weight: float):
+    def centroid_loss(model, batch: Batch, device):
+        pred = model(_to(batch.images, device))
+        loss = confmap_loss(pred, _to(batch.confmaps, device), foreground_weight)
+        return loss, {"loss": loss.item()}
+
+    return centroid_loss
+
+
+def make_instance_loss(class_weight: float, foreground_weight: float):
+    def instance_loss(model, batch: Batch, device):
+        cms, logits = model(_to(batch.images, device))
+        cm_loss = confmap_loss(cms, _to(batch.confmaps, device), foreground_weight)
+        parts = {"confmap": cm_loss.item()}
+        loss = cm_loss
+        if logits is not None and class_weight > 0:
+            labels = _to(batch.classes, device)
+            if (labels >= 0).any():
+                ce = F.cross_entropy(logits.float(), labels, ignore_index=-1)
+                loss = loss + class_weight * ce
+                parts["class"] = ce.item()
+        parts["loss"] = loss.item()
+        return loss, parts
+
+    return instance_loss
+
+
+def make_instance_metrics(stride: int, refinement: str):
+    """Node error (input px) and identity accuracy on validation crops."""
+
+    def metrics(model, batches: list[Batch], device):
+        dists, correct, total = [], 0, 0
+        for b in batches:
+            cms, logits = model(_to(b.images, device))
+            cms = cms.float()
+            vals, rows, cols = global_peaks(cms)
+            ry, rx = refine(cms, rows.unsqueeze(-1), cols.unsqueeze(-1), refinement)
+            xy = np.stack([rx[..., 0].cpu().numpy(), ry[..., 0].cpu().numpy()], -1)
+            xy = map_to_input(xy, stride)
+            gt = b.points[:, 0]
+            d = np.linalg.norm(xy - gt, axis=-1)
+            dists.append(d[np.isfinite(d)])
+            if logits is not None:
+                known = b.classes >= 0
+                pred = logits.argmax(-1).cpu().numpy()
+                correct += int((pred[known] == b.classes[known]).sum())
+                total += int(known.sum())
+        d = np.concatenate(dists) if dists else np.array([np.nan])
+        out = {"val_dist_p50": float(np.percentile(d, 50)), "val_dist_p95": float(np.percentile(d, 95))}
+        if total:
+            out["val_id_acc"] = correct / total
+        return out
+
+    return metrics
+
+
+def make_centroid_metrics(stride: int, input_scale: float, refinement: str, k: int, threshold: float):
+    """Anchor error in frame pixels after greedy matching, and the share of anchors missed."""
+
+    def metrics(model, batches: list[Batch], device):
+        dists, missed, total = [], 0, 0
+        for b in batches:
+            cm = model(_to(b.images, device)).float()
+            vals, rows, cols = local_peaks(cm, k, threshold)
+            ry, rx = refine(cm, rows.unsqueeze(1), cols.unsqueeze(1), refinement)
+            xy = map_to_input(np.stack([rx[:, 0].cpu().numpy(), ry[:, 0].cpu().numpy()], -1), stride)
+            ok = vals.cpu().numpy() > threshold
+            for i in range(len(xy)):
+                gt = b.points[i, :, 0]
+                gt = gt[np.isfinite(gt).all(axis=1)]
+                pred = xy[i][ok[i]]
+                total += len(gt)
+                if len(pred) == 0:
+                    missed += len(gt)
+                    continue
+                d = np.linalg.norm(gt[:, None] - pred[None], axis=-1)
+                for _ in range(min(len(gt), len(pred))):
+                    r, c = np.unravel_index(np.argmin(d), d.shape)
+                    dists.append(d[r, c] / input_scale)
+                    d[r, :], d[:, c] = np.inf, np.inf
+                missed += max(len(gt) - len(pred), 0)
+        d = np.array(dists) if dists else np.array([np.nan])
+        return {"val_dist_p50": float(np.median(d)), "val_dist_p95": float(np.percentile(d, 95)),
+                "val_missed": missed / max(total, 1)}
+
+    return metrics
+
+
+def _describe(name: str, spec: UNetSpec, model: torch.nn.Module) -> None:
+    rf = UNet(spec).receptive_field()
+    say(name, f"UNet filters {spec.filters} x{spec.filters_rate:g}, max stride {spec.max_stride}, "
+                  f"output stride {spec.output_stride}, receptive field {rf} px, "
+                  f"{count_parameters(model) / 1e6:.2f} M parameters")
+
+
+def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = False, progress: bool = True) -> Path:
+    """Train both networks as ``cfg`` says; returns the model directory."""
+    out = Path(output or cfg.output)
+    t_start = time.monotonic()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg.device)
+    precision = _precision(cfg.precision, device)
+
+    labels_path = cfg.data.labels
+    labels = load_labels(labels_path)
+    nodes = node_names(labels)
+    if cfg.data.anchor_part not in nodes:
+        raise RtposeError(f"data.anchor_part: {cfg.data.anchor_part!r} is not a node of the skeleton "
+                          f"({', '.join(nodes)})")
+    anchor = nodes.index(cfg.data.anchor_part)
+    classes = cfg.data.classes or class_names(labels)
+    frames = user_frames(labels, labels_path, classes)
+    if cfg.data.val_labels:
+        val_labels = load_labels(cfg.data.val_labels)
+        if node_names(val_labels) != nodes:
+            raise RtposeError(f"data.val_labels: skeleton differs from {labels_path}")
+        val_frames_all = user_frames(val_labels, cfg.data.val_labels, classes)
+        train_frames, _ = split_frames(frames, cfg.data.train_frames, None, None, cfg.seed)
+        _, val_frames = split_frames(val_frames_all, None, cfg.data.val_frames, None, cfg.seed) \
+            if cfg.data.val_frames else (None, val_frames_all)
+    else:
+        if not frames:
+            raise RtposeError(f"{labels_path}: no user-labeled instances to train on")
+        train_frames, val_frames = split_frames(frames, cfg.data.train_frames, cfg.data.val_frames,
+                                                cfg.data.val_fraction, cfg.seed)
+    with_id = cfg.instance.class_head is not None
+    if with_id:
+        if not classes:
+            raise RtposeError(f"{labels_path}: the identity head needs tracks, and the labels have none "
+                              "(set instance.class_head: null to train without identities)")
+        untracked = sum(int((f.classes < 0).sum()) for f in train_frames)
+        if untracked:
+            raise RtposeError(f"{labels_path}: {untracked} training instances have no track; the identity head "
+                              "needs every instance on a track (or set instance.class_head: null)")
+    console.print(escape(f"{len(train_frames)} training frames, {len(val_frames)} validation frames, "
+                  f"{len(nodes)} nodes, classes {classes or 'none'}; device {device}, {precision}"))
+
+    cache = FrameCache(train_frames + val_frames)
+    frame_h, frame_w = next(iter(cache.images.values())).shape
+
+    # ---- centroid network
+    c_spec = _unet_spec(cfg.centroid.unet)
+    c_arch = CentroidArch(unet=c_spec, input_scale=cfg.centroid.input_scale, sigma=cfg.centroid.sigma)
+    multiple = c_spec.max_stride
+    c_aug = _augment(cfg.centroid.augment)
+    c_train = CentroidSamples(train_frames, cache, anchor, cfg.centroid.input_scale, cfg.centroid.sigma,
+                              c_spec.output_stride, multiple, c_aug)
+    c_val = CentroidSamples(val_frames, cache, anchor, cfg.centroid.input_scale, cfg.centroid.sigma,
+                            c_spec.output_stride, multiple, c_aug) if val_frames else None
+    max_instances = max(len(f.points) for f in train_frames)
+
+    # ---- instance network geometry (checked before spending time on the centroid)
+    i_spec = _unet_spec(cfg.instance.unet)
+    suggested, radius = suggest_crop_size(train_frames, anchor, i_spec.max_stride)
+    crop = cfg.instance.crop_size or suggested
+    if crop % i_spec.max_stride or crop % 2:
+        raise RtposeError(f"instance.crop_size: {crop} must be even and a multiple of the max stride "
+                          f"{i_spec.max_stride}")
+    outside = fraction_outside_crop(train_frames, anchor, crop)
+    console.print(f"crop size {crop} (labels suggest {suggested}: nodes reach {radius:.0f} px from the anchor)")
+    if outside > 0:
+        console.print(f"[yellow]warning:[/] {outside:.2%} of labeled nodes fall outside a {crop} px crop "
+                      f"centred on the anchor; they will be missed (crop_size {suggested} holds them all)")
+
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = cfg.model_copy(deep=True)
+    resolved.instance.crop_size = crop
+    (out / "config.yaml").write_text(yaml.safe_dump(json.loads(resolved.model_dump_json()), sort_keys=False))
+    torch.manual_seed(cfg.seed)
+
+    c_model = c_arch.build()
+    _describe("centroid", c_spec, c_model)
+    c_bs = cfg.centroid.optim.batch_size
+    c_result = fit(
+        "centroid", c_model, out / "centroid",
+        sample_batch=lambda rng: c_train.batch(rng.integers(0, len(c_train), c_bs), rng),
+        n_train=len(c_train), val_batches=_batches(c_val, 16) if c_val else [],
+        loss_fn=make_centroid_loss(cfg.centroid.foreground_weight),
+        metrics_fn=make_centroid_metrics(c_spec.output_stride, cfg.centroid.input_scale, cfg.refinement,
+                                         max_instances, cfg.centroid.threshold),
+        optim=cfg.centroid.optim, device=device, seed=cfg.seed,
+        extra_checkpoint={"arch": arch_to_dict(c_arch), "kind": "centroid"}, resume=resume, progress=progress,
+        precision=precision,
+    )
+
+    i_aug = _augment(cfg.instance.augment)
+    i_arch = InstanceArch(unet=i_spec, crop_size=crop, sigma=cfg.instance.sigma, n_nodes=len(nodes),
+                          n_classes=len(classes) if with_id else 0,
+                          class_units=cfg.instance.class_head.units if with_id else 64,
+                          class_layers=cfg.instance.class_head.layers if with_id else 3)
+    i_train = InstanceSamples(train_frames, cache, anchor, crop, cfg.instance.sigma, i_spec.output_stride,
+                              cfg.instance.center_jitter_px, i_aug)
+    i_val = InstanceSamples(val_frames, cache, anchor, crop, cfg.instance.sigma, i_spec.output_stride,
+                            0.0, i_aug) if val_frames else None
+    i_model = i_arch.build()
+    _describe("instance", i_spec, i_model)
+    i_bs = cfg.instance.optim.batch_size
+    class_weight = cfg.instance.class_head.loss_weight if with_id else 0.0
+    i_result = fit(
+        "instance", i_model, out / "instance",
+        sample_batch=lambda rng: i_train.batch(rng.integers(0, len(i_train), i_bs), rng),
+        n_train=len(i_train), val_batches=_batches(i_val, 32) if i_val else [],
+        loss_fn=make_instance_loss(class_weight, cfg.instance.foreground_weight),
+        metrics_fn=make_instance_metrics(i_spec.output_stride, cfg.refinement),
+        optim=cfg.instance.optim, device=device, seed=cfg.seed + 1,
+        extra_checkpoint={"arch": arch_to_dict(i_arch), "kind": "instance"}, resume=resume, progress=progress,
+        precision=precision,
+    )
+
+    skeleton = labels.skeletons[0]
+    info = {
+        "rtpose_version": __version__,
+        "config_hash": config_hash(resolved),
+        "labels": str(labels_path),
+        "node_names": nodes,
+        "edges": [[nodes.index(e.source.name), nodes.index(e.destination.name)] for e in skeleton.edges],
+        "class_names": classes if with_id else [],
+        "anchor_part": cfg.data.anchor_part,
+        "frame_height": int(frame_h),
+        "frame_width": int(frame_w),
+        "input_scale": cfg.centroid.input_scale,
+        "crop_size": crop,
+        "centroid_output_stride": c_spec.output_stride,
+        "instance_output_stride": i_spec.output_stride,
+        "centroid_threshold": cfg.centroid.threshold,
+        "point_threshold": cfg.instance.point_threshold,
+        "refinement": cfg.refinement,
+        "max_instances": max_instances,
+        "train_frames": len(train_frames),
+        "val_frames": len(val_frames),
+        "device": str(device),
+        "precision": precision,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "wall_minutes": round((time.monotonic() - t_start) / 60, 2),
+        "centroid": {"epochs": c_result.epochs, "best_epoch": c_result.best_epoch, "stopped": c_result.stopped,
+                     "wall_minutes": round(c_result.wall_s / 60, 2), **c_result.best_metrics},
+        "instance": {"epochs": i_result.epochs, "best_epoch": i_result.best_epoch, "stopped": i_result.stopped,
+                     "wall_minutes": round(i_result.wall_s / 60, 2), **i_result.best_metrics},
+    }
+    (out / MODEL_INFO).write_text(json.dumps(info, indent=2))
+    console.print(f"model written to {out} ({info['wall_minutes']:.1f} min)")
+    return out

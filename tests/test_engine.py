@@ -1,0 +1,183 @@
+"""Engines, `rtpose predict` and `rtpose bench` on the shipped model and real frames."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rtpose.cli import main as cli
+from rtpose.data.predictions import read_predictions
+from rtpose.data.video import VideoReader
+from rtpose.engine.base import assign_identities, load_engine, prepare_frame, raw_to_poses
+from rtpose.errors import RtposeError
+from rtpose.export.spec import ExportSpec
+
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "flies13"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return load_engine(SHIPPED, "ort-cpu")
+
+
+@pytest.fixture(scope="module")
+def frame(flies_video_path):
+    with VideoReader(flies_video_path) as r:
+        return r.read(1250)
+
+
+def test_infer_returns_the_poses_contract(engine, frame):
+    poses = engine.infer(frame)
+    spec = engine.spec
+    n = len(poses)
+    assert 1 <= n <= spec.max_instances
+    assert poses.points.shape == (n, spec.n_nodes, 2) and poses.points.dtype == np.float32
+    assert poses.point_scores.shape == (n, spec.n_nodes)
+    assert poses.instance_scores.shape == (n,) and poses.identity.shape == (n,)
+    assert poses.identity_scores.shape == (n, spec.n_classes)
+    assert np.allclose(poses.identity_scores.sum(axis=1), 1.0, atol=1e-4)
+    assert sorted(poses.identity.tolist()) == list(range(n))  # one instance per class
+    found = np.isfinite(poses.points).all(axis=-1)
+    assert (poses.point_scores[~found] < spec.point_threshold).all()
+    assert ((poses.points[found] >= -1) & (poses.points[found] <= 1024)).all()
+
+
+def test_colour_and_channel_frames_give_the_same_poses(engine, frame):
+    grey = engine.infer(frame)
+    bgr = engine.infer(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    single = engine.infer(frame[:, :, None])
+    for other in (bgr, single):
+        assert np.allclose(np.nan_to_num(grey.points), np.nan_to_num(other.points), atol=1e-3)
+
+
+def test_batch_and_single_agree(engine, frame, flies_video_path):
+    with VideoReader(flies_video_path) as r:
+        other = r.read(1300)
+    batch = engine.infer_batch([frame, other])
+    for single, batched in zip((engine.infer(frame), engine.infer(other)), batch):
+        assert np.allclose(np.nan_to_num(single.points), np.nan_to_num(batched.points), atol=1e-2)
+
+
+def test_frame_size_is_padded_or_refused(engine):
+    spec = engine.spec
+    small = np.zeros((spec.frame_height - 24, spec.frame_width - 8), np.uint8)
+    assert prepare_frame(small, spec).shape == (spec.frame_height, spec.frame_width)
+    with pytest.raises(RtposeError, match=r"takes 1024x1024.*--frame-size"):
+        prepare_frame(np.zeros((1080, 1920), np.uint8), spec)
+    with pytest.raises(RtposeError, match="channels"):
+        prepare_frame(np.zeros((1024, 1024, 2), np.uint8), spec)
+
+
+def test_identity_assignment_is_one_per_class():
+    probs = np.array([[0.6, 0.4], [0.9, 0.1]])  # both prefer class 0; the joint optimum splits them
+    assert assign_identities(probs).tolist() == [1, 0]
+    three = np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]])
+    ids = assign_identities(three)
+    assert sorted(ids.tolist()) == [-1, 0, 1] and ids[1] == 0 and ids[2] == 1
+    assert assign_identities(np.zeros((0, 2))).shape == (0,)
+
+
+def test_raw_outputs_below_threshold_become_nan(engine):
+    spec = engine.spec
+    raw = {"points": np.ones((1, 2, spec.n_nodes, 2), np.float32),
+           "point_scores": np.full((1, 2, spec.n_nodes), 0.9, np.float32),
+           "instance_scores": np.array([[0.8, 0.1]], np.float32),
+           "class_probs": np.full((1, 2, spec.n_classes), 0.5, np.float32),
+           "valid": np.array([[True, False]])}
+    raw["point_scores"][0, 0, 3] = spec.point_threshold / 2
+    poses = raw_to_poses(raw, 0, spec)
+    assert len(poses) == 1 and np.isnan(poses.points[0, 3]).all() and np.isfinite(poses.points[0, 2]).all()
+
+
+def test_export_dir_errors(tmp_path):
+    with pytest.raises(RtposeError, match="not an export directory"):
+        ExportSpec.load(tmp_path / "nope")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(SHIPPED / "rtpose.json", partial)
+    with pytest.raises(RtposeError, match="missing model.onnx"):
+        ExportSpec.load(partial)
+    newer = tmp_path / "newer"
+    shutil.copytree(SHIPPED, newer)
+    spec = json.loads((newer / "rtpose.json").read_text())
+    spec["format_version"] = 99
+    (newer / "rtpose.json").write_text(json.dumps(spec))
+    with pytest.raises(RtposeError, match="newer than this rtpose"):
+        ExportSpec.load(newer)
+
+
+def test_unknown_and_missing_engines_are_clear():
+    with pytest.raises(RtposeError, match="unknown engine 'tensorrt'.*ort-cpu"):
+        load_engine(SHIPPED, "tensorrt")
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(RtposeError, match="CUDAExecutionProvider.*onnxruntime-gpu"):
+            load_engine(SHIPPED, "ort-cuda")
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(RtposeError, match="TensorrtExecutionProvider"):
+            load_engine(SHIPPED, "ort-tensorrt")
+
+
+def test_torch_cuda_without_a_gpu_says_so():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the GPU test covers this engine")
+    with pytest.raises(RtposeError, match="NVIDIA GPU"):
+        load_engine(SHIPPED, "torch-cuda")
+
+
+@pytest.mark.gpu
+def test_torch_cuda_fp16_matches_onnx_runtime(engine, frame):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    gpu = load_engine(SHIPPED, "torch-cuda")
+    a, b = engine.infer(frame), gpu.infer(frame)
+    assert len(a) == len(b) and np.array_equal(a.identity, b.identity)
+    assert np.nanmax(np.abs(a.points - b.points)) < 1.0  # fp16 networks, fp32 peaks
+
+
+def test_predict_writes_slp_with_tracks(tmp_path, flies_video_path):
+    out = tmp_path / "pred.slp"
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200-1204",
+                "-o", str(out), "--batch-size", "2"]) == 0
+    pred = read_predictions(out)
+    assert [f for _, f, _ in pred.frames] == [1200, 1201, 1202, 1203, 1204]
+    assert pred.class_names == ["female", "male"] and len(pred.node_names) == 13
+    assert all(len(p) >= 1 for _, _, p in pred.frames)
+
+
+def test_predict_on_labels_only_labeled(tmp_path, flies_labels_path):
+    out = tmp_path / "pred.slp"
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_labels_path), "--frames", "1195-1204",
+                "--only-labeled", "-o", str(out)]) == 0
+    assert [f for _, f, _ in read_predictions(out).frames] == [1195, 1196, 1197, 1198, 1199]
+
+
+def test_predict_errors_are_one_line(tmp_path, flies_video_path, capsys):
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1400-1600"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "error: frame range '1400-1600' is outside the video: valid frames are 0-1499"
+    bad = tmp_path / "not_a_video.mp4"
+    bad.write_text("hello")
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(bad)]) == 2
+    assert "not a readable video" in capsys.readouterr().err
+
+
+def test_bench_reports_latency(tmp_path, flies_video_path):
+    out = tmp_path / "bench.json"
+    png = tmp_path / "hist.png"
+    assert cli(["bench", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200-1209",
+                "--warmup", "2", "--no-batch-sweep", "--batch-size", "2", "--json", str(out),
+                "--histogram", str(png)]) == 0
+    result = json.loads(out.read_text())
+    lat = result["latency_ms"]
+    assert result["engine"] == "ort-cpu" and result["n"] == 10 and result["device"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["max"] and result["fps"] > 0
+    assert result["fps_at_batch_size"]["2"] > 0 and png.stat().st_size > 1000

@@ -1,0 +1,247 @@
+"""The trainer, the exporter and the torch rebuild, end to end on real fly frames with
+tiny networks (seconds, not minutes), and the trainer's answers to bad input."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sleap_io as sio
+import torch
+import yaml
+
+from rtpose.cli import main as cli
+from rtpose.data.video import VideoReader
+from rtpose.engine.base import load_engine
+from rtpose.engine.torch_cuda import pipeline_from_export
+from rtpose.export.spec import ExportSpec
+
+TINY_UNET = {"filters": 8, "filters_rate": 2.0, "down_blocks": 2, "up_blocks": 2, "stem_stride": 2}
+
+
+def tiny_config(labels: Path, out: Path, **changes) -> dict:
+    cfg = {
+        "data": {"labels": str(labels), "train_frames": "1100-1149:10", "val_frames": "1190-1199:5",
+                 "anchor_part": "thorax"},
+        "centroid": {"input_scale": 0.125, "sigma": 1.5, "unet": TINY_UNET,
+                     "optim": {"lr": 1e-3, "batch_size": 2, "min_steps_per_epoch": 6, "max_epochs": 3}},
+        "instance": {"crop_size": 144, "sigma": 2.5, "unet": TINY_UNET,
+                     "optim": {"lr": 1e-3, "batch_size": 4, "min_steps_per_epoch": 4, "max_epochs": 3}},
+        "output": str(out),
+        "precision": "fp32",
+    }
+    for dotted, value in changes.items():
+        node = cfg
+        *parents, last = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return cfg
+
+
+def write_config(tmp_path: Path, cfg: dict, name: str = "train.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, flies_labels_path):
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = write_config(tmp, tiny_config(flies_labels_path, tmp / "model"))
+    assert cli(["train", str(cfg)]) == 0
+    return tmp / "model", cfg
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    model_dir, _ = trained
+    out = tmp_path_factory.mktemp("export") / "export"
+    assert cli(["export", str(model_dir), "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def fly_frames(flies_video_path):
+    with VideoReader(flies_video_path) as r:
+        return [r.read(i) for i in (1150, 1250, 1400)]
+
+
+def test_model_dir_has_everything_a_person_needs(trained):
+    model_dir, _ = trained
+    for name in ("config.yaml", "model.json"):
+        assert (model_dir / name).exists()
+    for net in ("centroid", "instance"):
+        for name in ("best.pt", "last.pt", "training_log.csv", "loss.png"):
+            assert (model_dir / net / name).exists(), f"{net}/{name}"
+    info = json.loads((model_dir / "model.json").read_text())
+    assert info["class_names"] == ["female", "male"] and info["crop_size"] == 144
+    assert info["frame_height"] == 1024 and len(info["node_names"]) == 13
+
+
+def test_training_reduces_the_loss(trained):
+    model_dir, _ = trained
+    for net in ("centroid", "instance"):
+        rows = list(csv.DictReader((model_dir / net / "training_log.csv").open()))
+        assert len(rows) == 3
+        first, last = float(rows[0]["train_loss"]), float(rows[-1]["train_loss"])
+        assert np.isfinite(last) and last < 0.5 * first, (net, first, last)
+        assert "val_dist_p50" in rows[-1]
+
+
+def test_resume_continues_from_last_epoch(trained, tmp_path):
+    model_dir, cfg = trained
+    assert cli(["train", str(cfg), "--resume", "--set", "centroid.optim.max_epochs=4",
+                "--set", "instance.optim.max_epochs=4"]) == 0
+    rows = list(csv.DictReader((model_dir / "instance" / "training_log.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+
+
+def test_export_writes_the_contract(exported):
+    spec = ExportSpec.load(exported)
+    assert spec.max_instances == 2 and spec.class_names == ["female", "male"]
+    assert (spec.frame_height, spec.frame_width) == (1024, 1024)
+    assert set(spec.architecture) == {"centroid", "instance"}
+
+
+def test_onnx_graph_agrees_with_torch(trained, exported, fly_frames):
+    """fp32 parity on real frames: <= 0.1 px and the same identities."""
+    from rtpose.export.onnx_export import build_pipeline
+    from rtpose.engine.base import raw_to_poses
+
+    pipeline, _ = build_pipeline(trained[0], max_instances=2)
+    engine = load_engine(exported, "ort-cpu")
+    for frame in fly_frames:
+        with torch.no_grad():
+            expected = dict(zip(["points", "point_scores", "instance_scores", "class_probs", "valid"],
+                                [t.numpy() for t in pipeline(torch.from_numpy(frame)[None, None])]))
+        got = engine.run_raw(frame[None, None])
+        assert np.array_equal(expected["valid"], got["valid"])
+        assert np.abs(expected["points"] - got["points"]).max() <= 0.1
+        ours, theirs = raw_to_poses(got, 0, engine.spec), raw_to_poses(expected, 0, engine.spec)
+        assert np.array_equal(ours.identity, theirs.identity)
+
+
+def test_torch_rebuild_from_onnx_matches_onnx_runtime(exported, fly_frames):
+    """What the torch-cuda engine runs (weights reloaded from model.onnx), here on the CPU."""
+    pipeline = pipeline_from_export(exported)
+    engine = load_engine(exported, "ort-cpu")
+    frame = fly_frames[1]
+    with torch.no_grad():
+        points = pipeline(torch.from_numpy(frame)[None, None])[0].numpy()
+    assert np.abs(points - engine.run_raw(frame[None, None])["points"]).max() <= 0.1
+
+
+def test_shipped_model_onnx_agrees_with_its_torch_rebuild(fly_frames):
+    shipped = Path(__file__).resolve().parent.parent / "models" / "flies13"
+    pipeline = pipeline_from_export(shipped)
+    engine = load_engine(shipped, "ort-cpu")
+    for frame in fly_frames:
+        with torch.no_grad():
+            out = [t.numpy() for t in pipeline(torch.from_numpy(frame)[None, None])]
+        raw = engine.run_raw(frame[None, None])
+        assert np.array_equal(out[4], raw["valid"])
+        assert np.abs(out[0] - raw["points"]).max() <= 0.1
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def run_train_expecting_error(tmp_path, cfg: dict, capsys) -> str:
+    code = cli(["train", str(write_config(tmp_path, cfg))])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert err and err[-1].startswith("error: ")
+    return err[-1]
+
+
+def test_unknown_config_key_names_field_and_line(tmp_path, flies_labels_path, capsys):
+    cfg = tiny_config(flies_labels_path, tmp_path / "m")
+    cfg["instance"]["sigmaa"] = 2.0
+    msg = run_train_expecting_error(tmp_path, cfg, capsys)
+    assert "instance.sigmaa" in msg and "unknown key" in msg and "train.yaml:" in msg
+
+
+def test_anchor_not_in_skeleton(tmp_path, flies_labels_path, capsys):
+    msg = run_train_expecting_error(tmp_path, tiny_config(flies_labels_path, tmp_path / "m", data__anchor_part="tail"),
+                                    capsys)
+    assert "anchor_part" in msg and "'tail'" in msg and "thorax" in msg
+
+
+def test_identity_head_needs_tracks(tmp_path, minimal_labels_path, capsys):
+    cfg = tiny_config(minimal_labels_path, tmp_path / "m", data__anchor_part="A")
+    del cfg["data"]["train_frames"], cfg["data"]["val_frames"]
+    msg = run_train_expecting_error(tmp_path, cfg, capsys)
+    assert "tracks" in msg and "class_head: null" in msg
+
+
+def test_labels_without_user_instances(tmp_path, flies_labels_path, capsys):
+    labels = sio.load_slp(str(flies_labels_path))
+    only_predicted = sio.Labels(
+        labeled_frames=[sio.LabeledFrame(video=lf.video, frame_idx=lf.frame_idx, instances=[
+            sio.PredictedInstance.from_numpy(i.numpy(), skeleton=labels.skeleton, score=1.0) for i in lf.instances])
+            for lf in labels.labeled_frames[:3]],
+        videos=labels.videos, skeletons=labels.skeletons, tracks=labels.tracks)
+    path = tmp_path / "predicted_only.slp"
+    sio.save_slp(only_predicted, str(path))
+    cfg = tiny_config(path, tmp_path / "m")
+    del cfg["data"]["train_frames"], cfg["data"]["val_frames"]
+    msg = run_train_expecting_error(tmp_path, cfg, capsys)
+    assert "no user-labeled instances" in msg and "predicted_only.slp" in msg
+
+
+def test_unreadable_video(tmp_path, flies_labels_path, capsys):
+    labels = sio.load_slp(str(flies_labels_path))
+    labels.videos[0].replace_filename(str(tmp_path / "gone.mp4"), open=False)
+    path = tmp_path / "moved.slp"
+    sio.save_slp(labels, str(path))
+    msg = run_train_expecting_error(tmp_path, tiny_config(path, tmp_path / "m"), capsys)
+    assert "gone.mp4" in msg and "not found" in msg
+
+
+def test_frame_size_not_divisible_by_max_stride_is_padded(tmp_path, minimal_labels_path):
+    """384 px frames at scale 0.25 are 96 px, not a multiple of the centroid's max stride 64."""
+    cfg = tiny_config(minimal_labels_path, tmp_path / "m", data__anchor_part="A")
+    del cfg["data"]["train_frames"], cfg["data"]["val_frames"]
+    cfg["centroid"]["input_scale"] = 0.25
+    cfg["centroid"]["unet"] = {**TINY_UNET, "down_blocks": 5, "up_blocks": 4}
+    cfg["instance"]["crop_size"] = None
+    cfg["instance"]["class_head"] = None
+    cfg["centroid"]["optim"]["max_epochs"] = cfg["instance"]["optim"]["max_epochs"] = 1
+    assert cli(["train", str(write_config(tmp_path, cfg))]) == 0
+    assert cli(["export", str(tmp_path / "m"), "-o", str(tmp_path / "x")]) == 0
+    engine = load_engine(tmp_path / "x", "ort-cpu")
+    assert (engine.spec.frame_height, engine.spec.frame_width) == (384, 384)
+    with VideoReader(minimal_labels_path) as r:
+        poses = engine.infer(r.read(0))
+    assert poses.points.shape[1:] == (2, 2) and poses.identity_scores.shape[1] == 0
+
+
+def test_int8_quantisation_keeps_points_and_rebuilds_in_torch(trained, exported, fly_frames, tmp_path):
+    """Conv-only int8 QDQ: the graph runs, points stay close to fp32, and the torch
+    rebuild dequantises its weights (what torch-cuda does with an int8 export)."""
+    import onnx
+
+    from rtpose.export.command import _int8_frames
+    from rtpose.export.quantize import point_shift_px, quantize_int8
+
+    calibration, check = _int8_frames(trained[0], n_calibration=4)
+    assert len(calibration) == 4 and len(check) == 2  # training frames vs the held-out ones
+    int8_dir = tmp_path / "int8"
+    int8_dir.mkdir()
+    shutil.copy(exported / "rtpose.json", int8_dir)
+    quantize_int8(exported / "model.onnx", int8_dir / "model.onnx", calibration)
+    ops = {n.op_type for n in onnx.load(str(int8_dir / "model.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "TopK"} <= ops
+    shift = point_shift_px(exported / "model.onnx", int8_dir / "model.onnx", fly_frames)
+    assert shift["frames"] == 3 and np.isfinite(shift["median"])
+    rebuilt = pipeline_from_export(int8_dir)  # raises if any weight could not be recovered
+    fp32 = pipeline_from_export(exported)
+    for name, value in fp32.state_dict().items():
+        recovered = rebuilt.state_dict()[name]
+        scale = value.abs().max().clamp(min=1e-6)
+        assert (recovered - value).abs().max() <= 0.02 * scale, name  # per-channel int8: < 1% of range
