@@ -20,7 +20,7 @@ A full example (``experiments/male_approach_replay.yaml``)::
 
     name: male_approach_replay           # default: the file name; names the recording
     camera: {backend: replay, path: ${RTPOSE_DATA}/flies13/clip.mp4, fps: 150}
-    model: {export_dir: models/flies13, engine: ort-cpu}   # threads: N (default: cores)
+    model: {export_dir: models/flies13, engine: ort-cpu}   # threads: N (default: cores - 1)
     arena: {px_per_mm: 30.3}
     identities: [female, male]           # must be classes of the model
     features: {...}                      # see rtpose.rules
@@ -66,7 +66,7 @@ class ModelSection(_Section):
 
     export_dir: str
     engine: str = "ort-cpu"
-    threads: int | None = Field(None, ge=1, le=256)  # ONNX Runtime intra-op threads; None: all cores
+    threads: int | None = Field(None, ge=1, le=256)  # ONNX Runtime intra-op threads; None: all cores but one
 
     @field_validator("engine")
     @classmethod
