@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
     p.add_argument("--only-labeled", action="store_true", help="with a .slp input: only its labeled frames")
+    p.add_argument("--no-continuity", action="store_true",
+                   help="identities from the identity head alone, even where it calls two animals the same "
+                        "class (default: such frames keep the previous frame's identities, matched by position)")
 
     p = sub.add_parser("bench", help="time the round trip frame -> Poses at batch size 1")
     p.add_argument("-m", "--model", required=True, help="export directory")

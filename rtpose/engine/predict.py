@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rtpose.data.predictions import write_predictions
 from rtpose.engine.base import load_engine
+from rtpose.engine.continuity import IdentityContinuity
 from rtpose.engine.frames import read_ahead, resolve_input
 from rtpose.errors import RtposeError
 from rtpose.poses import Poses
@@ -17,7 +18,7 @@ from rtpose.poses import Poses
 
 def predict(model: str | Path, input_path: str | Path, frames: str | None = None, output: str | Path | None = None,
             batch_size: int = 1, engine_name: str = "ort-cpu", only_labeled: bool = False,
-            progress: bool = True) -> Path:
+            progress: bool = True, continuity: bool = True) -> Path:
     if batch_size < 1:
         raise RtposeError("--batch-size must be at least 1")
     video, indices = resolve_input(input_path, frames, only_labeled)
@@ -26,6 +27,7 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     output = Path(output) if output else Path(input_path).with_suffix(".predictions.slp")
     engine = load_engine(model, engine_name)
     spec = engine.spec
+    follow = IdentityContinuity(spec.n_classes) if continuity else None
     results: list[tuple[int, Poses]] = []
     columns = [TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]} FPS"),
                TimeRemainingColumn()]
@@ -36,7 +38,7 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
 
         def flush() -> None:
             poses = engine.infer_batch([f for _, f in pending])
-            results.extend((i, p) for (i, _), p in zip(pending, poses))
+            results.extend((i, follow(p, i) if follow else p) for (i, _), p in zip(pending, poses))
             pending.clear()
             done = len(results)
             bar.update(task, completed=done, fps=f"{done / (time.perf_counter() - t0):.0f}")
@@ -52,9 +54,13 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     n_inst = sum(len(p) for _, p in results)
     print(f"{len(results)} frames, {n_inst} instances -> {output} ({len(results) / wall:.0f} frames/s, "
           f"{engine.name} on {engine.device})")
+    if follow is not None and follow.followed:
+        print(f"identities followed from the previous frame where the identity head was not decisive: "
+              f"{follow.followed} frames (--no-continuity: the head alone)")
     return output
 
 
 def main(args: argparse.Namespace) -> int:
-    predict(args.model, args.input, args.frames, args.output, args.batch_size, args.engine, args.only_labeled)
+    predict(args.model, args.input, args.frames, args.output, args.batch_size, args.engine, args.only_labeled,
+            continuity=not args.no_continuity)
     return 0

@@ -50,6 +50,7 @@ import attrs
 
 from rtpose import __version__, clock
 from rtpose.engine.base import Engine, load_engine
+from rtpose.engine.continuity import IdentityContinuity
 from rtpose.errors import RtposeError
 from rtpose.hw import AiTrace, Camera, CameraTimeout, Daq, make_camera, make_daq
 from rtpose.live.frameslot import FrameSlot
@@ -153,6 +154,7 @@ class Daemon:
         self.latency = {name: LatencyHistogram() for name in
                         ("inference", "overhead", "slot_wait", "arrival_to_output", "exposure_to_output")}
         self.rule_true_frames = dict.fromkeys(self.program.rule_names, 0)
+        self._continuity: IdentityContinuity | None = None
         self.final_volts: dict[str, float] = {}
         self.ai_trace: AiTrace | None = None
 
@@ -199,6 +201,11 @@ class Daemon:
         """Counters so far, safe to read from another thread while running."""
         return {"received": self.received, "processed": self.processed, "dropped": sum(self.drops.values()),
                 "triggers": self._trigger_count(), "running": self._ran and not self._stop.is_set()}
+
+    @property
+    def identity_followed_frames(self) -> int:
+        """Frames whose identities came from continuity, not the identity head."""
+        return self._continuity.followed if self._continuity is not None else 0
 
     # -- opening -------------------------------------------------------------------------
 
@@ -316,6 +323,8 @@ class Daemon:
     def _process(self) -> None:
         engine, slot, outputs = self.engine, self.slot, self.outputs
         publisher, recorder = self.publisher, self.recorder
+        follow = self._continuity = (IdentityContinuity(engine.spec.n_classes)
+                                     if self.protocol.model.identity_continuity else None)
         last_seq = -1
         try:
             while not self._stop.is_set():
@@ -334,6 +343,8 @@ class Daemon:
                 try:
                     infer_start = self.inferring_since = clock.now()
                     poses = engine.infer(frame.image)
+                    if follow is not None:
+                        poses = follow(poses, frame.index)
                     infer_end = clock.now()
                     self.inferring_since = None
                     decision, t_output, written = outputs.decide(poses, frame.t_exposure)

@@ -67,6 +67,9 @@ class ModelSection(_Section):
     export_dir: str
     engine: str = "ort-cpu"
     threads: int | None = Field(None, ge=1, le=256)  # ONNX Runtime intra-op threads; None: all cores but one
+    # where the identity head calls two animals the same class, keep the previous frame's
+    # identities, matched by position (rtpose/engine/continuity.py); false: the head alone
+    identity_continuity: bool = True
 
     @field_validator("engine")
     @classmethod

@@ -54,6 +54,7 @@ def build_summary(daemon: "Daemon") -> dict[str, Any]:
         "triggers": sum(triggers.values()),
         "triggers_by_output": triggers,
         "rule_true_frames": dict(daemon.rule_true_frames),
+        "identity_followed_frames": daemon.identity_followed_frames,
         "latency_ms": {name: histogram.summary_ms() for name, histogram in daemon.latency.items()},
         "pulses": pulses,
         "pulse_off_edge_late_ms": outputs.off_edge_late.summary_ms() if outputs is not None else None,
@@ -101,6 +102,9 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
     table.add_row("triggers", f"{summary['triggers']} ({triggers})")
     for name, count in summary["rule_true_frames"].items():
         table.add_row(f"rule {name}", f"true on {count} frames")
+    if summary.get("identity_followed_frames"):
+        table.add_row("identities", f"followed by position on {summary['identity_followed_frames']} frames "
+                                    "(the identity head was not decisive)")
     for name, pulse in summary["pulses"].items():
         width = pulse["width_ms"]
         if width["count"]:
