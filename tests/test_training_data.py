@@ -102,3 +102,25 @@ def test_crop_size_suggestion_holds_every_node(fly_frames):
     size, radius = suggest_crop_size(fly_frames, anchor_index=1, multiple=16)
     assert size % 16 == 0 and size / 2 >= radius
     assert 60 < radius < 90  # flies at 30.3 px/mm
+
+
+def test_a_pasted_neighbour_adds_a_fly_beside_the_centred_one(moving_frames, cache):
+    """Neighbour augmentation: the same crop and targets as without it, plus another
+    fly's body (of the other class) merged in away from the centre."""
+    quiet = dict(noise=0.0, brightness=0.0, contrast=(1.0, 1.0), rotation_deg=0.0, scale=(1.0, 1.0))
+    plain = InstanceSamples(moving_frames, cache, anchor_index=1, crop_size=144, sigma=2.5, output_stride=2,
+                            center_jitter_px=0.0, augment=AugmentParams(**quiet))
+    pasted = InstanceSamples(moving_frames, cache, anchor_index=1, crop_size=144, sigma=2.5, output_stride=2,
+                             center_jitter_px=0.0, augment=AugmentParams(**quiet, neighbour_probability=1.0,
+                                                                        neighbour_distance_px=(60.0, 70.0)))
+    assert 40 < pasted.body_radius < 72  # a fly reaches ~2 mm from its thorax at 30 px/mm
+    assert pasted.classes[pasted._neighbour(0, np.random.default_rng(0))] != pasted.classes[0]
+    for i in range(len(pasted)):
+        a, cm_a, pts_a = plain.sample(i, np.random.default_rng(i))
+        b, cm_b, pts_b = pasted.sample(i, np.random.default_rng(i))
+        assert np.array_equal(pts_a, pts_b) and np.array_equal(cm_a, cm_b)  # targets: the centred fly only
+        assert np.all(b >= a - 1e-6)  # merged by maximum
+        added = (b - a)[0] > 0.2
+        assert added.sum() > 200, i  # a fly's worth of bright pixels
+        yy, xx = np.nonzero(added)
+        assert np.hypot(xx - 71.5, yy - 71.5).max() > 50  # ...reaching in from beside the centred fly

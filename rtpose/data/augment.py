@@ -21,6 +21,8 @@ class AugmentParams:
     brightness: float = 0.1  # additive, fraction of full scale
     contrast: tuple[float, float] = (0.8, 1.2)
     noise: float = 0.02  # Gaussian sd, fraction of full scale
+    neighbour_probability: float = 0.0  # instance crops: chance of pasting in another animal
+    neighbour_distance_px: tuple[float, float] = (60.0, 110.0)  # its anchor's distance from the centre
 
 
 def affine_about(src_centre: np.ndarray, dst_centre: np.ndarray, angle_deg: float, scale: float) -> np.ndarray:
@@ -63,3 +65,24 @@ def adjust_intensity(image: np.ndarray, rng: np.random.Generator, params: Augmen
     if params.noise:
         out = out + rng.normal(0.0, rng.uniform(0, params.noise), size=out.shape).astype(np.float32)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def paste_neighbour(crop: np.ndarray, patch: np.ndarray, patch_anchor: np.ndarray, rng: np.random.Generator,
+                    params: AugmentParams, radius: float) -> np.ndarray:
+    """``crop`` with another animal (``patch``, anchored at ``patch_anchor``) rotated at
+    random and placed ``neighbour_distance_px`` from the crop centre.
+
+    Animals are bright on a dark arena, so the two layers are merged by maximum, and the
+    neighbour layer fades out beyond ``radius`` of its anchor so that it brings its own
+    body, not its surroundings.
+    """
+    size = crop.shape[0]
+    angle = rng.uniform(0.0, 2 * np.pi)
+    distance = rng.uniform(*params.neighbour_distance_px)
+    centre = (size - 1) / 2 + distance * np.array([np.cos(angle), np.sin(angle)])
+    m = affine_about(patch_anchor, centre, rng.uniform(-180.0, 180.0), 1.0)
+    layer = warp(patch, m, (size, size)).astype(np.float32)
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(xx - centre[0], yy - centre[1])
+    fade = np.clip((radius - r) / (0.25 * radius), 0.0, 1.0).astype(np.float32)
+    return np.maximum(crop, layer * fade)

@@ -19,7 +19,8 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from rtpose.data.augment import AugmentParams, adjust_intensity, affine_about, random_affine, transform_points, warp
+from rtpose.data.augment import (AugmentParams, adjust_intensity, affine_about, paste_neighbour, random_affine,
+                                 transform_points, warp)
 from rtpose.data.labels import FrameLabels
 from rtpose.data.targets import confidence_maps, input_to_map, instance_anchor, scale_coords
 from rtpose.data.video import VideoReader
@@ -205,6 +206,16 @@ class InstanceSamples:
         if not self.patches:
             raise RtposeError("no instance has a visible anchor or any visible node")
         self.classes = np.array(self.classes, np.int64)
+        # how far an animal reaches from its anchor (95th percentile of node distances)
+        reach = np.concatenate([np.linalg.norm(p - a, axis=1) for p, a in zip(self.points, self.anchors)])
+        self.body_radius = float(np.nanpercentile(reach, 95)) if np.isfinite(reach).any() else crop_size / 2
+
+    def _neighbour(self, i: int, rng: np.random.Generator) -> int:
+        """Another instance to paste beside ``i``, of another class where there is one."""
+        others = np.flatnonzero(self.classes != self.classes[i]) if self.classes[i] >= 0 else np.zeros(0, int)
+        if others.size == 0:
+            others = np.delete(np.arange(len(self.patches)), i)
+        return int(rng.choice(others))
 
     def __len__(self) -> int:
         return len(self.patches)
@@ -218,7 +229,11 @@ class InstanceSamples:
             # What inference does: an integer-centred crop, no resampling.
             centre = np.round(self.anchors[i])
             m = affine_about(centre, np.array([half, half]), 0.0, 1.0)
-        crop = warp(self.patches[i], m, (self.crop, self.crop)).astype(np.float32) / 255.0
+        crop = warp(self.patches[i], m, (self.crop, self.crop)).astype(np.float32)
+        if rng is not None and len(self.patches) > 1 and rng.random() < self.augment.neighbour_probability:
+            j = self._neighbour(i, rng)
+            crop = paste_neighbour(crop, self.patches[j], self.anchors[j], rng, self.augment, self.body_radius)
+        crop /= 255.0
         if rng is not None:
             crop = adjust_intensity(crop, rng, self.augment)
         pts = transform_points(self.points[i], m)

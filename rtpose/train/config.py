@@ -44,6 +44,11 @@ class AugmentConfig(Strict):
     brightness: float = Field(0.1, ge=0)
     contrast: tuple[float, float] = (0.8, 1.2)
     noise: float = Field(0.02, ge=0)
+    # centered-instance crops only: the share of crops that get another animal pasted in
+    # beside the centred one, its anchor this far (crop px) from the centre. Teaches both
+    # heads to ignore a touching neighbour when the labels hold few close encounters.
+    neighbour_probability: float = Field(0.0, ge=0, le=1)
+    neighbour_distance_px: tuple[float, float] = (60.0, 110.0)
 
 
 class OptimConfig(Strict):
