@@ -25,6 +25,10 @@ import numpy as np
 from rtpose.hw.errors import DaqError
 from rtpose.hw.firmware import DaqDevice
 
+# A time that falls on a sample, give or take float rounding: (t - t0) * rate loses ~1e-8
+# samples when t and t0 are large monotonic readings, far more than one ulp of the product.
+_SAMPLE_EPS = 1e-6
+
 
 @attrs.frozen
 class AiTrace:
@@ -257,8 +261,8 @@ class Daq(abc.ABC):
         if not self._is_open:
             raise DaqError(f"{self.name}: read_ai before open")
         first_kept, end = self._ai_span()
-        start = max(math.ceil(self._ai_sample_at(t_start) - 1e-9), 0)
-        stop = min(math.ceil(self._ai_sample_at(t_end) - 1e-9), end)
+        start = max(math.ceil(self._ai_sample_at(t_start) - _SAMPLE_EPS), 0)
+        stop = min(math.ceil(self._ai_sample_at(t_end) - _SAMPLE_EPS), end)
         if start < first_kept and stop > start:
             raise DaqError(
                 f"{self.name}: analog input before t={float(self._ai_times(np.array([first_kept]))[0]):.3f} s "
@@ -283,7 +287,7 @@ class Daq(abc.ABC):
         if from_time is None:
             start = self._ai_span()[1]
         else:
-            start = max(math.ceil(self._ai_sample_at(from_time) - 1e-9), 0)
+            start = max(math.ceil(self._ai_sample_at(from_time) - _SAMPLE_EPS), 0)
         return AiStream(self, start)
 
 
