@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", required=True, help="export directory")
     p.add_argument("-i", "--input", required=True, help="video file or .slp (predicts on its video)")
     _frames_arg(p)
-    p.add_argument("-o", "--output", help="output .slp (default: INPUT.predictions.slp)")
+    p.add_argument("-o", "--output", help="output .slp (default: INPUT.predictions.slp, or in the working "
+                   "directory when the input's folder is read-only)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
     p.add_argument("--only-labeled", action="store_true", help="with a .slp input: only its labeled frames")

@@ -168,6 +168,16 @@ def test_predict_errors_are_one_line(tmp_path, flies_video_path, capsys):
     bad.write_text("hello")
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(bad)]) == 2
     assert "not a readable video" in capsys.readouterr().err
+    missing_dir = tmp_path / "nope" / "out.slp"
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200", "-o",
+                str(missing_dir)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing_dir}: its folder does not exist"
+
+
+def test_predict_default_output_sits_beside_a_writable_input(tmp_path):
+    from rtpose.engine.predict import default_output
+
+    assert default_output(tmp_path / "clip.mp4") == tmp_path / "clip.predictions.slp"
 
 
 def test_bench_reports_latency(tmp_path, flies_video_path):

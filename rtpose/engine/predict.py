@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -16,6 +17,15 @@ from rtpose.errors import RtposeError
 from rtpose.poses import Poses
 
 
+def default_output(input_path: Path) -> Path:
+    """``INPUT.predictions.slp`` beside the input, or in the working directory when the
+    input's folder is read-only (shared data): found out before the run, not after it."""
+    beside = input_path.with_suffix(".predictions.slp")
+    if os.access(beside.parent, os.W_OK):
+        return beside
+    return Path.cwd() / beside.name
+
+
 def predict(model: str | Path, input_path: str | Path, frames: str | None = None, output: str | Path | None = None,
             batch_size: int = 1, engine_name: str = "ort-cpu", only_labeled: bool = False,
             progress: bool = True, continuity: bool = True) -> Path:
@@ -24,7 +34,9 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     video, indices = resolve_input(input_path, frames, only_labeled)
     if not indices:
         raise RtposeError(f"{input_path}: no frames to predict on")
-    output = Path(output) if output else Path(input_path).with_suffix(".predictions.slp")
+    output = Path(output) if output else default_output(Path(input_path))
+    if not output.parent.is_dir():
+        raise RtposeError(f"{output}: its folder does not exist")
     engine = load_engine(model, engine_name)
     spec = engine.spec
     follow = IdentityContinuity(spec.n_classes) if continuity else None
