@@ -36,7 +36,7 @@ class IdentityContinuity:
     min_probability: float = 0.5
     max_gap_frames: int = 5
     max_step_px: float = 50.0
-    followed: int = 0  # frames whose identities came from continuity
+    followed: int = attrs.field(default=0, init=False)  # frames whose identities came from continuity
     _centres: np.ndarray | None = attrs.field(default=None, init=False)  # (classes, 2), NaN: unknown
     _frame: int | None = attrs.field(default=None, init=False)
 

@@ -134,7 +134,8 @@ def export(model_dir: str | Path, export_dir: str | Path, max_instances: int | N
             if shift["median"] > MAX_MEDIAN_SHIFT_PX:
                 raise RtposeError(f"int8 check failed: points moved {shift['median']:.2f} px (median) from fp32; "
                                   "export without --int8")
-            spec.extra["quantization"] = {"type": "int8 static QDQ, Conv except the confidence-map outputs, per-channel weights, percentile calibration",
+            spec.extra["quantization"] = {"type": "int8 static QDQ, Conv except the confidence-map outputs, "
+                                                  "per-channel weights, percentile calibration",
                                           "calibration_frames": len(calibration),
                                           "shift_vs_fp32_px": shift}
             onnx_path = int8_path

@@ -96,7 +96,6 @@ class RunResult:
         return 0 if self.error is None else 1
 
 
-
 def live_cpu_threads() -> int:
     """ONNX Runtime threads for a live run: every core but one.
 
@@ -106,6 +105,7 @@ def live_cpu_threads() -> int:
     frames dropped, against 0.14 ms and 77 with one thread.
     """
     return max(1, (os.cpu_count() or 1) - 1)
+
 
 class Daemon:
     """One run of one protocol. Not reusable: make a new Daemon per run."""
@@ -154,7 +154,8 @@ class Daemon:
         self.latency = {name: LatencyHistogram() for name in
                         ("inference", "overhead", "slot_wait", "arrival_to_output", "exposure_to_output")}
         self.rule_true_frames = dict.fromkeys(self.program.rule_names, 0)
-        self._continuity: IdentityContinuity | None = None
+        self.continuity = (IdentityContinuity(loaded.spec.n_classes)
+                           if self.protocol.model.identity_continuity else None)
         self.final_volts: dict[str, float] = {}
         self.ai_trace: AiTrace | None = None
 
@@ -205,7 +206,7 @@ class Daemon:
     @property
     def identity_followed_frames(self) -> int:
         """Frames whose identities came from continuity, not the identity head."""
-        return self._continuity.followed if self._continuity is not None else 0
+        return self.continuity.followed if self.continuity is not None else 0
 
     # -- opening -------------------------------------------------------------------------
 
@@ -323,8 +324,7 @@ class Daemon:
     def _process(self) -> None:
         engine, slot, outputs = self.engine, self.slot, self.outputs
         publisher, recorder = self.publisher, self.recorder
-        follow = self._continuity = (IdentityContinuity(engine.spec.n_classes)
-                                     if self.protocol.model.identity_continuity else None)
+        follow = self.continuity
         last_seq = -1
         try:
             while not self._stop.is_set():
