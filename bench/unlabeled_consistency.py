@@ -1,0 +1,100 @@
+"""Consistency of a model's poses and identities on frames nobody labelled.
+
+    .venv/bin/python bench/unlabeled_consistency.py                         # models/flies13, frames 1200-1499
+    .venv/bin/python bench/unlabeled_consistency.py -m EXPORT_DIR --frames 1000-1199
+
+Without labels nothing here is an accuracy; these are the symptoms of its failures:
+
+- undecided frames: the identity head gives two animals the same most likely class, so
+  the Hungarian assignment rests on tiny probability differences;
+- identity swaps: frames where the anchors of the named animals sit nearer to the other
+  animal's previous anchor than to their own (two per one-frame swap), with the head
+  alone and with identity continuity (``rtpose/engine/continuity.py``);
+- odd bodies: instances whose head-thorax distance is more than ``--tolerance-px`` from
+  that animal's median over the run (a node put on the neighbour, usually);
+- how close the animals come (anchor to anchor), which is what makes frames hard.
+
+Prints the machine it ran on and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from rtpose.data.video import VideoReader, parse_frame_range  # noqa: E402
+from rtpose.engine.base import load_engine  # noqa: E402
+from rtpose.engine.continuity import IdentityContinuity  # noqa: E402
+from rtpose.machine import describe  # noqa: E402
+from rtpose.paths import data_dir  # noqa: E402
+
+
+def swaps(anchors: np.ndarray) -> int:
+    """Frames where the two named animals are each nearer the other's previous anchor."""
+    a, b = anchors[1:], anchors[:-1]
+    same = np.linalg.norm(a[:, 0] - b[:, 0], axis=-1) + np.linalg.norm(a[:, 1] - b[:, 1], axis=-1)
+    cross = np.linalg.norm(a[:, 0] - b[:, 1], axis=-1) + np.linalg.norm(a[:, 1] - b[:, 0], axis=-1)
+    return int(np.sum(cross < same))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-m", "--model", default=str(REPO / "models" / "flies13"))
+    parser.add_argument("-i", "--input", default=str(data_dir() / "flies13" / "clip.mp4"))
+    parser.add_argument("--frames", default="1200-1499")
+    parser.add_argument("--anchor", default="thorax")
+    parser.add_argument("--head", default="head")
+    parser.add_argument("--tolerance-px", type=float, default=5.0)
+    args = parser.parse_args()
+
+    engine = load_engine(args.model, "ort-cpu")
+    spec = engine.spec
+    if spec.n_classes != 2:
+        raise SystemExit("this check is written for two identities")
+    anchor, head = spec.node_names.index(args.anchor), spec.node_names.index(args.head)
+    follow = IdentityContinuity(spec.n_classes)
+    undecided = 0
+    by_head, by_continuity = [], []  # (frames, class, 2) anchors, NaN where missing
+    lengths = []  # (frames, class) head-anchor distance
+    with VideoReader(args.input) as reader:
+        for index in parse_frame_range(args.frames, reader.n_frames):
+            poses = engine.infer(reader.read(index))
+            best = poses.identity_scores.argmax(axis=1)
+            undecided += int(len(poses) == 2 and best[0] == best[1])
+            kept = follow(poses, index)
+            for out, p in ((by_head, poses), (by_continuity, kept)):
+                row = np.full((2, 2), np.nan)
+                for i, cls in enumerate(p.identity):
+                    if cls >= 0:
+                        row[cls] = p.points[i, anchor]
+                out.append(row)
+            row = np.full(2, np.nan)
+            for i, cls in enumerate(kept.identity):
+                if cls >= 0:
+                    row[cls] = np.linalg.norm(kept.points[i, head] - kept.points[i, anchor])
+            lengths.append(row)
+    by_head, by_continuity, lengths = np.array(by_head), np.array(by_continuity), np.array(lengths)
+    n = len(by_head)
+    odd = np.abs(lengths - np.nanmedian(lengths, axis=0)) > args.tolerance_px
+    apart = np.linalg.norm(by_continuity[:, 0] - by_continuity[:, 1], axis=-1)
+
+    info = describe()
+    print(f"machine: {info['cpu']}, {info['cpu_count']} cores, onnxruntime {info['onnxruntime']}")
+    print(f"model {args.model}, frames {args.frames} ({n})")
+    print(f"undecided frames (both animals most likely the same class): {undecided}")
+    print(f"identity swaps in the anchor tracks: {swaps(by_head)} with the head alone, "
+          f"{swaps(by_continuity)} with continuity ({follow.followed} frames followed by position)")
+    print(f"odd bodies (head-{args.anchor} more than {args.tolerance_px:g} px off the animal's median): "
+          f"{int(odd.sum())} of {int(np.isfinite(lengths).sum())} instances")
+    print(f"anchor to anchor: min {np.nanmin(apart):.1f} px, median {np.nanmedian(apart):.1f} px")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
