@@ -25,8 +25,7 @@ def pipeline_from_export(export_dir: str | Path, spec: ExportSpec | None = None)
     import torch
     from onnx import numpy_helper
 
-    from rtpose.nn.models import centroid_arch_from_dict, instance_arch_from_dict
-    from rtpose.nn.pipeline import TopDownPipeline
+    from rtpose.nn.pipeline import pipeline_from_architecture
     from rtpose.nn.unet import fold_batchnorm
 
     export_dir = Path(export_dir)
@@ -34,9 +33,8 @@ def pipeline_from_export(export_dir: str | Path, spec: ExportSpec | None = None)
     arch = spec.architecture
     if not arch or "centroid" not in arch or "instance" not in arch:
         raise RtposeError(f"{export_dir}: rtpose.json has no architecture; re-export with this rtpose")
-    pipeline = TopDownPipeline(
-        centroid_arch_from_dict(arch["centroid"]).build(), instance_arch_from_dict(arch["instance"]).build(),
-        input_scale=spec.input_scale, crop_size=spec.crop_size, max_instances=spec.max_instances,
+    pipeline = pipeline_from_architecture(
+        arch, input_scale=spec.input_scale, crop_size=spec.crop_size, max_instances=spec.max_instances,
         centroid_threshold=spec.centroid_threshold, refinement=spec.refinement,
     )
     pipeline.eval()

@@ -2,7 +2,10 @@
 runs inside the graph (no data-dependent control flow).
 
 Sub-pixel refinement: ``integral`` is SLEAP's integral regression (the confidence-
-weighted mean offset over a patch around the peak); ``quadratic`` fits a parabola to
+weighted mean offset over a patch around the peak, negative confidences clipped to 0);
+``integral_raw`` is the same with the raw confidences as weights, exactly as SLEAP and
+sleap-nn compute it (``sleap_nn.inference.ops.peaks.integral_regression``: 5x5 patch,
+zeros outside the map), used for imported models; ``quadratic`` fits a parabola to
 the log-confidence of the peak and its 4 neighbours, which is exact for a Gaussian peak
 wherever it falls between pixels. Which one a model uses is recorded in rtpose.json.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-REFINEMENTS = ("integral", "quadratic", "none")
+REFINEMENTS = ("integral", "integral_raw", "quadratic", "none")
 
 
 def local_peaks(cm: torch.Tensor, k: int, threshold: float):
@@ -43,7 +46,7 @@ def refine(cm: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, method: str
         return rows.to(cm.dtype), cols.to(cm.dtype)
     m, c, h, w = cm.shape
     k = rows.shape[-1]
-    if method == "integral":
+    if method in ("integral", "integral_raw"):
         r = torch.arange(-radius, radius + 1, device=cm.device)
         dy = r.repeat_interleave(2 * radius + 1)
         dx = r.repeat(2 * radius + 1)
@@ -57,9 +60,14 @@ def refine(cm: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, method: str
     inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
     flat_idx = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).reshape(m, c, -1)
     vals = torch.gather(cm.reshape(m, c, h * w), 2, flat_idx).reshape(m, c, k, -1)
-    if method == "integral":
-        wts = torch.where(inside, vals.clamp(min=0), torch.zeros_like(vals))
-        total = wts.sum(-1).clamp(min=1e-6)
+    if method in ("integral", "integral_raw"):
+        if method == "integral":
+            wts = torch.where(inside, vals.clamp(min=0), torch.zeros_like(vals))
+            total = wts.sum(-1).clamp(min=1e-6)
+        else:
+            wts = torch.where(inside, vals, torch.zeros_like(vals))
+            total = wts.sum(-1)
+            total = torch.where(total.abs() < 1e-12, torch.full_like(total, 1e-12), total)
         off_y = (wts * dy.to(cm.dtype)).sum(-1) / total
         off_x = (wts * dx.to(cm.dtype)).sum(-1) / total
     else:
