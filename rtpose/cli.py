@@ -60,14 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value by its dotted key (repeatable)")
 
-    p = sub.add_parser("export", help="export a trained model to one end-to-end ONNX graph")
-    p.add_argument("model_dir", help="model directory written by `rtpose train`")
+    p = sub.add_parser("export", help="export a trained model (rtpose, sleap-nn or SLEAP 1.x) to one ONNX graph")
+    p.add_argument("model_dir", nargs="+", metavar="MODEL_DIR",
+                   help="model directory written by `rtpose train`, or the centroid and centered-instance "
+                        "directories of a sleap-nn (best.ckpt) or SLEAP 1.x (best_model.h5) top-down model")
     p.add_argument("-o", "--output", required=True, help="export directory (model.onnx + rtpose.json)")
     p.add_argument("--max-instances", type=int, default=None, help="instances per frame (default: classes)")
     p.add_argument("--frame-size", metavar="HxW", help="frame size the graph takes (default: training video)")
     p.add_argument("--int8", action="store_true",
                    help="quantise the convolutions to int8 (about 2x faster on CPUs with VNNI), checked against fp32")
     p.add_argument("--calibration-frames", type=int, default=50, help="training frames that calibrate --int8")
+    p.add_argument("--video", help="a video of the setup: a real frame for the export check and, for imported "
+                                   "models, the frames that calibrate --int8")
 
     p = sub.add_parser("predict", help="predict poses on a video or .slp and write .slp")
     p.add_argument("-m", "--model", required=True, help="export directory")

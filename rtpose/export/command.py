@@ -1,4 +1,10 @@
-"""``rtpose export MODEL_DIR -o EXPORT_DIR [--max-instances N] [--frame-size HxW]``."""
+"""``rtpose export MODEL_DIR [MODEL_DIR2] -o EXPORT_DIR [--max-instances N] [--frame-size HxW] [--int8]``.
+
+MODEL_DIR is an rtpose training output, or with MODEL_DIR2 the centroid and
+centered-instance directories of a sleap-nn or SLEAP 1.x top-down model
+(``rtpose.export.importers``). ``--video`` gives imported models, which carry no
+path to their training frames, real frames for the export check and for ``--int8``.
+"""
 
 from __future__ import annotations
 
@@ -51,14 +57,43 @@ def _int8_frames(model_dir: Path, n_calibration: int) -> tuple[list, list]:
     return out[0], out[1]
 
 
+def _video_frames(video: str, n_calibration: int) -> tuple[list, list]:
+    """Frames of a user's video: calibration frames from its first 80%, check frames
+    from the rest (the quantisation is judged on frames it did not see)."""
+    import numpy as np
+
+    from rtpose.data.video import VideoReader
+
+    with VideoReader(video) as reader:
+        n = len(reader)
+        cut = max(1, int(n * 0.8))
+        calib = np.linspace(0, cut - 1, min(n_calibration, cut)).astype(int)
+        check = np.linspace(cut, n - 1, min(20, max(n - cut, 0))).astype(int) if n > cut else []
+        return [reader.read(int(i)) for i in calib], [reader.read(int(i)) for i in check]
+
+
 def main(args: argparse.Namespace) -> int:
     from rtpose.export.onnx_export import export
 
-    model_dir = Path(args.model_dir)
-    int8 = _int8_frames(model_dir, args.calibration_frames) if args.int8 else None
-    spec = export(model_dir, args.output, args.max_instances, args.frame_size, _check_frame(model_dir), int8)
-    print(f"exported {model_dir} -> {args.output}: {spec.frame_height}x{spec.frame_width} uint8 frames, "
-          f"up to {spec.max_instances} instances, {spec.n_nodes} nodes, classes {spec.class_names}")
+    dirs = [Path(d) for d in args.model_dir]
+    if len(dirs) > 2:
+        raise RtposeError(f"rtpose export takes one model directory, or two (centroid + centered instance); "
+                          f"got {len(dirs)}")
+    own = len(dirs) == 1 and (dirs[0] / "model.json").exists()
+    video_frames = _video_frames(args.video, args.calibration_frames) if args.video else None
+    int8 = None
+    if args.int8:
+        if video_frames is not None:
+            int8 = video_frames
+        elif own:
+            int8 = _int8_frames(dirs[0], args.calibration_frames)
+        else:
+            raise RtposeError("--int8 on an imported model needs --video VIDEO (frames to calibrate on)")
+    check = video_frames[1][0] if video_frames and video_frames[1] else (_check_frame(dirs[0]) if own else None)
+    spec = export(dirs if len(dirs) > 1 else dirs[0], args.output, args.max_instances, args.frame_size, check, int8)
+    src = spec.source.get("format", "rtpose")
+    print(f"exported {' + '.join(map(str, dirs))} ({src}) -> {args.output}: {spec.frame_height}x{spec.frame_width} "
+          f"uint8 frames, up to {spec.max_instances} instances, {spec.n_nodes} nodes, classes {spec.class_names}")
     if "quantization" in spec.extra:
         q = spec.extra["quantization"]
         shift = q["shift_vs_fp32_px"]

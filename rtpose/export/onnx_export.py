@@ -39,9 +39,27 @@ def _load_checkpoint(path: Path) -> dict:
         raise RtposeError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
 
 
-def build_pipeline(model_dir: str | Path, max_instances: int | None = None) -> tuple[TopDownPipeline, dict]:
-    """The eval-mode, BatchNorm-folded pipeline of a model directory, and its model.json."""
-    model_dir = Path(model_dir)
+def build_pipeline(model_dir: str | Path | list, max_instances: int | None = None) -> tuple[TopDownPipeline, dict]:
+    """The eval-mode, BatchNorm-folded pipeline of a model directory, and its model.json.
+
+    ``model_dir`` may also be two directories of a model trained elsewhere (sleap-nn or
+    SLEAP 1.x: centroid + centered-instance, any order; ``rtpose.export.importers``)."""
+    dirs = [Path(d) for d in model_dir] if isinstance(model_dir, (list, tuple)) else [Path(model_dir)]
+    from rtpose.export.importers import import_topdown, model_format
+
+    formats = [model_format(d) for d in dirs]
+    if formats != ["rtpose"]:
+        if "rtpose" in formats:
+            raise RtposeError(f"{dirs[formats.index('rtpose')]}: an rtpose model directory holds both networks; "
+                              "export it on its own")
+        if len(dirs) != 2:
+            from rtpose.export.importers import read_net
+
+            read_net(dirs[0])  # an unsupported model type is the first thing to say
+            raise RtposeError(f"{dirs[0]}: a {formats[0]} model is one network; pass the centroid and the "
+                              "centered-instance model directories")
+        return import_topdown(dirs, max_instances)
+    model_dir = dirs[0]
     info_path = model_dir / MODEL_INFO
     if not info_path.exists():
         raise RtposeError(f"{model_dir}: no {MODEL_INFO}; not a model directory written by `rtpose train`")
@@ -60,6 +78,10 @@ def build_pipeline(model_dir: str | Path, max_instances: int | None = None) -> t
     pipeline.eval()
     fold_batchnorm(pipeline)
     info["architecture"] = {"centroid": c_ckpt["arch"], "instance": i_ckpt["arch"]}
+    from rtpose.export.importers.common import file_hashes
+
+    info["source"] = {"format": "rtpose", "version": __version__, "dir": str(model_dir),
+                      "sha256": file_hashes(model_dir, ["centroid/best.pt", "instance/best.pt", "config.yaml"])}
     return pipeline, info
 
 
@@ -71,12 +93,14 @@ def spec_from_info(info: dict, max_instances: int, frame_hw: tuple[int, int]) ->
         instance_output_stride=info["instance_output_stride"], anchor_part=info["anchor_part"],
         centroid_threshold=info["centroid_threshold"], point_threshold=info["point_threshold"],
         max_instances=max_instances, config_hash=info["config_hash"], refinement=info["refinement"],
-        architecture=info["architecture"], rtpose_version=__version__,
+        architecture=info["architecture"], rtpose_version=__version__, source=info.get("source", {}),
     )
 
 
 def parse_frame_size(text: str | None, info: dict) -> tuple[int, int]:
     if not text:
+        if not info.get("frame_height") or not info.get("frame_width"):
+            raise RtposeError("the model does not record its frame size; pass --frame-size HxW")
         return int(info["frame_height"]), int(info["frame_width"])
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -87,10 +111,10 @@ def parse_frame_size(text: str | None, info: dict) -> tuple[int, int]:
     return h, w
 
 
-def export(model_dir: str | Path, export_dir: str | Path, max_instances: int | None = None,
+def export(model_dir: str | Path | list, export_dir: str | Path, max_instances: int | None = None,
            frame_size: str | None = None, check_frame: np.ndarray | None = None,
            int8_frames: tuple[list[np.ndarray], list[np.ndarray]] | None = None) -> ExportSpec:
-    """Write ``export_dir``; returns its spec. ``check_frame``: a real (H, W) uint8 frame
+    """Write ``export_dir``; returns its spec. ``model_dir``: see ``build_pipeline``. ``check_frame``: a real (H, W) uint8 frame
     for the torch/ONNX Runtime agreement check (a blank frame checks nothing useful).
     ``int8_frames``: (calibration frames, check frames) to quantise the convolutions to
     int8 (rtpose.export.quantize); None keeps fp32."""
@@ -101,7 +125,9 @@ def export(model_dir: str | Path, export_dir: str | Path, max_instances: int | N
     spec = spec_from_info(info, pipeline.max_instances, (h, w))
     if check_frame is None:
         check_frame = np.zeros((h, w), np.uint8)
-    frame = torch.from_numpy(np.ascontiguousarray(check_frame[:h, :w]))[None, None]
+    padded = np.zeros((h, w), np.uint8)
+    padded[: min(h, check_frame.shape[0]), : min(w, check_frame.shape[1])] = check_frame[:h, :w]
+    frame = torch.from_numpy(padded)[None, None]
     export_dir = Path(export_dir)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / MODEL_FILE

@@ -45,6 +45,8 @@ class ExportSpec:
     format_version: int = FORMAT_VERSION
     rtpose_version: str = ""
     extra: dict[str, Any] = attrs.field(factory=dict)
+    # Where the weights came from: format (rtpose, sleap-nn, sleap-1.x), version, files' SHA-256.
+    source: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def n_nodes(self) -> int:

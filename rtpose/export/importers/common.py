@@ -1,0 +1,137 @@
+"""What the SLEAP-family readers share: the parsed model, the mapping of SLEAP layer
+names onto rtpose's modules, and the one-line errors.
+
+SLEAP 1.x (Keras) and sleap-nn (PyTorch) name their layers alike
+(``stack0_enc{i}_conv{c}``, ``stack0_enc{n}_middle_expand_conv{c}``,
+``stack0_dec{j}_s{a}_to_s{b}_refine_conv{c}``, ``..._trans_conv``,
+``CentroidConfmapsHead``, ``CenteredInstanceConfmapsHead``, ``pre_classification{i}_fc``,
+``ClassVectorsHead``), so each reader only turns its file into
+``{layer name: {"weight": array in PyTorch layout, "bias": array}}`` and
+``load_layers`` does the rest, checking every shape against the network the config
+describes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from rtpose.errors import RtposeError
+
+TOPDOWN_TYPES = ("centroid", "centered_instance", "multi_class_topdown")
+# Model types SLEAP and sleap-nn train that rtpose does not run (yet).
+OTHER_TYPES = {
+    "single_instance": "single instance", "bottomup": "bottom-up", "multi_instance": "bottom-up",
+    "multi_class_bottomup": "bottom-up ID (multi_class_bottomup)",
+}
+
+
+@attrs.define
+class ImportedNet:
+    """One network of a foreign model directory, as rtpose modules and metadata."""
+
+    model_type: str  # one of TOPDOWN_TYPES
+    arch: Any  # CentroidArch | InstanceArch
+    layers: dict[str, dict[str, np.ndarray]]  # SLEAP layer name -> weight/bias (PyTorch layout)
+    node_names: list[str]
+    edges: list[tuple[int, int]]
+    class_names: list[str]
+    anchor_part: str | None
+    input_scale: float
+    crop_size: int | None
+    max_hw: tuple[int, int] | None  # the frame size it was trained on, where recorded
+    source: dict[str, Any]  # format, version, files and their SHA-256
+    weights_file: Path
+    conventions: str = "sleap"
+    resize: str = "antialias_uint8"
+    ignored_layers: list[str] = attrs.field(factory=list)
+
+
+def unsupported(model_dir: Path, model_type: str) -> RtposeError:
+    name = OTHER_TYPES.get(model_type, model_type)
+    return RtposeError(f"{model_dir}: {name} models are not supported by rtpose export "
+                       "(top-down only: a centroid model with a centered_instance or multi_class_topdown model)")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_hashes(model_dir: Path, names: list[str]) -> dict[str, str]:
+    return {n: sha256(model_dir / n) for n in names if (model_dir / n).exists()}
+
+
+def unet_channels(filters: int, rate: float, levels: int) -> list[int]:
+    """SLEAP's channel count per level: ``int(filters * rate**level)`` (truncated)."""
+    return [int(filters * rate**level) for level in range(levels + 1)]
+
+
+_ENC = re.compile(r"stack0_enc(\d+)_conv(\d+)$")
+_MID = re.compile(r"stack0_enc\d+_middle_(expand|contract)_conv(\d+)$")
+_DEC = re.compile(r"stack0_dec(\d+)_s\d+_to_s\d+_refine_conv(\d+)$")
+_TRANS = re.compile(r"stack0_dec(\d+)_s\d+_to_s\d+_trans_conv$")
+_FC = re.compile(r"pre_classification(\d+)_fc$")
+
+
+def module_name(layer: str, unet, n_fc: int) -> str | None:
+    """rtpose parameter prefix of a SLEAP layer name, or None for layers rtpose does not
+    run (e.g. SLEAP 1.x's OffsetRefinementHead)."""
+    layer = re.sub(r"_\d+$", "", layer) if "Head" in layer else layer
+    if m := _ENC.fullmatch(layer):
+        return f"backbone.down.{int(m[1])}.{2 * int(m[2])}"
+    if m := _MID.fullmatch(layer):
+        index = int(m[2]) if m[1] == "expand" else unet.n_middle_convs - 1
+        return f"backbone.bottleneck.{2 * index}"
+    if m := _DEC.fullmatch(layer):
+        return f"backbone.up.{int(m[1])}.{2 * int(m[2])}"
+    if m := _TRANS.fullmatch(layer):
+        return f"backbone.upsample.{int(m[1])}"
+    if layer in ("CentroidConfmapsHead", "CenteredInstanceConfmapsHead"):
+        return "confmaps"
+    if m := _FC.fullmatch(layer):
+        return f"classes.mlp.{2 * int(m[1])}"
+    if layer == "ClassVectorsHead":
+        return f"classes.mlp.{2 * n_fc}"
+    return None
+
+
+def load_layers(net, imported: ImportedNet) -> None:
+    """Copy ``imported.layers`` into ``net`` (built from ``imported.arch``), or raise an
+    RtposeError naming the first layer whose weights do not fit the config."""
+    import torch
+
+    unet = imported.arch.unet
+    n_fc = getattr(imported.arch, "class_layers", 1) - 1
+    state = net.state_dict()
+    where = imported.weights_file
+    given: dict[str, tuple[str, str, np.ndarray]] = {}
+    for layer, params in imported.layers.items():
+        prefix = module_name(layer, unet, n_fc)
+        if prefix is None:
+            imported.ignored_layers.append(layer)
+            continue
+        for kind, value in params.items():
+            key = f"{prefix}.{kind}"
+            if key not in state:
+                raise RtposeError(f"{where}: layer {layer} has no place in the network its config describes "
+                                  f"(max_stride, output_stride, filters or head mismatch)")
+            given[key] = (layer, kind, value)
+    for key, expected in state.items():  # in network order: the first misfit is the one to name
+        if key not in given:
+            raise RtposeError(f"{where}: no weights for {key} of the network the config describes "
+                              f"(the weights are of another architecture)")
+        layer, kind, value = given[key]
+        if tuple(expected.shape) != tuple(value.shape):
+            raise RtposeError(f"{where}: layer {layer} {kind} has shape {tuple(value.shape)} but the config "
+                              f"implies {tuple(expected.shape)} (filters, filters_rate or units mismatch)")
+        state[key] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+    net.load_state_dict(state)

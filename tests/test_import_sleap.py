@@ -1,0 +1,278 @@
+"""Models trained elsewhere: SLEAP 1.x (Keras .h5) and sleap-nn (PyTorch .ckpt) top-down
+models exported into rtpose's graph, on the real models in ../shared and real frames.
+
+Parity with sleap-nn's own predictor (0.1 px) and with Keras (1e-4) needs sleap-nn or
+TensorFlow, which are never dependencies: bench/sleap_import_parity.py measures those in
+a side environment. Here: the readers, the conventions they rely on, the export
+contract, ONNX Runtime against the torch modules, and the one-line errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sleap_io as sio
+import torch
+import torch.nn.functional as F
+import yaml
+
+from rtpose.cli import main as cli
+from rtpose.data.video import VideoReader
+from rtpose.engine.base import load_engine
+from rtpose.engine.torch_cuda import pipeline_from_export
+from rtpose.export.importers import import_topdown, read_net
+from rtpose.export.importers.common import load_layers
+from rtpose.export.quantize import matched_point_shifts
+from rtpose.export.spec import ExportSpec
+from rtpose.nn.pipeline import resize_antialias
+from rtpose.nn.unet import UNet, UNetSpec, count_parameters
+from rtpose.paths import data_dir
+
+SHARED = data_dir().parent
+LEGACY = SHARED / "models_sleap_legacy"
+PEER = SHARED / "peer"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"test model missing: {path} (the shared directory beside the data)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def legacy_pair() -> list[Path]:
+    return [_need(LEGACY / "minimal_instance.UNet.centroid"), _need(LEGACY / "minimal_instance.UNet.centered_instance")]
+
+
+@pytest.fixture(scope="module")
+def peer_pair() -> list[Path]:
+    return [_need(PEER / "centroid"), _need(PEER / "centered_instance_id")]
+
+
+@pytest.fixture(scope="module")
+def legacy_export(legacy_pair, minimal_labels_path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("legacy") / "export"
+    assert cli(["export", *map(str, legacy_pair), "-o", str(out), "--frame-size", "384x384",
+                "--max-instances", "2", "--video", str(minimal_labels_path)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def peer_export(peer_pair, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("peer") / "export"
+    # Given in the other order on purpose: the roles come from the configs.
+    assert cli(["export", str(peer_pair[1]), str(peer_pair[0]), "-o", str(out), "--max-instances", "2"]) == 0
+    return out
+
+
+# ---------------------------------------------------------------- conventions
+
+
+def test_keras_transposed_conv_is_the_gradient_of_a_same_padded_conv():
+    """TensorFlow defines conv2d_transpose as the gradient of conv2d with respect to its
+    input; for ``padding="same"``, stride 2, kernel 3 and an even output, that conv pads
+    0 pixels before and 1 after. Our ``transposed_keras`` upsampling must be exactly that,
+    and PyTorch's (sleap-nn's) alignment must not."""
+    torch.manual_seed(0)
+    spec = UNetSpec(filters=4, down_blocks=1, up_blocks=1, stem_stride=1, batch_norm=False, skip_first=True,
+                    upsampling="transposed_keras")
+    net = UNet(spec)
+    conv_t = net.upsample[0]
+    x = torch.randn(1, conv_t.in_channels, 5, 7)
+    fine = torch.zeros(1, conv_t.out_channels, 10, 14, requires_grad=True)
+    forward = F.conv2d(F.pad(fine, (0, 1, 0, 1)), conv_t.weight, stride=2)  # (in, out, k, k): fine -> coarse
+    (grad,) = torch.autograd.grad(forward, fine, grad_outputs=x)
+    expected = grad + conv_t.bias.reshape(1, -1, 1, 1)
+    assert torch.allclose(net._transposed(conv_t, x), expected, atol=1e-5)
+    net.spec.upsampling = "transposed"
+    assert not torch.allclose(net._transposed(conv_t, x), expected, atol=1e-2)
+
+
+@pytest.mark.parametrize("shape,scale", [((1, 1, 1024, 1024), 0.25), ((2, 1, 96, 120), 0.5), ((1, 1, 50, 70), 0.6)])
+def test_antialiased_resize_matches_torch(shape, scale):
+    """sleap-nn scales frames with torchvision's antialiased bilinear resize; ours is a
+    strided convolution (1/k) or two matrices, so that it exports to opset 17."""
+    torch.manual_seed(1)
+    x = torch.rand(shape) * 255
+    size = (int(shape[2] * scale), int(shape[3] * scale))
+    ref = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    assert torch.allclose(resize_antialias(x, scale), ref, atol=1e-3)
+
+
+def test_peer_networks_have_the_parameter_count_sleap_nn_recorded(peer_pair):
+    """sleap-nn writes the trained model's parameter count into its config; the modules
+    our reader builds from the same config must hold exactly that many."""
+    for model_dir in peer_pair:
+        net_info = read_net(model_dir)
+        net = net_info.arch.build()
+        load_layers(net, net_info)
+        recorded = yaml.safe_load((model_dir / "training_config.yaml").read_text())["model_config"]["total_params"]
+        assert count_parameters(net) == recorded, model_dir
+
+
+# ---------------------------------------------------------------- SLEAP 1.x
+
+
+def test_legacy_export_records_its_source(legacy_export, legacy_pair):
+    spec = ExportSpec.load(legacy_export)
+    assert spec.source["format"] == "sleap-1.x"
+    nets = spec.source["networks"]
+    assert nets["centroid"]["model_type"] == "centroid" and nets["instance"]["model_type"] == "centered_instance"
+    for role, model_dir in zip(("centroid", "instance"), legacy_pair):
+        for name, digest in nets[role]["sha256"].items():
+            assert digest == hashlib.sha256((model_dir / name).read_bytes()).hexdigest()
+    assert spec.source["ignored_layers"] == ["OffsetRefinementHead_0"]
+    assert spec.node_names == ["A", "B"] and spec.edges == [(0, 1)] and spec.crop_size == 96
+    assert spec.architecture["pipeline"] == {"conventions": "sleap", "resize": "bilinear"}
+    assert spec.architecture["centroid"]["unet"]["upsampling"] == "transposed_keras"
+
+
+def test_legacy_model_finds_the_labelled_instances(legacy_export, minimal_labels_path):
+    """The SLEAP 1.x test models on the frame they were trained on: both instances, every
+    node within 2 px of its label."""
+    labels = sio.load_slp(str(minimal_labels_path))
+    truth = np.stack([inst.numpy() for inst in labels.labeled_frames[0].instances])
+    with VideoReader(minimal_labels_path) as reader:
+        frame = reader.read(labels.labeled_frames[0].frame_idx)
+    engine = load_engine(legacy_export, "ort-cpu")
+    poses = engine.infer(frame)
+    assert len(poses.points) == len(truth) == 2
+    dist = matched_point_shifts(truth, poses.points)
+    assert np.isfinite(dist).all() and dist.max() < 2.0, dist
+
+
+def test_legacy_torch_rebuild_matches_onnx_runtime(legacy_export, minimal_labels_path):
+    """What the torch-cuda engine runs for an imported model: modules rebuilt from
+    rtpose.json, weights reloaded from model.onnx by name (here on the CPU)."""
+    with VideoReader(minimal_labels_path) as reader:
+        frame = reader.read(0)
+    pipeline = pipeline_from_export(legacy_export)
+    with torch.no_grad():
+        out = [t.numpy() for t in pipeline(torch.from_numpy(frame)[None, None])]
+    raw = load_engine(legacy_export, "ort-cpu").run_raw(frame[None, None])
+    assert np.array_equal(out[4], raw["valid"]) and out[4].any()
+    assert np.abs(out[0][out[4]] - raw["points"][raw["valid"]]).max() <= 0.1
+
+
+def test_legacy_multiclass_head_reads_as_softmax_probabilities():
+    """min_tracks_2node's identity head: 3 ReLU dense layers and a softmax over
+    female/male, from the global max pool of the middle block."""
+    net_info = read_net(_need(LEGACY / "min_tracks_2node.UNet.topdown_multiclass"))
+    assert net_info.model_type == "multi_class_topdown" and net_info.class_names == ["female", "male"]
+    net = net_info.arch.build()
+    load_layers(net, net_info)
+    net.eval()
+    with torch.no_grad():
+        cms, logits = net(torch.rand(3, 1, 128, 128))
+    assert cms.shape == (3, 2, 64, 64) and logits.shape == (3, 2)
+    assert net_info.arch.class_layers == 4 and net_info.crop_size == 128
+
+
+# ---------------------------------------------------------------- sleap-nn
+
+
+def test_peer_export_contract(peer_export, peer_pair):
+    spec = ExportSpec.load(peer_export)
+    assert spec.source["format"] == "sleap-nn"
+    assert all(n["version"] == "0.3.5" for n in spec.source["networks"].values())
+    assert spec.class_names == ["female", "male"] and spec.n_nodes == 13 and spec.anchor_part == "thorax"
+    assert (spec.frame_height, spec.frame_width) == (1024, 1024) and spec.crop_size == 160
+    assert spec.input_scale == 0.25 and spec.refinement == "integral_raw"
+    assert spec.architecture["pipeline"] == {"conventions": "sleap", "resize": "antialias_uint8"}
+
+
+def test_peer_onnx_agrees_with_its_torch_modules(peer_export, peer_pair, flies_video_path):
+    """fp32 ONNX Runtime vs the imported torch pipeline on close-courtship frames: the
+    same instances, points within 0.1 px, the same identities."""
+    from rtpose.engine.base import raw_to_poses
+
+    pipeline, _ = import_topdown(peer_pair, max_instances=2)
+    engine = load_engine(peer_export, "ort-cpu")
+    with VideoReader(flies_video_path) as reader:
+        frames = [reader.read(i) for i in (1200, 1250, 1299)]
+    for frame in frames:
+        with torch.no_grad():
+            expected = dict(zip(["points", "point_scores", "instance_scores", "class_probs", "valid"],
+                                [t.numpy() for t in pipeline(torch.from_numpy(frame)[None, None])]))
+        got = engine.run_raw(frame[None, None])
+        assert np.array_equal(expected["valid"], got["valid"]) and got["valid"].sum() == 2
+        assert np.abs(expected["points"] - got["points"]).max() <= 0.1
+        assert np.array_equal(raw_to_poses(got, 0, engine.spec).identity,
+                              raw_to_poses(expected, 0, engine.spec).identity)
+
+
+def test_peer_model_finds_the_labelled_flies_with_their_identities(peer_export, flies_video_path):
+    """On labelled close-courtship frames: two flies, the nodes it finds at a median
+    under 5 px from their labels (the peer is poorly trained: most nodes fall under its
+    threshold), and each fly named as its labelled track."""
+    from scipy.optimize import linear_sum_assignment
+
+    labels = sio.load_slp(str(data_dir() / "flies13" / "clip.close.slp"))
+    engine = load_engine(peer_export, "ort-cpu")
+    with VideoReader(flies_video_path) as reader:
+        for lf in labels.labeled_frames[:4]:
+            poses = engine.infer(reader.read(lf.frame_idx))
+            truth = np.stack([inst.numpy() for inst in lf.instances])
+            assert len(poses.points) == 2
+            dist = np.linalg.norm(truth[:, None] - poses.points[None], axis=-1)  # (truth, found, nodes)
+            cost = np.nanmedian(np.where(np.isfinite(dist), dist, np.nan), axis=-1)
+            rows, cols = linear_sum_assignment(np.nan_to_num(cost, nan=1e6))
+            assert np.nanmedian(dist[rows, cols]) < 5.0, (lf.frame_idx, dist[rows, cols])
+            for r, c in zip(rows, cols):
+                assert engine.spec.class_names[poses.identity[c]] == lf.instances[r].track.name, lf.frame_idx
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def export_error(args: list[str], capsys) -> str:
+    code = cli(["export", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("error: ")
+    return err[0]
+
+
+@pytest.mark.parametrize("name,kind", [("minimal_instance.UNet.bottomup", "bottom-up"),
+                                       ("minimal_robot.UNet.single_instance", "single instance")])
+def test_unsupported_model_types_are_named(name, kind, tmp_path, capsys):
+    msg = export_error([str(_need(LEGACY / name)), "-o", str(tmp_path / "x")], capsys)
+    assert f"{kind} models are not supported" in msg and name in msg
+    msg = export_error([str(LEGACY / name), str(LEGACY / "minimal_instance.UNet.centroid"), "-o",
+                        str(tmp_path / "x")], capsys)
+    assert f"{kind} models are not supported" in msg
+    assert not (tmp_path / "x").exists()
+
+
+def test_legacy_config_that_does_not_match_its_weights_names_the_layer(legacy_pair, tmp_path, capsys):
+    bad = tmp_path / "centroid"
+    shutil.copytree(legacy_pair[0], bad)
+    cfg = json.loads((bad / "training_config.json").read_text())
+    cfg["model"]["backbone"]["unet"]["filters_rate"] = 2.0
+    (bad / "training_config.json").write_text(json.dumps(cfg))
+    msg = export_error([str(bad), str(legacy_pair[1]), "-o", str(tmp_path / "x"), "--frame-size", "384x384"], capsys)
+    assert "best_model.h5: layer stack0_enc1_conv0 weight has shape" in msg
+
+
+def test_sleap_nn_config_that_does_not_match_its_weights_names_the_layer(peer_pair, tmp_path, capsys):
+    bad = tmp_path / "ci"
+    shutil.copytree(peer_pair[1], bad)
+    cfg = yaml.safe_load((bad / "training_config.yaml").read_text())
+    cfg["model_config"]["head_configs"]["multi_class_topdown"]["class_vectors"]["num_fc_units"] = 32
+    (bad / "training_config.yaml").write_text(yaml.safe_dump(cfg))
+    msg = export_error([str(peer_pair[0]), str(bad), "-o", str(tmp_path / "x")], capsys)
+    assert "best.ckpt: layer pre_classification0_fc weight has shape (64, 256)" in msg
+
+
+def test_two_centroid_models_or_a_missing_frame_size(legacy_pair, tmp_path, capsys):
+    msg = export_error([str(legacy_pair[0]), str(legacy_pair[0]), "-o", str(tmp_path / "x")], capsys)
+    assert "needs a centroid model and a centered_instance or multi_class_topdown model" in msg
+    msg = export_error([*map(str, legacy_pair), "-o", str(tmp_path / "x")], capsys)
+    assert "--frame-size" in msg
+    msg = export_error([str(tmp_path), "-o", str(tmp_path / "x")], capsys)
+    assert "not a model directory" in msg
