@@ -269,6 +269,11 @@ def test_sleap_nn_config_that_does_not_match_its_weights_names_the_layer(peer_pa
     assert "best.ckpt: layer pre_classification0_fc weight has shape (64, 256)" in msg
 
 
+def test_sleap_nn_model_runs_at_its_training_frame_size_only(peer_pair, tmp_path, capsys):
+    msg = export_error([*map(str, peer_pair), "-o", str(tmp_path / "x"), "--frame-size", "512x512"], capsys)
+    assert "--frame-size 512x512" in msg and "trained on 1024x1024" in msg
+
+
 def test_two_centroid_models_or_a_missing_frame_size(legacy_pair, tmp_path, capsys):
     msg = export_error([str(legacy_pair[0]), str(legacy_pair[0]), "-o", str(tmp_path / "x")], capsys)
     assert "needs a centroid model and a centered_instance or multi_class_topdown model" in msg

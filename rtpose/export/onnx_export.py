@@ -122,6 +122,11 @@ def export(model_dir: str | Path | list, export_dir: str | Path, max_instances: 
 
     pipeline, info = build_pipeline(model_dir, max_instances)
     h, w = parse_frame_size(frame_size, info)
+    trained_hw = (info.get("frame_height"), info.get("frame_width"))
+    if info.get("source", {}).get("format") == "sleap-nn" and all(trained_hw) and (h, w) != trained_hw:
+        raise RtposeError(f"--frame-size {h}x{w}: this sleap-nn model was trained on {trained_hw[0]}x{trained_hw[1]} "
+                          "frames (preprocessing.max_height/max_width), which sleap-nn resizes every frame to; "
+                          "rtpose runs it at that size only")
     spec = spec_from_info(info, pipeline.max_instances, (h, w))
     if check_frame is None:
         check_frame = np.zeros((h, w), np.uint8)

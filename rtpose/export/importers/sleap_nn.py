@@ -101,6 +101,9 @@ def read(model_dir: Path) -> ImportedNet:
         if not crop:
             raise RtposeError(f"{cfg_path}: data_config.preprocessing.crop_size is not recorded; "
                               "rtpose needs the crop size the model was trained with")
+        if (prep.get("crop_mode") or "fixed") != "fixed":
+            raise RtposeError(f"{cfg_path}: data_config.preprocessing.crop_mode = {prep['crop_mode']} is not "
+                              "supported (fixed crops only)")
         if float(prep.get("scale") or 1.0) != 1.0:
             raise RtposeError(f"{cfg_path}: data_config.preprocessing.scale = {prep['scale']} on a centered-instance "
                               "model is not supported (1.0 only)")

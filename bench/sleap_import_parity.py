@@ -1,0 +1,263 @@
+"""Imported SLEAP-family models vs their reference implementations, in one run.
+
+Usage (in a side environment with sleap-nn, never a dependency of rtpose; the one
+../shared/tools/peer_latency.sh builds):
+
+    $PEER_ENV/bin/python bench/sleap_import_parity.py [--keras-python TF_ENV/bin/python] [--latency] [--int8]
+
+1. Peer (sleap-nn 0.3.5 top-down ID model, ../shared/peer): rtpose's fp32 export, run by
+   ONNX Runtime through rtpose's engine, against sleap-nn's own predictor (its torch
+   layers, same uint8 frames, peak threshold 0.2, integral refinement, 5x5 patches,
+   max 2 instances) on frames START-END of the fly clip: instances both find, points
+   (max distance where both report the node), missing-node agreement, identities.
+2. SLEAP 1.x (../shared/models_sleap_legacy): confidence maps and class probabilities of
+   rtpose's modules against sleap-nn's legacy loader (sleap_nn.legacy_models) and, with
+   --keras-python (an environment with tensorflow-cpu and tf-keras), against Keras
+   itself, on the minimal frame, crops of its labelled instances and crops of labelled
+   close-courtship fly frames.
+3. --latency: batch-1 CPU latency, interleaved frame by frame in one process: rtpose's
+   ort-cpu engine (uint8 frame -> identified Poses, host-side matching included) vs
+   sleap-nn's own ONNX export of the same weights (``sleap-nn export --format onnx
+   --max-instances 2``; session.run only, as ../shared/tools/sleapnn_onnx_latency.py
+   times it). --int8 adds rtpose's int8 export (calibrated on frames 0-1199 every 24th).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+SHARED = REPO.parent / "shared"
+PEER = [SHARED / "peer" / "centroid", SHARED / "peer" / "centered_instance_id"]
+LEGACY = SHARED / "models_sleap_legacy"
+VIDEO = SHARED / "data" / "flies13" / "clip.mp4"
+
+
+def read_frames(indices) -> list[np.ndarray]:
+    from rtpose.data.video import VideoReader
+
+    with VideoReader(VIDEO) as reader:
+        return [reader.read(int(i)) for i in indices]
+
+
+def export_ours(out: Path, int8_frames=None) -> Path:
+    from rtpose.export.onnx_export import export
+
+    export(PEER, out, max_instances=2, check_frame=read_frames([1200])[0], int8_frames=int8_frames)
+    return out
+
+
+def peer_parity(export_dir: Path, frames: list[np.ndarray]) -> dict:
+    from scipy.optimize import linear_sum_assignment
+    from sleap_nn.inference.predictor import Predictor
+
+    from rtpose.engine.base import load_engine
+
+    pred = Predictor.from_model_paths([str(d) for d in PEER], device="cpu", batch_size=1, max_instances=2,
+                                      peak_threshold=0.2, integral_refinement="integral", integral_patch_size=5)
+    engine = load_engine(export_dir, "ort-cpu")
+    names = engine.spec.class_names
+    same_count = pairs = nan_agree = nodes = id_agree = 0
+    dists = []
+    for frame in frames:
+        out = pred.layer.predict(frame[None, None])
+        theirs = out.pred_keypoints[0].numpy()
+        keep = ~np.isnan(out.pred_centroids[0].numpy()).any(-1)
+        theirs = theirs[keep]
+        their_ids = out.pred_class_inds[0][keep][:, 0].numpy() if out.pred_class_inds is not None else None
+        poses = engine.infer(frame)
+        same_count += len(theirs) == len(poses.points)
+        if not len(theirs) or not len(poses.points):
+            continue
+        d = np.linalg.norm(theirs[:, None] - poses.points[None], axis=-1)
+        cost = np.where(np.isfinite(d).any(-1), np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=-1), 1e6)
+        rows, cols = linear_sum_assignment(np.nan_to_num(cost, nan=1e6))
+        for r, c in zip(rows, cols):
+            pairs += 1
+            a, b = theirs[r], poses.points[c]
+            nan_agree += int((np.isnan(a[:, 0]) == np.isnan(b[:, 0])).sum())
+            nodes += len(a)
+            both = np.isfinite(a[:, 0]) & np.isfinite(b[:, 0])
+            dists.append(np.linalg.norm(a[both] - b[both], axis=-1))
+            if their_ids is not None:
+                id_agree += int(their_ids[r] == poses.identity[c])
+    d = np.concatenate(dists) if dists else np.zeros(0)
+    return {"frames": len(frames), "frames_same_instance_count": same_count, "instances_paired": pairs,
+            "points_compared": int(d.size), "max_px": float(d.max()) if d.size else None,
+            "p99_px": float(np.percentile(d, 99)) if d.size else None,
+            "median_px": float(np.median(d)) if d.size else None,
+            "missing_node_agreement": nan_agree / max(nodes, 1), "identity_agreement": id_agree / max(pairs, 1),
+            "classes": names}
+
+
+def legacy_inputs() -> dict[str, np.ndarray]:
+    """Real inputs for each legacy model: the minimal frame, 96 px crops on its labelled
+    instances, 128 px crops on labelled thoraxes of close-courtship fly frames."""
+    import sleap_io as sio
+
+    from rtpose.data.video import VideoReader
+    from rtpose.paths import data_dir
+
+    def crop(img, c, size):
+        x0, y0 = int(np.floor(c[0] + 0.5)) - size // 2, int(np.floor(c[1] + 0.5)) - size // 2
+        p = np.pad(img, size)
+        return p[y0 + size:y0 + 2 * size, x0 + size:x0 + 2 * size]
+
+    minimal = data_dir() / "minimal" / "minimal_instance.pkg.slp"
+    lf = sio.load_slp(str(minimal)).labeled_frames[0]
+    with VideoReader(minimal) as reader:
+        img = reader.read(lf.frame_idx)
+    crops = [crop(img, np.nanmean(inst.numpy(), axis=0), 96) for inst in lf.instances]
+    close = sio.load_slp(str(data_dir() / "flies13" / "clip.close.slp"))
+    fly = []
+    with VideoReader(VIDEO) as reader:
+        for lf2 in close.labeled_frames[::10]:
+            frame = reader.read(lf2.frame_idx)
+            for inst in lf2.instances:
+                thorax = inst.numpy()[1]
+                if np.isfinite(thorax).all():
+                    fly.append(crop(frame, thorax, 128))
+    return {"minimal_instance.UNet.centroid": img[None, None],
+            "minimal_instance.UNet.centered_instance": np.stack(crops)[:, None],
+            "min_tracks_2node.UNet.topdown_multiclass": np.stack(fly)[:, None]}
+
+
+KERAS_SCRIPT = """
+import sys, numpy as np, tf_keras as keras
+d = np.load(sys.argv[1]); out = {}
+for name in d.files:
+    m = keras.models.load_model(sys.argv[3] + "/" + name + "/best_model.h5", compile=False)
+    ys = m.predict(d[name].transpose(0, 2, 3, 1).astype(np.float32) / 255.0, verbose=0)
+    ys = ys if isinstance(ys, list) else [ys]
+    out[name + "/confmaps"] = ys[0].transpose(0, 3, 1, 2)
+    if len(ys) > 1 and ys[1].ndim == 2:
+        out[name + "/classes"] = ys[1]
+np.savez(sys.argv[2], **out)
+"""
+
+
+def legacy_parity(keras_python: str | None) -> dict:
+    import torch
+    from sleap_nn.legacy_models import load_legacy_model
+
+    from rtpose.export.importers import read_net
+    from rtpose.export.importers.common import load_layers
+
+    inputs = legacy_inputs()
+    keras = None
+    if keras_python:
+        with tempfile.TemporaryDirectory() as tmp:
+            np.savez(f"{tmp}/in.npz", **inputs)
+            subprocess.run([keras_python, "-c", KERAS_SCRIPT, f"{tmp}/in.npz", f"{tmp}/out.npz", str(LEGACY)],
+                           check=True, capture_output=True)
+            keras = dict(np.load(f"{tmp}/out.npz"))
+    report = {}
+    for name, x in inputs.items():
+        imported = read_net(LEGACY / name)
+        net = imported.arch.build()
+        load_layers(net, imported)
+        net.eval()
+        ref = load_legacy_model(str(LEGACY / name))
+        ref.eval()
+        xt = torch.from_numpy(x).float() / 255.0
+        with torch.no_grad():
+            ours = net(xt)
+            theirs = ref(xt)
+        cm = (ours[0] if isinstance(ours, tuple) else ours).numpy()
+        their_cm = next(v for k, v in theirs.items() if "Confmaps" in k).numpy()
+        row = {"input": list(x.shape), "upsampling": imported.arch.unet.upsampling,
+               "confmaps_vs_sleap_nn_legacy": float(np.abs(cm - their_cm).max())}
+        probs = None
+        if isinstance(ours, tuple) and ours[1] is not None:
+            probs = torch.softmax(ours[1], -1).numpy()
+            row["class_probs_vs_sleap_nn_legacy"] = float(np.abs(probs - theirs["ClassVectorsHead"].numpy()).max())
+        if keras is not None:
+            row["confmaps_vs_keras"] = float(np.abs(cm - keras[name + "/confmaps"]).max())
+            row["sleap_nn_legacy_confmaps_vs_keras"] = float(np.abs(their_cm - keras[name + "/confmaps"]).max())
+            if probs is not None:
+                row["class_probs_vs_keras"] = float(np.abs(probs - keras[name + "/classes"]).max())
+        report[name] = row
+    return report
+
+
+def latency(export_dirs: dict[str, Path], frames: list[np.ndarray]) -> dict:
+    import onnxruntime as ort
+
+    from rtpose.engine.base import load_engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([str(Path(sys.executable).parent / "sleap-nn"), "export", *map(str, PEER), "-o", f"{tmp}/onnx",
+                        "--format", "onnx", "--max-instances", "2"], check=True, capture_output=True)
+        sess = ort.InferenceSession(f"{tmp}/onnx/model.onnx", providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    dtype = np.uint8 if "uint8" in inp.type else np.float32
+    engines = {name: load_engine(d, "ort-cpu") for name, d in export_dirs.items()}
+    runs = {"sleap-nn ONNX export": lambda f: sess.run(None, {inp.name: f[None, None].astype(dtype)})}
+    runs.update({name: e.infer for name, e in engines.items()})
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for f in frames[:5]:
+        for run in runs.values():
+            run(f)
+    for f in frames:  # interleaved: every runner sees the same machine load
+        for name, run in runs.items():
+            t = time.perf_counter()
+            run(f)
+            times[name].append((time.perf_counter() - t) * 1e3)
+    out = {k: {"p50_ms": float(np.median(v)), "p99_ms": float(np.percentile(v, 99)), "n": len(v)}
+           for k, v in times.items()}
+    base = out["sleap-nn ONNX export"]["p50_ms"]
+    for k in engines:
+        out[k]["p50_vs_sleap_nn_onnx"] = out[k]["p50_ms"] / base
+    return out
+
+
+def main() -> int:
+    from rtpose.machine import cpu_name
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--start", type=int, default=1200)
+    ap.add_argument("--end", type=int, default=1300, help="exclusive")
+    ap.add_argument("--keras-python", help="python of an environment with tensorflow-cpu and tf-keras")
+    ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--int8", action="store_true", help="with --latency: also rtpose's int8 export")
+    ap.add_argument("--json", help="write the figures here")
+    args = ap.parse_args()
+    import os
+    import re
+
+    flags = sorted(set(re.findall(r"\b(avx2|avx512f|avx512_vnni|avx_vnni|avx512_bf16|amx_int8)\b",
+                                  Path("/proc/cpuinfo").read_text())))
+    figures: dict = {"cpu": cpu_name(), "cpu_flags": flags, "cores": os.cpu_count()}
+    frames = read_frames(range(args.start, args.end))
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = export_ours(Path(tmp) / "fp32")
+        figures["peer_parity_fp32"] = peer_parity(ours, frames)
+        print(json.dumps({"peer_parity_fp32": figures["peer_parity_fp32"]}, indent=1), flush=True)
+        figures["legacy"] = legacy_parity(args.keras_python)
+        print(json.dumps({"legacy": figures["legacy"]}, indent=1), flush=True)
+        if args.latency:
+            dirs = {"rtpose ort-cpu fp32": ours}
+            if args.int8:
+                calib = read_frames(range(0, 1200, 24))
+                dirs["rtpose ort-cpu int8"] = export_ours(Path(tmp) / "int8", (calib, read_frames(range(1100, 1200, 5))))
+                figures["peer_parity_int8"] = peer_parity(dirs["rtpose ort-cpu int8"], frames)
+                print(json.dumps({"peer_parity_int8": figures["peer_parity_int8"]}, indent=1), flush=True)
+            figures["latency"] = latency(dirs, frames)
+            print(json.dumps({"latency": figures["latency"]}, indent=1), flush=True)
+    print(f"CPU: {figures['cpu']} ({', '.join(flags)}), {figures['cores']} cores; frames {args.start}-{args.end - 1}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
