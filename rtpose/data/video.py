@@ -19,11 +19,13 @@ keep their source indices, :attr:`VideoReader.frame_indices` lists them, and a r
 another one raises :class:`FrameNotHeld` naming them.
 
 Sequential reads are the common case (predict, replay, training caches), so the reader
-remembers its position and only seeks when asked for a frame out of order.
+remembers its position; a frame a little ahead is reached by grabbing (demuxing without
+the colour conversion: see ``_grab_forward``), a frame behind or far ahead by seeking.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -33,6 +35,10 @@ import numpy as np
 from rtpose.errors import RtposeError
 
 _PROBE_FRAMES = 64  # consecutive undecodable frames after which the stream counts as ended
+
+
+def _mean(previous: float | None, sample: float, weight: float = 0.2) -> float:
+    return sample if previous is None else (1 - weight) * previous + weight * sample
 
 
 class FrameUnavailable(RtposeError):
@@ -193,6 +199,8 @@ class VideoReader:
         self._next = 1  # index of the frame the next sequential read decodes
         self._first = to_gray(first)
         self._grabbed: int | None = None  # a frame grabbed (not yet retrieved) while probing
+        self._grab_s: float | None = None  # running mean seconds per grab (skipping forward)
+        self._seek_s: float | None = None  # running mean seconds per seek and read
 
     @property
     def is_package(self) -> bool:
@@ -202,6 +210,11 @@ class VideoReader:
     def source(self) -> str | None:
         """The video a package's frames were taken from, as stored in it (None for a video file)."""
         return self._embedded.source if self._embedded is not None else None
+
+    @property
+    def position(self) -> int:
+        """The frame a sequential read gives next (for a package: 0, it has no position)."""
+        return self._next if self._embedded is None else 0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -256,10 +269,14 @@ class VideoReader:
             self._grabbed = None
             ok, frame = self._cap.retrieve()
         else:
-            if index != self._next or self._grabbed is not None:
+            self._grabbed = None
+            if not self._grab_forward(index):
+                started = time.perf_counter()
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-                self._grabbed = None
-            ok, frame = self._cap.read()
+                ok, frame = self._cap.read()
+                self._seek_s = _mean(self._seek_s, time.perf_counter() - started)
+            else:
+                ok, frame = self._cap.read()
         self._next = index + 1
         if ok:
             return to_gray(frame)
@@ -272,6 +289,31 @@ class VideoReader:
             probe += 1
         self.ended_at = index
         raise self._ended(index)
+
+    def _grab_forward(self, index: int) -> bool:
+        """Move to ``index`` by grabbing (demuxing and decoding without the colour
+        conversion and copy) when that is cheaper than seeking; False: seek instead.
+
+        A seek in a long-GOP stream (H.264) decodes from the keyframe before the target,
+        so it costs up to a keyframe interval of grabs; in an intra-only stream (MJPEG) it
+        costs one frame. The running means of both decide.
+        """
+        gap = index - self._next
+        if gap == 0:
+            return True
+        if gap < 0:
+            return False
+        # Until measured: a grab ~2 ms and a seek ~0.1 s (a 1-megapixel H.264 stream).
+        cheaper = gap * (self._grab_s or 0.002) < (self._seek_s or 0.1)
+        if not cheaper:
+            return False
+        started = time.perf_counter()
+        for _ in range(gap):
+            if not self._cap.grab():
+                return False
+        self._grab_s = _mean(self._grab_s, (time.perf_counter() - started) / gap)
+        self._next = index
+        return True
 
     def _ended(self, index: int) -> StreamEnded:
         return StreamEnded(

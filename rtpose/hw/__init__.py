@@ -18,7 +18,7 @@ from rtpose.hw.config import (
     parse_daq_config,
 )
 from rtpose.hw.daq import AiStream, AiTrace, Daq, make_daq, open_daq
-from rtpose.hw.errors import CameraError, CameraTimeout, DaqError, DriverMissing
+from rtpose.hw.errors import CameraError, CameraTimeout, DaqError, DriverMissing, FrameLost
 
 __all__ = [
     "AiStream",
@@ -27,6 +27,7 @@ __all__ = [
     "CameraConfig",
     "CameraError",
     "CameraTimeout",
+    "FrameLost",
     "Daq",
     "DaqConfig",
     "DaqError",
