@@ -10,55 +10,20 @@ file is looked up in the working directory, then in the repository, where
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
 
-from rtpose.errors import RtposeError
-from rtpose.hw.firmware import DaqDevice, SpinnakerDevice, StrictModel, describe_validation_error, load_device_file
-from rtpose.paths import REPO_ROOT, data_dir
-
-_VARIABLE = re.compile(r"\$(\w+)|\$\{([^}]*)\}")
-
-
-def expand_path(text: str) -> str:
-    """``$VAR``/``${VAR}`` and ``~`` expanded; an unset variable is an error, never silently left in."""
-
-    def substitute(match: re.Match) -> str:
-        name = match.group(1) or match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if name == "RTPOSE_DATA":
-            return str(data_dir())
-        raise ValueError(f"environment variable {name} in {text!r} is not set")
-
-    return os.path.expanduser(_VARIABLE.sub(substitute, text))
-
-
-def resolve_device_file(text: str) -> Path:
-    """A device file by absolute path, or relative to the working directory, else to the repository."""
-    path = Path(expand_path(text))
-    if path.is_absolute():
-        candidates = [path]
-    else:
-        candidates = [Path.cwd() / path, REPO_ROOT / path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    places = dict.fromkeys(str(c.parent) for c in candidates)
-    raise ValueError(f"{text}: no such device file (looked in {', '.join(places)})")
+from rtpose.config import ConfigError, StrictModel, describe_errors, expand_vars, resolve_path, validate
+from rtpose.hw.firmware import DaqDevice, SpinnakerDevice, load_device_file
 
 
 def _checked_device_file(text: str, model: type) -> str:
     """Resolve and validate a device file while the protocol is checked; the absolute path is kept."""
-    path = resolve_device_file(text)
-    try:
-        load_device_file(path, model)
-    except RtposeError as exc:
-        raise ValueError(str(exc)) from None
+    path = resolve_path(text)
+    load_device_file(path, model)  # a ConfigError is a ValueError: pydantic files it under device_file
     return str(path)
 
 
@@ -81,7 +46,7 @@ class ReplayCameraConfig(StrictModel):
     @field_validator("path")
     @classmethod
     def _video_exists(cls, value: str) -> str:
-        path = expand_path(value)
+        path = expand_vars(value)
         if not Path(path).is_file():
             raise ValueError(f"{path}: no such video file")
         return path
@@ -117,7 +82,7 @@ class OpenCvCameraConfig(StrictModel):
             if not value:
                 raise ValueError("device must be an index or a URL")
             if "://" not in value:
-                value = expand_path(value)
+                value = expand_vars(value)
         return value
 
 
@@ -153,7 +118,8 @@ class SpinnakerCameraConfig(StrictModel):
             try:
                 device = SpinnakerDevice.model_validate({**device.model_dump(), **overrides})
             except ValidationError as exc:
-                raise ValueError(describe_validation_error(exc, "with this protocol's overrides")) from None
+                raise ValueError(f"{self.device_file} with this protocol's overrides: "
+                                 f"{describe_errors(exc.errors())}") from None
         self._device = device
         return self
 
@@ -235,12 +201,9 @@ def parse_daq_config(data: Any, where: str = "daq") -> SimDaqConfig | NidaqConfi
 
 def _parse(adapter: TypeAdapter, data: Any, where: str, backends: frozenset[str]) -> Any:
     if isinstance(data, dict) and "backend" not in data:
-        raise RtposeError(f"{where}.backend: required key is missing (one of {', '.join(sorted(backends))})")
+        raise ConfigError(f"{where}.backend: required key is missing (one of {', '.join(sorted(backends))})")
     if isinstance(data, dict) and data.get("backend") not in backends:
-        raise RtposeError(
+        raise ConfigError(
             f"{where}.backend: unknown backend {data.get('backend')!r} (one of {', '.join(sorted(backends))})"
         )
-    try:
-        return adapter.validate_python(data)
-    except ValidationError as exc:
-        raise RtposeError(describe_validation_error(exc, where, skip_tags=backends)) from None
+    return validate(adapter, data, prefix=tuple(where.split(".")), unions={(): backends})
