@@ -10,13 +10,8 @@ exposed but dropped because the reader was late.
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
-
 import attrs
 import numpy as np
-
-if TYPE_CHECKING:
-    from rtpose.hw.config import OpenCvCameraConfig, ReplayCameraConfig, SpinnakerCameraConfig
 
 
 @attrs.frozen
@@ -73,35 +68,3 @@ class Camera(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def make_camera(config: "ReplayCameraConfig | OpenCvCameraConfig | SpinnakerCameraConfig") -> Camera:
-    """The camera a validated config describes, not yet open (vendor SDKs are imported on open)."""
-    if config.backend == "replay":
-        from rtpose.hw.replay import ReplayCamera
-
-        return ReplayCamera.from_config(config)
-    if config.backend == "opencv":
-        from rtpose.hw.opencv_camera import OpenCvCamera
-
-        return OpenCvCamera.from_config(config)
-    if config.backend == "spinnaker":
-        from rtpose.hw.spinnaker import SpinnakerCamera
-
-        return SpinnakerCamera.from_config(config)
-    raise ValueError(f"unknown camera backend {config.backend!r}")  # the config types make this unreachable
-
-
-def open_camera(config) -> Camera:
-    """Make and open the camera a config (or a raw ``camera`` mapping) describes.
-
-    Use it as a context manager so that an exception closes the camera:
-    ``with open_camera(cfg) as camera: ...``.
-    """
-    from rtpose.hw.config import parse_camera_config
-
-    if isinstance(config, dict):
-        config = parse_camera_config(config)
-    camera = make_camera(config)
-    camera.open()
-    return camera

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
 
 from rtpose.config import ConfigError, StrictModel, describe_errors, expand_vars, resolve_path, validate
+from rtpose.hw import registry
 from rtpose.hw.firmware import DaqDevice, SpinnakerDevice, load_device_file
+
+if TYPE_CHECKING:
+    from rtpose.hw.camera import Camera
+    from rtpose.hw.daq import Daq
 
 
 def _checked_device_file(text: str, model: type) -> str:
@@ -182,8 +187,17 @@ CameraConfig = Annotated[
 ]
 DaqConfig = Annotated[Union[SimDaqConfig, NidaqConfig], Field(discriminator="backend")]
 
-CAMERA_BACKENDS = frozenset({"replay", "opencv", "spinnaker"})
-DAQ_BACKENDS = frozenset({"sim", "nidaqmx"})
+# The names a protocol may give, from the registry; each must have its config model above.
+CAMERA_BACKENDS = frozenset(registry.CAMERAS)
+DAQ_BACKENDS = frozenset(registry.DAQS)
+
+
+def _tags(union: Any) -> frozenset[str]:
+    return frozenset(get_args(m.model_fields["backend"].annotation)[0] for m in get_args(get_args(union)[0]))
+
+
+if _tags(CameraConfig) != CAMERA_BACKENDS or _tags(DaqConfig) != DAQ_BACKENDS:
+    raise ImportError("rtpose.hw.registry and the config unions of rtpose.hw.config name different backends")
 
 _camera_adapter: TypeAdapter = TypeAdapter(CameraConfig)
 _daq_adapter: TypeAdapter = TypeAdapter(DaqConfig)
@@ -207,3 +221,34 @@ def _parse(adapter: TypeAdapter, data: Any, where: str, backends: frozenset[str]
             f"{where}.backend: unknown backend {data.get('backend')!r} (one of {', '.join(sorted(backends))})"
         )
     return validate(adapter, data, prefix=tuple(where.split(".")), unions={(): backends})
+
+
+def open_camera(config: Any) -> "Camera":
+    """Make and open the camera a config (or a raw ``camera`` mapping) describes.
+
+    Use it as a context manager so that an exception closes the camera:
+    ``with open_camera(cfg) as camera: ...``.
+
+    Raises:
+        ConfigError: A raw mapping is not a valid camera section.
+        CameraError: The camera cannot be opened (``DriverMissing`` without its SDK).
+    """
+    if isinstance(config, dict):
+        config = parse_camera_config(config)
+    camera = registry.make_camera(config)
+    camera.open()
+    return camera
+
+
+def open_daq(config: Any) -> "Daq":
+    """Make and open the DAQ a config (or a raw ``daq`` mapping) describes; outputs start at 0 V.
+
+    Raises:
+        ConfigError: A raw mapping is not a valid daq section.
+        DaqError: The device cannot be opened (``DriverMissing`` without its driver).
+    """
+    if isinstance(config, dict):
+        config = parse_daq_config(config)
+    daq = registry.make_daq(config)
+    daq.open()
+    return daq

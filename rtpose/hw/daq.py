@@ -309,27 +309,3 @@ class AiStream:
         trace = self._daq._trace(self.next_sample, stop)
         self.next_sample = stop
         return trace
-
-
-def make_daq(config) -> Daq:
-    """The DAQ a validated config describes, not yet open (vendor drivers are imported on open)."""
-    if config.backend == "sim":
-        from rtpose.hw.sim_daq import SimDaq
-
-        return SimDaq.from_config(config)
-    if config.backend == "nidaqmx":
-        from rtpose.hw.nidaq import NidaqDaq
-
-        return NidaqDaq.from_config(config)
-    raise ValueError(f"unknown DAQ backend {config.backend!r}")  # the config types make this unreachable
-
-
-def open_daq(config) -> Daq:
-    """Make and open the DAQ a config (or a raw ``daq`` mapping) describes; outputs start at 0 V."""
-    from rtpose.hw.config import parse_daq_config
-
-    if isinstance(config, dict):
-        config = parse_daq_config(config)
-    daq = make_daq(config)
-    daq.open()
-    return daq
