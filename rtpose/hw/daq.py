@@ -16,6 +16,7 @@ seconds are kept, so a run of hours has bounded memory.
 from __future__ import annotations
 
 import abc
+import logging
 import math
 import threading
 
@@ -24,6 +25,8 @@ import numpy as np
 
 from rtpose.hw.errors import DaqError
 from rtpose.hw.firmware import DaqDevice
+
+log = logging.getLogger(__name__)
 
 # A time that falls on a sample, give or take float rounding: (t - t0) * rate loses ~1e-8
 # samples when t and t0 are large monotonic readings, far more than one ulp of the product.
@@ -209,6 +212,7 @@ class Daq(abc.ABC):
                     t = self._write_zero_hardware(channel)
                 except Exception as exc:  # keep zeroing the others
                     failures.append(f"{channel}: {exc}")
+                    log.error("%s: writing 0 V to %s failed", self.name, channel, exc_info=exc)
                 else:
                     self._record(channel, 0.0, t)
             if failures:
