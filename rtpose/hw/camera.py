@@ -41,7 +41,24 @@ class Camera(abc.ABC):
 
     @abc.abstractmethod
     def read(self, timeout_s: float = 1.0) -> Frame | None:
-        """The next frame; ``None`` when the source has ended or the camera was closed."""
+        """The oldest frame the camera still holds, waiting up to ``timeout_s`` for one.
+
+        Call from one thread. ``close`` from another thread ends a blocked ``read`` (it
+        then returns ``None``).
+
+        Args:
+            timeout_s: Seconds to wait for a frame.
+
+        Returns:
+            The frame (``image`` ``(H, W)`` uint8; ``t_exposure``/``t_arrival`` in
+            ``rtpose.clock`` seconds), or ``None`` when a finite source has ended or the
+            camera was closed.
+
+        Raises:
+            CameraTimeout: No frame within ``timeout_s``: the daemon takes this as "the
+                camera stopped delivering" and stops the run with 0 V on every output.
+            CameraError: The device failed (the driver's exception is its ``__cause__``).
+        """
 
     @abc.abstractmethod
     def close(self) -> None:

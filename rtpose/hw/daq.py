@@ -58,6 +58,7 @@ class AoLog:
         self.count = 0  # every write ever logged
 
     def append(self, t: float, channel: int, volts: float) -> None:
+        """Log one write: ``rtpose.clock`` seconds, channel index, volts written (overwrites the oldest when full)."""
         slot = self.count % self.capacity
         self._t[slot], self._channel[slot], self._volts[slot] = t, channel, volts
         self.count += 1
@@ -129,6 +130,7 @@ class Daq(abc.ABC):
 
     @property
     def is_open(self) -> bool:
+        """Opened and not yet closed: writes are accepted."""
         return self._is_open and not self._closed
 
     def open(self) -> None:
@@ -164,6 +166,11 @@ class Daq(abc.ABC):
     # -- outputs ------------------------------------------------------------------------
 
     def ao_range(self, channel: str) -> tuple[float, float]:
+        """``(low, high)`` volts of an output channel, from the device file.
+
+        Raises:
+            DaqError: ``channel`` is not an analog output of the device file.
+        """
         self._check_output(channel)
         return self.device.ao[channel].range_volts
 
@@ -225,6 +232,7 @@ class Daq(abc.ABC):
 
     @property
     def clip_counts(self) -> dict[str, int]:
+        """Per output channel: writes clipped into its range so far."""
         return dict(self._clip_counts)
 
     def ao_history(self, channel: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -236,6 +244,7 @@ class Daq(abc.ABC):
 
     @property
     def ao_write_count(self) -> int:
+        """Analog-output writes since open, zeroing included."""
         return self._ao_log.count
 
     # -- inputs -------------------------------------------------------------------------
@@ -303,6 +312,11 @@ class AiStream:
         self.next_sample = next_sample
 
     def read(self) -> AiTrace:
+        """The samples acquired since the last ``read`` (possibly none), in order.
+
+        Raises:
+            DaqError: The reader fell further behind than the ``ai_buffer_s`` kept.
+        """
         first_kept, end = self._daq._ai_span()
         if self.next_sample < first_kept:
             raise DaqError(
