@@ -233,11 +233,7 @@ def open_camera(config: Any) -> "Camera":
         ConfigError: A raw mapping is not a valid camera section.
         CameraError: The camera cannot be opened (``DriverMissing`` without its SDK).
     """
-    if isinstance(config, dict):
-        config = parse_camera_config(config)
-    camera = registry.make_camera(config)
-    camera.open()
-    return camera
+    return _open(config, parse_camera_config, registry.make_camera)
 
 
 def open_daq(config: Any) -> "Daq":
@@ -247,8 +243,10 @@ def open_daq(config: Any) -> "Daq":
         ConfigError: A raw mapping is not a valid daq section.
         DaqError: The device cannot be opened (``DriverMissing`` without its driver).
     """
-    if isinstance(config, dict):
-        config = parse_daq_config(config)
-    daq = registry.make_daq(config)
-    daq.open()
-    return daq
+    return _open(config, parse_daq_config, registry.make_daq)
+
+
+def _open(config: Any, parse: Any, make: Any) -> Any:
+    device = make(parse(config) if isinstance(config, dict) else config)
+    device.open()
+    return device
