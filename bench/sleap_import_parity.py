@@ -10,6 +10,8 @@ Usage (in a side environment with sleap-nn, never a dependency of rtpose; the on
    layers, same uint8 frames, peak threshold 0.2, integral refinement, 5x5 patches,
    max 2 instances) on frames START-END of the fly clip: instances both find, points
    (max distance where both report the node), missing-node agreement, identities.
+   For reference, sleap-nn's own ONNX export against its own predictor, by the same
+   measure (that export finds peaks without sub-pixel refinement).
 2. SLEAP 1.x (../shared/models_sleap_legacy): confidence maps and class probabilities of
    rtpose's modules against sleap-nn's legacy loader (sleap_nn.legacy_models) and, with
    --keras-python (an environment with tensorflow-cpu and tf-keras), against Keras
@@ -56,47 +58,89 @@ def export_ours(out: Path, int8_frames=None) -> Path:
     return out
 
 
-def peer_parity(export_dir: Path, frames: list[np.ndarray]) -> dict:
+def _pair(theirs: np.ndarray, ours: np.ndarray) -> list[tuple[int, int]]:
     from scipy.optimize import linear_sum_assignment
+
+    d = np.linalg.norm(theirs[:, None] - ours[None], axis=-1)
+    cost = np.where(np.isfinite(d).any(-1), np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=-1), 1e6)
+    rows, cols = linear_sum_assignment(np.nan_to_num(cost, nan=1e6))
+    return list(zip(rows, cols))
+
+
+def _summary(dists: list[np.ndarray], **counts) -> dict:
+    d = np.concatenate(dists) if dists else np.zeros(0)
+    per_instance = np.array([x.max() if x.size else 0.0 for x in dists])
+    return {**counts, "points_compared": int(d.size),
+            "instances_within_0.1px": int((per_instance <= 0.1).sum()), "instances_compared": len(per_instance),
+            "max_px": float(d.max()) if d.size else None, "p99_px": float(np.percentile(d, 99)) if d.size else None,
+            "median_px": float(np.median(d)) if d.size else None}
+
+
+def peer_parity(export_dir: Path, frames: list[np.ndarray], sleap_nn_onnx: Path | None = None) -> dict:
+    """rtpose's export (and sleap-nn's own ONNX export, for reference) against sleap-nn's
+    predictor. Instances whose points differ by more than 0.1 px are explained where
+    possible: a centroid within 0.01 px of a half pixel, where the crop origin
+    ``floor(c + 0.5)`` flips with any last-digit difference, or a centroid more than
+    1 px away (another local maximum chosen)."""
+    import onnxruntime as ort
+    import torch
     from sleap_nn.inference.predictor import Predictor
 
     from rtpose.engine.base import load_engine
+    from rtpose.export.importers import import_topdown
 
     pred = Predictor.from_model_paths([str(d) for d in PEER], device="cpu", batch_size=1, max_instances=2,
                                       peak_threshold=0.2, integral_refinement="integral", integral_patch_size=5)
     engine = load_engine(export_dir, "ort-cpu")
-    names = engine.spec.class_names
-    same_count = pairs = nan_agree = nodes = id_agree = 0
-    dists = []
+    pipeline, _ = import_topdown(PEER, max_instances=2)
+    theirs_onnx = ort.InferenceSession(str(sleap_nn_onnx), providers=["CPUExecutionProvider"]) if sleap_nn_onnx else None
+    same_count = pairs = nan_agree = nodes = id_agree = near_half = other_peak = 0
+    dists, onnx_dists = [], []
     for frame in frames:
         out = pred.layer.predict(frame[None, None])
-        theirs = out.pred_keypoints[0].numpy()
         keep = ~np.isnan(out.pred_centroids[0].numpy()).any(-1)
-        theirs = theirs[keep]
+        theirs = out.pred_keypoints[0].numpy()[keep]
+        their_centroids = out.pred_centroids[0].numpy()[keep]
         their_ids = out.pred_class_inds[0][keep][:, 0].numpy() if out.pred_class_inds is not None else None
         poses = engine.infer(frame)
+        with torch.no_grad():
+            _, our_centroids = pipeline.centroids(torch.from_numpy(frame)[None, None].float())
+        our_centroids = our_centroids[0].numpy()
         same_count += len(theirs) == len(poses.points)
+        if theirs_onnx is not None:
+            o = dict(zip([x.name for x in theirs_onnx.get_outputs()], theirs_onnx.run(None, {"image": frame[None, None]})))
+            pk = o["peaks"][0][o["instance_valid"][0].astype(bool)]
+            for r, c in _pair(theirs, pk) if len(pk) and len(theirs) else []:
+                both = np.isfinite(theirs[r][:, 0]) & np.isfinite(pk[c][:, 0])
+                onnx_dists.append(np.linalg.norm(theirs[r][both] - pk[c][both], axis=-1))
         if not len(theirs) or not len(poses.points):
             continue
-        d = np.linalg.norm(theirs[:, None] - poses.points[None], axis=-1)
-        cost = np.where(np.isfinite(d).any(-1), np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=-1), 1e6)
-        rows, cols = linear_sum_assignment(np.nan_to_num(cost, nan=1e6))
-        for r, c in zip(rows, cols):
+        for r, c in _pair(theirs, poses.points):
             pairs += 1
             a, b = theirs[r], poses.points[c]
             nan_agree += int((np.isnan(a[:, 0]) == np.isnan(b[:, 0])).sum())
             nodes += len(a)
             both = np.isfinite(a[:, 0]) & np.isfinite(b[:, 0])
             dists.append(np.linalg.norm(a[both] - b[both], axis=-1))
+            if dists[-1].size and dists[-1].max() > 0.1:
+                cd = np.linalg.norm(our_centroids - their_centroids[r], axis=-1).min()
+                frac = np.abs((their_centroids[r] % 1.0) - 0.5).min()
+                near_half += int(cd <= 1.0 and frac < 0.01)
+                other_peak += int(cd > 1.0)
             if their_ids is not None:
                 id_agree += int(their_ids[r] == poses.identity[c])
-    d = np.concatenate(dists) if dists else np.zeros(0)
-    return {"frames": len(frames), "frames_same_instance_count": same_count, "instances_paired": pairs,
-            "points_compared": int(d.size), "max_px": float(d.max()) if d.size else None,
-            "p99_px": float(np.percentile(d, 99)) if d.size else None,
-            "median_px": float(np.median(d)) if d.size else None,
-            "missing_node_agreement": nan_agree / max(nodes, 1), "identity_agreement": id_agree / max(pairs, 1),
-            "classes": names}
+    result = _summary(dists, frames=len(frames), frames_same_instance_count=same_count, instances_paired=pairs,
+                      missing_node_agreement=nan_agree / max(nodes, 1), identity_agreement=id_agree / max(pairs, 1),
+                      beyond_0_1px_centroid_at_half_pixel=near_half, beyond_0_1px_other_centroid_peak=other_peak)
+    if theirs_onnx is not None:
+        result["sleap_nn_own_onnx_vs_its_predictor"] = _summary(onnx_dists)
+    return result
+
+
+def sleap_nn_onnx_export(out: Path) -> Path:
+    subprocess.run([str(Path(sys.executable).parent / "sleap-nn"), "export", *map(str, PEER), "-o", str(out),
+                    "--format", "onnx", "--max-instances", "2"], check=True, capture_output=True)
+    return out / "model.onnx"
 
 
 def legacy_inputs() -> dict[str, np.ndarray]:
@@ -189,15 +233,12 @@ def legacy_parity(keras_python: str | None) -> dict:
     return report
 
 
-def latency(export_dirs: dict[str, Path], frames: list[np.ndarray]) -> dict:
+def latency(export_dirs: dict[str, Path], frames: list[np.ndarray], sleap_nn_onnx: Path) -> dict:
     import onnxruntime as ort
 
     from rtpose.engine.base import load_engine
 
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([str(Path(sys.executable).parent / "sleap-nn"), "export", *map(str, PEER), "-o", f"{tmp}/onnx",
-                        "--format", "onnx", "--max-instances", "2"], check=True, capture_output=True)
-        sess = ort.InferenceSession(f"{tmp}/onnx/model.onnx", providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(sleap_nn_onnx), providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     dtype = np.uint8 if "uint8" in inp.type else np.float32
     engines = {name: load_engine(d, "ort-cpu") for name, d in export_dirs.items()}
@@ -240,7 +281,8 @@ def main() -> int:
     frames = read_frames(range(args.start, args.end))
     with tempfile.TemporaryDirectory() as tmp:
         ours = export_ours(Path(tmp) / "fp32")
-        figures["peer_parity_fp32"] = peer_parity(ours, frames)
+        theirs = sleap_nn_onnx_export(Path(tmp) / "sleap_nn_onnx")
+        figures["peer_parity_fp32"] = peer_parity(ours, frames, theirs)
         print(json.dumps({"peer_parity_fp32": figures["peer_parity_fp32"]}, indent=1), flush=True)
         figures["legacy"] = legacy_parity(args.keras_python)
         print(json.dumps({"legacy": figures["legacy"]}, indent=1), flush=True)
@@ -251,7 +293,7 @@ def main() -> int:
                 dirs["rtpose ort-cpu int8"] = export_ours(Path(tmp) / "int8", (calib, read_frames(range(1100, 1200, 5))))
                 figures["peer_parity_int8"] = peer_parity(dirs["rtpose ort-cpu int8"], frames)
                 print(json.dumps({"peer_parity_int8": figures["peer_parity_int8"]}, indent=1), flush=True)
-            figures["latency"] = latency(dirs, frames)
+            figures["latency"] = latency(dirs, frames, theirs)
             print(json.dumps({"latency": figures["latency"]}, indent=1), flush=True)
     print(f"CPU: {figures['cpu']} ({', '.join(flags)}), {figures['cores']} cores; frames {args.start}-{args.end - 1}")
     if args.json:

@@ -58,18 +58,32 @@ def _int8_frames(model_dir: Path, n_calibration: int) -> tuple[list, list]:
 
 
 def _video_frames(video: str, n_calibration: int) -> tuple[list, list]:
-    """Frames of a user's video: calibration frames from its first 80%, check frames
-    from the rest (the quantisation is judged on frames it did not see)."""
+    """Frames of a user's video: calibration frames from the first 80% of the frames it
+    holds, check frames from the rest (the quantisation is judged on frames it did not
+    see). Frames that turn out not to decode, or to lie past the real end of the stream,
+    are skipped."""
     import numpy as np
 
-    from rtpose.data.video import VideoReader
+    from rtpose.data.video import FrameUnavailable, VideoReader
+
+    def read(reader, indices) -> list:
+        out = []
+        for i in indices:
+            try:
+                out.append(reader.read(int(i)))
+            except FrameUnavailable:
+                continue
+        return out
 
     with VideoReader(video) as reader:
-        n = len(reader)
-        cut = max(1, int(n * 0.8))
-        calib = np.linspace(0, cut - 1, min(n_calibration, cut)).astype(int)
-        check = np.linspace(cut, n - 1, min(20, max(n - cut, 0))).astype(int) if n > cut else []
-        return [reader.read(int(i)) for i in calib], [reader.read(int(i)) for i in check]
+        held = list(reader.frame_indices)
+        cut = max(1, int(len(held) * 0.8))
+        calib = [held[i] for i in np.linspace(0, cut - 1, min(n_calibration, cut)).astype(int)]
+        check = [held[i] for i in np.linspace(cut, len(held) - 1, min(20, len(held) - cut)).astype(int)]
+        calibration, checking = read(reader, calib), read(reader, check)
+    if not calibration and not checking:
+        raise RtposeError(f"{video}: no frame could be read")
+    return calibration, checking
 
 
 def main(args: argparse.Namespace) -> int:
@@ -89,7 +103,11 @@ def main(args: argparse.Namespace) -> int:
             int8 = _int8_frames(dirs[0], args.calibration_frames)
         else:
             raise RtposeError("--int8 on an imported model needs --video VIDEO (frames to calibrate on)")
-    check = video_frames[1][0] if video_frames and video_frames[1] else (_check_frame(dirs[0]) if own else None)
+    check = None
+    if video_frames:
+        check = (video_frames[1] or video_frames[0])[0]
+    elif own:
+        check = _check_frame(dirs[0])
     spec = export(dirs if len(dirs) > 1 else dirs[0], args.output, args.max_instances, args.frame_size, check, int8)
     src = spec.source.get("format", "rtpose")
     print(f"exported {' + '.join(map(str, dirs))} ({src}) -> {args.output}: {spec.frame_height}x{spec.frame_width} "
