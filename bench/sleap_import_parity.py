@@ -270,6 +270,7 @@ def main() -> int:
     ap.add_argument("--keras-python", help="python of an environment with tensorflow-cpu and tf-keras")
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--int8", action="store_true", help="with --latency: also rtpose's int8 export")
+    ap.add_argument("--no-parity", action="store_true", help="skip sections 1 and 2 (with --latency: timing only)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     import os
@@ -282,17 +283,23 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ours = export_ours(Path(tmp) / "fp32")
         theirs = sleap_nn_onnx_export(Path(tmp) / "sleap_nn_onnx")
-        figures["peer_parity_fp32"] = peer_parity(ours, frames, theirs)
-        print(json.dumps({"peer_parity_fp32": figures["peer_parity_fp32"]}, indent=1), flush=True)
-        figures["legacy"] = legacy_parity(args.keras_python)
-        print(json.dumps({"legacy": figures["legacy"]}, indent=1), flush=True)
+        if not args.no_parity:
+            figures["peer_parity_fp32"] = peer_parity(ours, frames, theirs)
+            print(json.dumps({"peer_parity_fp32": figures["peer_parity_fp32"]}, indent=1), flush=True)
+            figures["legacy"] = legacy_parity(args.keras_python)
+            print(json.dumps({"legacy": figures["legacy"]}, indent=1), flush=True)
         if args.latency:
             dirs = {"rtpose ort-cpu fp32": ours}
             if args.int8:
                 calib = read_frames(range(0, 1200, 24))
                 dirs["rtpose ort-cpu int8"] = export_ours(Path(tmp) / "int8", (calib, read_frames(range(1100, 1200, 5))))
-                figures["peer_parity_int8"] = peer_parity(dirs["rtpose ort-cpu int8"], frames)
-                print(json.dumps({"peer_parity_int8": figures["peer_parity_int8"]}, indent=1), flush=True)
+                from rtpose.export.spec import ExportSpec
+
+                figures["int8_check"] = ExportSpec.load(dirs["rtpose ort-cpu int8"]).extra.get("quantization")
+                print(json.dumps({"int8_check": figures["int8_check"]}, indent=1), flush=True)
+                if not args.no_parity:
+                    figures["peer_parity_int8"] = peer_parity(dirs["rtpose ort-cpu int8"], frames)
+                    print(json.dumps({"peer_parity_int8": figures["peer_parity_int8"]}, indent=1), flush=True)
             figures["latency"] = latency(dirs, frames, theirs)
             print(json.dumps({"latency": figures["latency"]}, indent=1), flush=True)
     print(f"CPU: {figures['cpu']} ({', '.join(flags)}), {figures['cores']} cores; frames {args.start}-{args.end - 1}")
