@@ -28,7 +28,7 @@ def default_output(input_path: Path) -> Path:
 
 def predict(model: str | Path, input_path: str | Path, frames: str | None = None, output: str | Path | None = None,
             batch_size: int = 1, engine_name: str = "ort-cpu", only_labeled: bool = False,
-            progress: bool = True, continuity: bool = True) -> Path:
+            progress: bool = True, continuity: bool = True, precision: str = "auto") -> Path:
     if batch_size < 1:
         raise RtposeError("--batch-size must be at least 1")
     video, indices = resolve_input(input_path, frames, only_labeled)
@@ -37,7 +37,7 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     output = Path(output) if output else default_output(Path(input_path))
     if not output.parent.is_dir():
         raise RtposeError(f"{output}: its folder does not exist")
-    engine = load_engine(model, engine_name)
+    engine = load_engine(model, engine_name, precision)
     spec = engine.spec
     follow = IdentityContinuity(spec.n_classes) if continuity else None
     results: list[tuple[int, Poses]] = []
@@ -66,6 +66,7 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     n_inst = sum(len(p) for _, p in results)
     print(f"{len(results)} frames, {n_inst} instances -> {output} ({len(results) / wall:.0f} frames/s, "
           f"{engine.name} on {engine.device})")
+    print(f"ran the {engine.describe_graph()}")
     if follow is not None and follow.followed:
         print(f"identities followed from the previous frame where the identity head was not decisive: "
               f"{follow.followed} frames (--no-continuity: the head alone)")
@@ -74,5 +75,5 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
 
 def main(args: argparse.Namespace) -> int:
     predict(args.model, args.input, args.frames, args.output, args.batch_size, args.engine, args.only_labeled,
-            continuity=not args.no_continuity)
+            continuity=not args.no_continuity, precision=args.precision)
     return 0
