@@ -31,7 +31,7 @@ def main() -> int:
     c, i = info["centroid"], info["instance"]
     from rtpose.engine.base import load_engine
 
-    chosen = load_engine(export_dir, "ort-cpu").describe_graph()
+    chosen = load_engine(export_dir, "ort-cpu").graph + " graph"
     files = [f for f in ("model.onnx", "model.int8.onnx", "reference.npz") if (export_dir / f).exists()]
     sizes = ", ".join(f"`{f}` {(export_dir / f).stat().st_size / 1e6:.2f} MB" for f in files)
     lines = [
@@ -63,7 +63,7 @@ def main() -> int:
         "",
         "## Accuracy on the validation frames (not trained on)",
         "",
-        f"With `rtpose predict`'s defaults; ort-cpu ran the {chosen} here.",
+        f"With `rtpose predict`'s defaults, which ran the {chosen} on this machine (see below).",
         "",
         "| metric | value |",
         "| --- | --- |",
