@@ -18,7 +18,8 @@ import json
 import os
 import sys
 from pathlib import Path
-import torch, yaml
+import torch
+import yaml
 from rtpose.engine.torch_cuda import pipeline_from_export
 from rtpose.export.spec import ExportSpec
 from rtpose.nn.models import centroid_arch_from_dict, instance_arch_from_dict
