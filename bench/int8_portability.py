@@ -66,6 +66,10 @@ def run(weight: int) -> tuple[float, float]:
 
 
 def main() -> int:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog=__doc__.split("\n\n", 1)[1]).parse_args()
     print(f"{cpu_name()}; flags by CPUID: {' '.join(cpu_flags()) or 'none of avx2/avx512/vnni'}; "
           f"onnxruntime {ort.__version__}")
     step = OUT_SCALE
