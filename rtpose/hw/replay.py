@@ -84,6 +84,7 @@ class ReplayCamera(Camera):
         self._next_seq = 0
         self._pos = 0  # position in _order of the frame next_seq shows
         self._dropped = 0
+        self.decoded = 0  # frames whose pixels were decoded (the others were only skipped over)
         self._opened = False
         self._ended = False
 
@@ -228,6 +229,7 @@ class ReplayCamera(Camera):
                 self._length = bisect.bisect_left(self._order, exc.frames_read)
                 raise FrameLost(f"{self.name}: {exc}", seq) from None
             done = clock.now()
+            self.decoded += 1
             self._decode_s = done - started if self._decode_s is None else 0.8 * self._decode_s + 0.2 * (done - started)
             # Kept for a second use (a loop, a late reader) that would otherwise seek back.
             self._recent[index] = (image, done)
