@@ -22,10 +22,12 @@ class CameraTimeout(CameraError):
 
 
 class FrameLost(CameraError):
-    """A frame was handed over but its pixels cannot be had (a replayed frame that does not
-    decode, or lies past the real end of its stream); ``seq`` is the frame's exposure number.
-    The daemon counts it as dropped and goes on; the camera says on its next read whether
-    the source ended."""
+    """A frame was handed over but its pixels cannot be had.
+
+    A replayed frame that does not decode, or lies past the real end of its stream;
+    ``seq`` is the frame's exposure number. The daemon counts it as dropped and goes on;
+    the camera says on its next read whether the source ended.
+    """
 
     def __init__(self, message: str, seq: int):
         super().__init__(message)
