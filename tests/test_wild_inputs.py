@@ -205,7 +205,7 @@ def test_replay_decodes_only_the_frames_that_are_used(flies_video_path):
         with VideoReader(flies_video_path) as reader:
             for frame in used:
                 np.testing.assert_array_equal(frame.image, reader.read(frame.index))
-        assert [f.index for f in frames] == list(range(100)) and camera.decoded == len(used)
+        assert [f.index for f in frames] == list(range(100)) and camera.decoded == len(used)  # the first: at open
     t = np.array([f.t_exposure for f in frames])
     np.testing.assert_allclose(np.diff(t), 1 / 1000, atol=1e-9)  # exposure times on the requested clock
 
@@ -216,7 +216,7 @@ def test_the_loop_keeps_running_when_the_camera_outpaces_it(flies_video_path, mo
     result = run_replay(flies_video_path, fps, **{"camera.loop": "true", "duration": seconds})
     assert result.stop_reason == "duration" and result.error is None, (result.stop_reason, result.error)
     frames = result.summary["frames"]
-    assert frames["acquired"] == frames["processed"] + frames["dropped"] and frames["processed"] >= 2
+    assert frames["acquired"] == frames["processed"] + frames["dropped"] and frames["processed"] >= 1
     assert frames["acquired"] >= 0.5 * fps * seconds  # the camera kept its rate: frames were dropped, not delayed
 
 

@@ -16,9 +16,9 @@ engine of CPU. Reaching the next frame used skips the ones between by grabbing o
 seeking, whichever the stream makes cheaper (see ``rtpose.data.video.VideoReader``);
 when looping, a second reader is positioned at the start of the range in the
 background, so the wrap costs no seek. While its reader uses most frames, a thread
-decodes each frame as it is handed over, so a reader that keeps up gets its pixels
-without waiting for them. Decoding is the replay's readout: ``Frame.t_arrival`` is when
-the pixels were ready.
+decodes each next frame ahead of its exposure, so a reader that keeps up gets its
+pixels without waiting for them. Decoding is the replay's readout: ``Frame.t_arrival``
+is when the pixels were ready (the hand-over, or later for a frame decoded on use).
 
 A container may declare more frames than its stream holds (see ``rtpose.data.video``):
 the real end of the stream ends the playback ("source ended") like the end of the
@@ -76,7 +76,7 @@ class ReplayCamera(Camera):
         self._reader: VideoReader | None = None
         self._standby: _Standby | None = None
         self._recent: dict[int, tuple[np.ndarray, float]] = {}  # last decoded frames by source index, oldest first
-        self._last: tuple[int, int] | None = None  # (seq, source index) handed over last, for a prefetch
+        self._next_up: tuple[int, int] | None = None  # (seq, source index) of the next exposure, to decode ahead
         self._handed_over = threading.Event()
         self._prefetcher: threading.Thread | None = None
         self._delivered = self._used = 0  # frames handed over and used, in the current window
@@ -134,11 +134,13 @@ class ReplayCamera(Camera):
                 raise RtposeError(f"{self.path}: the file declares no frame rate; set camera.fps")
             self._shape = reader.shape
             first = self._order[0]
-            if first > 0 and not reader.is_package:
-                try:  # position the decoder, so the first frame costs no seek once the clock runs
-                    reader.read(first - 1)
-                except (FrameNotDecoded, StreamEnded):
-                    pass
+            try:  # decode the first frame before the clock runs, as a camera has it at its exposure
+                if first > 0 and not reader.is_package:
+                    reader.read(first - 1)  # positioned first: no seek
+                self._recent[first] = (reader.read(first), clock.now())
+                self.decoded = 1
+            except (FrameNotDecoded, StreamEnded):
+                pass
         except BaseException:
             reader.close()
             raise
@@ -195,10 +197,11 @@ class ReplayCamera(Camera):
         index = self._order[self._pos]
         frame = Frame(index=index, image=functools.partial(self._pixels, self._next_seq, index),
                       t_exposure=t_exposure, t_arrival=clock.now(), seq=self._next_seq)
-        self._last = (self._next_seq, index)
         self._delivered += 1
-        self._handed_over.set()
         self._advance(1)
+        if not self._finished():  # the next frame, decoded ahead if the reader uses most frames
+            self._next_up = (self._next_seq, self._order[self._pos])
+            self._handed_over.set()
         return frame
 
     def _pixels(self, seq: int, index: int, prefetch: bool = False) -> tuple[np.ndarray, float]:
@@ -241,16 +244,16 @@ class ReplayCamera(Camera):
             self._lock.release()
 
     def _prefetch(self) -> None:
-        """Thread: decode the frame handed over last, so that a reader that keeps up gets
-        its pixels without waiting for them. Only while the reader uses most frames (else
-        it would mostly decode frames the loop drops), and never in ``read``'s thread, which
-        stays as cheap as a camera driver's."""
+        """Thread: decode the next exposure's frame ahead of its time, so that a reader that
+        keeps up gets its pixels at the exposure, as from a camera. Only while the reader
+        uses most frames (else it would mostly decode frames the loop drops), and never in
+        ``read``'s thread, which stays as cheap as a camera driver's."""
         while not self._stop.is_set():
             if not self._handed_over.wait(0.1):
                 continue
             self._handed_over.clear()
-            last, self._last = self._last, None
-            if last is None:
+            upcoming, self._next_up = self._next_up, None
+            if upcoming is None:
                 continue
             if self._delivered >= _USE_WINDOW:  # the share of frames used, over the last window
                 self._use_ratio = self._used / self._delivered
@@ -258,7 +261,7 @@ class ReplayCamera(Camera):
             if self._use_ratio < 0.5:
                 continue
             try:
-                self._pixels(*last, prefetch=True)
+                self._pixels(*upcoming, prefetch=True)
             except (CameraError, _Busy):
                 pass  # the reader meets an error on use; a busy decoder is the reader's
 
