@@ -32,6 +32,7 @@ from rtpose.hw.replay import ReplayCamera
 from rtpose.hw.sim_daq import SimDaq
 from rtpose.live.daemon import Daemon
 from rtpose.live.protocol import load_protocol
+from rtpose.live.publisher import split_message
 from rtpose.live.recorder import export_slp, iter_records, offline_rule_agreement, read_recording
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,7 +132,7 @@ class Subscriber(threading.Thread):
     def run(self) -> None:
         context = zmq.Context()
         sub = context.socket(zmq.SUB)
-        sub.setsockopt(zmq.SUBSCRIBE, b"poses")
+        sub.setsockopt(zmq.SUBSCRIBE, b"poses ")
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RECONNECT_IVL, 10)  # the daemon binds after we connect
         sub.connect(self.address)
@@ -140,7 +141,7 @@ class Subscriber(threading.Thread):
         poller.register(sub, zmq.POLLIN)
         while not self.stop.is_set():
             if poller.poll(50):
-                self.messages.append(sub.recv_multipart())
+                self.messages.append(list(split_message(sub.recv())))
         sub.close()
         context.term()
 

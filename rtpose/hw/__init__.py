@@ -20,7 +20,7 @@ from rtpose.hw.config import (
     parse_daq_config,
 )
 from rtpose.hw.daq import AiStream, AiTrace, Daq
-from rtpose.hw.errors import CameraError, CameraTimeout, DaqError, DriverMissing
+from rtpose.hw.errors import CameraError, CameraTimeout, DaqError, DriverMissing, FrameLost
 from rtpose.hw.registry import make_camera, make_daq
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "CameraConfig",
     "CameraError",
     "CameraTimeout",
+    "FrameLost",
     "Daq",
     "DaqConfig",
     "DaqError",

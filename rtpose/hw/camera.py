@@ -10,6 +10,8 @@ exposed but dropped because the reader was late.
 from __future__ import annotations
 
 import abc
+from typing import Callable
+
 import attrs
 import numpy as np
 
@@ -24,10 +26,39 @@ class Frame:
     """
 
     index: int  # frame index in the source (video frame number; camera frame ID)
-    image: np.ndarray = attrs.field(repr=lambda a: f"array{a.shape}")  # (H, W) uint8
+    # (H, W) uint8, or a function giving them and when they became available (see ``image``)
+    _image: np.ndarray | Callable[[], tuple[np.ndarray, float]] = attrs.field(alias="image", repr=False)
     t_exposure: float
-    t_arrival: float
+    _t_arrival: float = attrs.field(alias="t_arrival")
     seq: int = attrs.field(default=attrs.Factory(lambda self: self.index, takes_self=True))  # exposures since open
+    _decoded: list = attrs.field(factory=list, init=False, repr=False, eq=False)  # [(pixels, t_available)]
+
+    @property
+    def image(self) -> np.ndarray:
+        """The pixels, (H, W) uint8.
+
+        A replayed frame decodes them here, on first use: like a real camera's, a frame
+        that nobody looks at (one the loop drops) costs nothing.
+
+        Raises:
+            CameraError: the pixels could not be had (``FrameLost``: the daemon drops the frame).
+        """
+        if not callable(self._image):
+            return self._image
+        if not self._decoded:
+            self._decoded.append(self._image())
+        return self._decoded[0][0]
+
+    @property
+    def t_arrival(self) -> float:
+        """When rtpose had the pixels (``rtpose.clock`` seconds).
+
+        Handed over by the driver, or, for a replayed frame decoded on first use, when the
+        decoding finished (decoding is the replay's readout).
+        """
+        if self._decoded:
+            return max(self._t_arrival, self._decoded[0][1])
+        return self._t_arrival
 
 
 class Camera(abc.ABC):

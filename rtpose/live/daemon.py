@@ -53,7 +53,7 @@ from rtpose import __version__, clock
 from rtpose.engine.base import Engine, load_engine
 from rtpose.engine.continuity import IdentityContinuity
 from rtpose.errors import RtposeError
-from rtpose.hw import AiTrace, Camera, CameraTimeout, Daq, make_camera, make_daq
+from rtpose.hw import AiTrace, Camera, CameraTimeout, Daq, FrameLost, make_camera, make_daq
 from rtpose.live.frameslot import FrameSlot
 from rtpose.live.memory import limit_malloc_arenas
 from rtpose.live.outputs import OutputsClosed, OutputStage
@@ -65,7 +65,7 @@ from rtpose.live.runlog import RunLog
 from rtpose.live.summary import build_summary, safe_value
 from rtpose.rules import TriggerProgram
 
-DROP_REASONS = ("camera", "replaced", "shutdown", "error")
+DROP_REASONS = ("camera", "replaced", "shutdown", "error", "lost")
 # While one thread runs Python (the engine's pre- and post-processing), another waits up
 # to the interpreter's switch interval (5 ms by default) for the GIL. The output timer
 # must write a pulse's off edge within a fraction of a millisecond of its deadline, so
@@ -356,8 +356,13 @@ class Daemon:
                     raise RuntimeError(f"frame seq {frame.seq} came after seq {last_seq}: it would be processed twice")
                 last_seq = frame.seq
                 try:
+                    image = frame.image  # a replayed frame is decoded here, on first use
+                except FrameLost:  # its pixels do not exist: a replay past its stream's end, or undecodable
+                    self._dropped(DropRecord("lost", frame.seq, frame=frame.index, arrival=frame.t_arrival))
+                    continue
+                try:
                     infer_start = self.inferring_since = clock.now()
-                    poses = engine.infer(frame.image)
+                    poses = engine.infer(image)
                     if follow is not None:
                         poses = follow(poses, frame.index)
                     infer_end = clock.now()

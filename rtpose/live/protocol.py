@@ -16,16 +16,20 @@ protocols work from the repository root and from anywhere else; the recording di
 is relative to the working directory. ``${VAR}`` is expanded everywhere and
 ``${RTPOSE_DATA}`` defaults to the shared data directory.
 
-A full example (``experiments/male_approach_replay.yaml``)::
+A full example (as ``experiments/male_approach_replay.yaml``; a path with ``${...}`` is
+quoted, since ``{`` opens a YAML flow mapping)::
 
     name: male_approach_replay           # default: the file name; names the recording
-    camera: {backend: replay, path: ${RTPOSE_DATA}/flies13/clip.mp4, fps: 150}
+    camera: {backend: replay, path: "${RTPOSE_DATA}/flies13/clip.mp4", fps: 150}
     model: {export_dir: models/flies13, engine: ort-cpu}   # threads: N (default: cores - 1)
     arena: {px_per_mm: 30.3}
     identities: [female, male]           # must be classes of the model
-    features: {...}                      # see rtpose.rules
-    rules: {...}
-    outputs: {opto_led: {channel: opto_led, pulse: {...}}}  # channel: a DAQ output name
+    features:                            # see rtpose.rules
+      head_to_abdomen: {distance: [male.head, female.abdomen]}
+    rules:
+      close: "head_to_abdomen < 2"
+    outputs:                             # channel: a DAQ output name
+      opto_led: {channel: opto_led, pulse: {rule: close, volts: 5.0, duration_ms: 25, refractory_ms: 500}}
     daq: {backend: sim}                  # device_file: firmware_configs/sim_daq.yaml
     publisher: {enabled: true, address: "tcp://127.0.0.1:5555", topic: poses, hwm: 100}
     recorder: {enabled: true, path: "runs/{name}-{time}", export_slp: false}
