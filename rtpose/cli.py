@@ -69,12 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quantise the convolutions to int8 (about 2x faster on CPUs with VNNI), checked against fp32")
     p.add_argument("--calibration-frames", type=int, default=50, help="training frames that calibrate --int8")
 
-    p = sub.add_parser("predict", help="predict poses on a video or .slp and write .slp")
+    p = sub.add_parser("predict", help="predict poses on videos or .slp files and write .slp")
     p.add_argument("-m", "--model", required=True, help="export directory")
-    p.add_argument("-i", "--input", required=True, help="video file or .slp (predicts on its video)")
+    p.add_argument("-i", "--input", required=True, nargs="+", metavar="INPUT",
+                   help="video file or .slp (predicts on its video); several files, folders or quoted glob "
+                        "patterns run on Ray (pip install 'rtpose[fleet]')")
     _frames_arg(p)
-    p.add_argument("-o", "--output", help="output .slp (default: INPUT.predictions.slp, or in the working "
-                   "directory when the input's folder is read-only)")
+    p.add_argument("-o", "--output", help="one input: output .slp (default: INPUT.predictions.slp, or in the "
+                   "working directory when the input's folder is read-only); on Ray: the output folder "
+                   "(default: ./rtpose-predictions)")
+    p.add_argument("--workers", type=int, help="Ray workers, each with its own engine (default: one per chunk, "
+                   "up to one per CPU); runs on Ray even for one input")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads per Ray worker (default: as many as fit "
+                   "the nodes' CPUs)")
+    p.add_argument("--ray", metavar="ADDRESS", help="Ray cluster to run on (default: $RAY_ADDRESS, else a "
+                   "local Ray on this machine)")
+    p.add_argument("--chunk-frames", type=int, help="frames per chunk of work on Ray (default: 500)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
     p.add_argument("--only-labeled", action="store_true", help="with a .slp input: only its labeled frames")

@@ -42,8 +42,14 @@ def resolve_input(path: str | Path, frames: str | None, only_labeled: bool = Fal
         return path, list(parse_frame_range(frames, reader.n_frames))
 
 
-def read_ahead(video: Path, indices: list[int], depth: int = 64) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, frame) in order, decoded by a background thread up to ``depth`` ahead."""
+def read_ahead(video: Path, indices: list[int], depth: int = 64,
+               skip_undecodable: bool = False) -> Iterator[tuple[int, np.ndarray | None]]:
+    """(index, frame) in order, decoded by a background thread up to ``depth`` ahead.
+
+    A frame that does not decode raises ``RtposeError``, or with ``skip_undecodable``
+    comes as ``(index, None)`` and decoding goes on with the next index. A video that
+    cannot be opened always raises.
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
@@ -54,7 +60,12 @@ def read_ahead(video: Path, indices: list[int], depth: int = 64) -> Iterator[tup
                 for i in indices:
                     if stop.is_set():
                         return
-                    q.put((i, reader.read(i)))
+                    try:
+                        q.put((i, reader.read(i)))
+                    except RtposeError:
+                        if not skip_undecodable:
+                            raise
+                        q.put((i, None))
         except BaseException as exc:  # hand decoder errors to the consumer
             q.put(exc)
         q.put(done)
