@@ -29,9 +29,9 @@ from rtpose.data.video import VideoReader
 from rtpose.engine.base import load_engine
 from rtpose.engine.continuity import IdentityContinuity
 from rtpose.engine.predict import predict, predict_frames
+from rtpose.errors import RtposeError
 from rtpose.fleet.inputs import expand_inputs, output_paths, use_fleet
 from rtpose.fleet.plan import plan_chunks, size_workers
-from rtpose.errors import RtposeError
 from rtpose.paths import REPO_ROOT
 
 
@@ -124,8 +124,14 @@ def _manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
+# `rtpose ...` in a child process whose Ctrl-C raises KeyboardInterrupt even where this
+# process ignores SIGINT (a background job of a non-interactive shell does, and children inherit it)
+RTPOSE = [sys.executable, "-c", ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                                 "sys.argv[0] = 'rtpose'; runpy.run_module('rtpose', run_name='__main__')")]
+
+
 def _command(videos, out: Path, address: str, chunk_frames: int) -> list[str]:
-    return [sys.executable, "-m", "rtpose", "predict", "-m", str(SHIPPED), "-i",
+    return [*RTPOSE, "predict", "-m", str(SHIPPED), "-i",
             *(str(videos[k]) for k in ("a", "b", "c")), "-o", str(out), "--workers", "2",
             "--chunk-frames", str(chunk_frames), "--ray", address]
 

@@ -270,8 +270,8 @@ class _Driver:
         self.run_record.update(workers=workers, threads=threads, nodes=len(nodes))
         remote = ray.remote(PredictWorker).options(num_cpus=threads, num_gpus=1 if gpu else 0,
                                                    max_restarts=2, max_task_retries=2)
-        self._files_ref = ray.put(self.files)  # held by the driver: a restarted worker fetches it again
-        return [remote.remote([self._files_ref], self.engine_name, threads, self.batch_size) for _ in range(workers)]
+        self._model = [ray.put(self.files)]  # owned by the driver; nested, so a worker fetches it when it loads
+        return [remote.remote(self.engine_name, threads, self.batch_size) for _ in range(workers)]
 
     def _dispatch(self, todo: deque, total: int, kept: int, workers: int | None, threads: int | None) -> None:
         ray = self.ray
@@ -285,7 +285,7 @@ class _Driver:
                 job, chunk = todo.popleft()
                 if job.finished:  # its video failed meanwhile
                     continue
-                ref = actor.predict.remote(str(job.video), list(chunk.indices), _chunk_id(job, chunk), counter)
+                ref = actor.predict.remote(self._model, str(job.video), list(chunk.indices), _chunk_id(job, chunk), counter)
                 in_flight[ref] = (actor, job, chunk)
                 return
 
@@ -348,8 +348,8 @@ class _Driver:
         save_chunk(job.chunk_dir / f"{chunk.name}.npz", arrays)
         m = out["machine"]
         job.entry["chunks"][chunk.name] = {
-            "frames": len(chunk), "status": "done", "predicted": int(len(arrays["frame_idx"])),
-            "undecodable": int(len(arrays["undecoded"])), "run": self.run_record["run"],
+            "frames": len(chunk), "status": "done", "predicted": len(arrays["frame_idx"]),
+            "undecodable": len(arrays["undecoded"]), "run": self.run_record["run"],
             "seconds": round(out["seconds"], 3), "host": m["host"], "pid": m["pid"], "cpu": m["cpu"],
             "device": m["device"],
         }

@@ -22,40 +22,47 @@ from rtpose.machine import cpu_name
 
 
 class PredictWorker:
-    """Loads the export once and predicts chunks of frames with it.
+    """Loads the export once (on its first chunk) and predicts chunks of frames with it.
+
+    The constructor takes only small arguments: a worker that Ray restarts after a crash
+    is built again from them, and loads the model from the reference its next chunk
+    carries.
 
     Args:
-        files: the export's files by name (see :func:`rtpose.fleet.plan.model_files`),
-            written to a temporary folder on the worker's node; or a one-element list
-            holding a Ray reference to them (nested, so that the driver owns the object
-            and a restarted worker can fetch it again).
         engine_name: engine to load (``ort-cpu``, ...).
         threads: ONNX Runtime intra-op threads (CPU engines); workers x threads should
             not exceed a node's cores.
         batch_size: frames per engine call.
     """
 
-    def __init__(self, files: dict[str, bytes] | list, engine_name: str, threads: int, batch_size: int):
-        if isinstance(files, list):
+    def __init__(self, engine_name: str, threads: int, batch_size: int):
+        self.engine_name, self.threads, self.batch_size = engine_name, threads, batch_size
+        self.engine = None
+        self.machine = {"host": platform.node(), "cpu": cpu_name(), "pid": os.getpid(), "device": None}
+
+    def _load(self, model: dict[str, bytes] | list) -> None:
+        if isinstance(model, list):  # a Ray reference, nested so that the driver keeps owning it
             import ray
 
-            files = ray.get(files[0])
-        self._dir = Path(tempfile.mkdtemp(prefix="rtpose-fleet-model-"))
-        for name, data in files.items():
-            (self._dir / name).write_bytes(data)
-        options = {"threads": threads} if engine_name.startswith("ort-") else {}
-        self.engine = load_engine(self._dir, engine_name, **options)
-        self.batch_size = batch_size
-        self.machine = {"host": platform.node(), "cpu": cpu_name(), "pid": os.getpid(), "device": self.engine.device}
+            model = ray.get(model[0])
+        folder = Path(tempfile.mkdtemp(prefix="rtpose-fleet-model-"))
+        try:  # the engines read the files while loading, not after
+            for name, data in model.items():
+                (folder / name).write_bytes(data)
+            options = {"threads": self.threads} if self.engine_name.startswith("ort-") else {}
+            self.engine = load_engine(folder, self.engine_name, **options)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.machine["device"] = self.engine.device
 
-    def ready(self) -> dict[str, Any]:
-        """Where this worker runs (host, CPU, process id, engine device)."""
-        return self.machine
-
-    def predict(self, video: str, indices: Sequence[int], chunk_id: str, progress: Any = None) -> dict[str, Any]:
+    def predict(self, model: dict[str, bytes] | list, video: str, indices: Sequence[int], chunk_id: str,
+                progress: Any = None) -> dict[str, Any]:
         """Predict one chunk.
 
         Args:
+            model: the export's files by name (see :func:`rtpose.fleet.plan.model_files`),
+                or a one-element list holding a Ray reference to them; loaded on the first
+                call, written to a temporary folder on the worker's node.
             video: path of the video, as this node sees it.
             indices: the chunk's frame indices, in order.
             chunk_id: reported to ``progress`` with the frames done so far.
@@ -65,6 +72,8 @@ class PredictWorker:
             ``arrays`` (see :func:`rtpose.fleet.store.pack`), ``seconds`` of work and
             ``machine``; or ``error`` (one line) when the video cannot be read at all.
         """
+        if self.engine is None:
+            self._load(model)
         t0 = time.perf_counter()
         done = 0
 
@@ -82,9 +91,6 @@ class PredictWorker:
             return {"error": str(exc), "machine": self.machine}
         arrays = pack(frames, undecoded, len(spec.node_names), spec.n_classes)
         return {"arrays": arrays, "seconds": time.perf_counter() - t0, "machine": self.machine}
-
-    def __del__(self) -> None:
-        shutil.rmtree(getattr(self, "_dir", ""), ignore_errors=True)
 
 
 class FrameCounter:
