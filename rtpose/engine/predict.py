@@ -1,9 +1,17 @@
-"""``rtpose predict``: poses for every chosen frame of a video, written as SLEAP .slp."""
+"""``rtpose predict``: poses for every chosen frame of a video, written as SLEAP .slp.
+
+Nothing decoded is lost: frames that cannot be read (undecodable, or past the real end
+of a stream whose container declared more) are left out of the .slp, listed in its
+provenance (``rtpose.frames_not_read``) and in a warning, and ``rtpose predict`` exits
+with :data:`EXIT_FRAMES_MISSING` instead of 0. Without ``--frames``, a stream shorter than
+its container declares is simply a shorter video: every frame it holds is predicted.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -14,9 +22,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rtpose.data.predictions import write_predictions
 from rtpose.engine.base import Engine, load_engine
 from rtpose.engine.continuity import IdentityContinuity
-from rtpose.engine.frames import read_ahead, resolve_input
+from rtpose.data.video import describe_indices
+from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import RtposeError
 from rtpose.poses import Poses
+
+EXIT_FRAMES_MISSING = 3  # predictions written, but some frames asked for could not be read
 
 
 def default_output(input_path: Path) -> Path:
@@ -30,12 +41,24 @@ def default_output(input_path: Path) -> Path:
 
 def predict(model: str | Path, input_path: str | Path, frames: str | None = None, output: str | Path | None = None,
             batch_size: int = 1, engine_name: str = "ort-cpu", only_labeled: bool = False,
-            progress: bool = True, continuity: bool = True) -> Path:
+            progress: bool = True, continuity: bool = True, report: DecodeReport | None = None) -> Path:
+    """Predict poses on ``frames`` of ``input_path`` and write them to ``output`` (.slp).
+
+    ``report``, when given, receives the frames that could not be read (see the module
+    docstring); the caller decides what they mean for its exit status.
+
+    Raises:
+        RtposeError: bad input, model or output path (nothing is written).
+    """
     if batch_size < 1:
         raise RtposeError("--batch-size must be at least 1")
     video, indices = resolve_input(input_path, frames, only_labeled)
     if not indices:
         raise RtposeError(f"{input_path}: no frames to predict on")
+    if Path(video).suffix.lower() == ".slp":
+        print(f"{Path(video).name} is a package: predicting on the {len(indices)} frame(s) it holds that were asked "
+              f"for ({describe_indices(indices)})")
+    report = report if report is not None else DecodeReport()
     output = Path(output) if output else default_output(Path(input_path))
     if not output.parent.is_dir():
         raise RtposeError(f"{output}: its folder does not exist")
@@ -46,78 +69,78 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     t0 = time.perf_counter()
     with Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task("", total=len(indices), fps="-")
+        done = 0
 
         def advance(n: int) -> None:
-            bar.advance(task, n)
-            done = bar.tasks[0].completed
-            bar.update(task, fps=f"{done / (time.perf_counter() - t0):.0f}")
+            nonlocal done
+            done += n
+            bar.update(task, completed=done, fps=f"{done / (time.perf_counter() - t0):.0f}")
 
-        raw, _ = predict_frames(engine, video, indices, batch_size, on_batch=advance)
+        raw = predict_frames(engine, video, indices, batch_size, report=report, on_batch=advance)
     follow = IdentityContinuity(spec.n_classes) if continuity else None
     results = follow_identities(raw, follow)
     wall = time.perf_counter() - t0
-    write_predictions(output, video, spec.node_names, spec.edges, spec.class_names, results)
+    for note in report.notes():
+        print(f"warning: {input_path}: {note}", file=sys.stderr)
+    if report.stream_frames is not None and frames is None:
+        report.past_end.clear()  # no range asked for: the video is just shorter than declared
+    provenance = {"rtpose.frames_not_read": report.missing} if report.missing else {}
+    if report.stream_frames is not None:
+        provenance["rtpose.stream_frames"] = report.stream_frames
+    write_predictions(output, video, spec.node_names, spec.edges, spec.class_names, results, provenance=provenance)
     n_inst = sum(len(p) for _, p in results)
     print(f"{len(results)} frames, {n_inst} instances -> {output} ({len(results) / wall:.0f} frames/s, "
           f"{engine.name} on {engine.device})")
     if follow is not None and follow.followed:
         print(f"identities followed from the previous frame where the identity head was not decisive: "
               f"{follow.followed} frames (--no-continuity: the head alone)")
+    if report.missing:
+        print(f"warning: {len(report.missing)} frame(s) asked for have no poses ({describe_indices(report.missing)}); "
+              f"the poses of the {len(results)} that were read are in {output}", file=sys.stderr)
     return output
 
 
 def predict_frames(engine: Engine, video: str | Path, indices: Sequence[int], batch_size: int = 1,
-                   skip_undecodable: bool = False,
-                   on_batch: Callable[[int], None] | None = None) -> tuple[list[tuple[int, Poses]], list[int]]:
+                   report: DecodeReport | None = None,
+                   on_batch: Callable[[int], None] | None = None) -> list[tuple[int, Poses]]:
     """Poses of the given frames of one video with a loaded engine, as the head gives them.
 
     The building block of ``rtpose predict`` in one process and of each chunk that
-    ``rtpose.fleet`` runs on a Ray worker; identity continuity is applied afterwards, in
-    frame order, by :func:`follow_identities`.
+    :mod:`rtpose.fleet` runs on a Ray worker; identity continuity is applied afterwards,
+    in frame order, by :func:`follow_identities`.
 
     Args:
         engine: a loaded engine (see :func:`rtpose.engine.base.load_engine`).
         video: the video file (or .pkg.slp) to read.
         indices: frame indices, in the order to predict them.
         batch_size: frames per engine call.
-        skip_undecodable: frames that fail to decode are listed in the second return value
-            and skipped; without it the first one raises.
-        on_batch: called with the number of frames handled (predicted or undecodable)
-            after each engine call.
+        report: receives the frames that could not be read, which are then skipped
+            (see :func:`rtpose.engine.frames.read_ahead`); without it they raise.
+        on_batch: called with the number of frames predicted after each engine call.
 
     Returns:
-        ``(frame_index, Poses)`` per decoded frame, in order, and the indices that did not
-        decode.
+        ``(frame_index, Poses)`` per frame read, in order.
 
     Raises:
-        RtposeError: the video cannot be opened, or (without ``skip_undecodable``) a frame
-            does not decode.
+        RtposeError: the video cannot be opened, or (without ``report``) a frame cannot be read.
     """
     results: list[tuple[int, Poses]] = []
-    undecoded: list[int] = []
     pending: list[tuple[int, np.ndarray]] = []
-    skipped = 0
 
     def flush() -> None:
-        nonlocal skipped
-        poses = engine.infer_batch([f for _, f in pending]) if pending else []
+        poses = engine.infer_batch([f for _, f in pending])
         results.extend((i, p) for (i, _), p in zip(pending, poses))
         if on_batch is not None:
-            on_batch(len(pending) + skipped)
+            on_batch(len(pending))
         pending.clear()
-        skipped = 0
 
-    for idx, frame in read_ahead(Path(video), list(indices), skip_undecodable=skip_undecodable):
-        if frame is None:
-            undecoded.append(idx)
-            skipped += 1
-            continue
+    for idx, frame in read_ahead(Path(video), list(indices), report=report):
         pending.append((idx, frame))
         if len(pending) == batch_size:
             flush()
-    if pending or skipped:
+    if pending:
         flush()
-    return results, undecoded
+    return results
 
 
 def follow_identities(frames: Iterable[tuple[int, Poses]],
@@ -129,6 +152,10 @@ def follow_identities(frames: Iterable[tuple[int, Poses]],
 
 
 def main(args: argparse.Namespace) -> int:
+    """Exit status: 0, or :data:`EXIT_FRAMES_MISSING` when frames asked for could not be read.
+
+    Several inputs, a folder, a pattern or a Ray option: :mod:`rtpose.fleet` runs it.
+    """
     from rtpose.fleet.inputs import use_fleet
 
     if use_fleet(args.input, args.workers, args.ray, args.chunk_frames):
@@ -137,6 +164,7 @@ def main(args: argparse.Namespace) -> int:
         return fleet_main(args)
     if args.threads is not None:
         raise RtposeError("--threads is for Ray workers; one input in one process uses every core")
+    report = DecodeReport()
     predict(args.model, args.input[0], args.frames, args.output, args.batch_size, args.engine, args.only_labeled,
-            continuity=not args.no_continuity)
-    return 0
+            continuity=not args.no_continuity, report=report)
+    return EXIT_FRAMES_MISSING if report.missing else 0

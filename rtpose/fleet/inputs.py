@@ -26,8 +26,11 @@ def is_pattern(text: str) -> bool:
 
 def use_fleet(inputs: Sequence[str], workers: int | None, ray_address: str | None,
               chunk_frames: int | None) -> bool:
-    """Whether ``rtpose predict`` runs on Ray: several inputs, a folder, a pattern, or a
-    fleet option. One plain file without them is today's single-process predict."""
+    """Whether ``rtpose predict`` runs on Ray.
+
+    It does for several inputs, a folder, a pattern, or a fleet option; one plain file
+    without them is the single-process predict.
+    """
     if len(inputs) != 1 or workers is not None or ray_address is not None or chunk_frames is not None:
         return True
     item = inputs[0]

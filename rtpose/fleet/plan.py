@@ -63,9 +63,12 @@ def files_digest(files: dict[str, bytes]) -> str:
 
 
 def video_key(video: Path, indices: Sequence[int], model_digest: str, engine: str, batch_size: int) -> str:
-    """What a video's chunk files depend on: the video file (path, size, modification
-    time), the frames asked for, the model, the engine and the batch size. A change in
-    any of them makes earlier chunks of that video stale."""
+    """What a video's chunk files depend on, as a SHA-1 hex digest.
+
+    The video file (path, size, modification time), the frames asked for, the model, the
+    engine and the batch size: a change in any of them makes earlier chunks of that video
+    stale.
+    """
     st = video.stat()
     what = {
         "video": str(video.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,

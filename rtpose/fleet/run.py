@@ -31,7 +31,8 @@ from rtpose import __version__
 from rtpose.data.predictions import write_predictions
 from rtpose.engine.continuity import IdentityContinuity
 from rtpose.engine.frames import resolve_input
-from rtpose.engine.predict import follow_identities
+from rtpose.data.video import describe_indices
+from rtpose.engine.predict import EXIT_FRAMES_MISSING, follow_identities
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
 from rtpose.fleet import require_ray
@@ -39,10 +40,10 @@ from rtpose.fleet.inputs import DEFAULT_OUT_DIR, MANIFEST_NAME, expand_inputs, o
 from rtpose.fleet.plan import (DEFAULT_CHUNK_FRAMES, Chunk, files_digest, model_files, plan_chunks, size_workers,
                                video_key)
 from rtpose.fleet.store import (CHUNKS_DIR, OutDirLock, load_chunk, load_manifest, save_chunk, save_json,
-                                stale_temporaries, unpack)
+                                join_reports, stale_temporaries, unpack)
 from rtpose.fleet.worker import FrameCounter, PredictWorker
 
-EXIT_INCOMPLETE = 3  # some video was not read in full (or not at all); the others are written
+EXIT_INCOMPLETE = EXIT_FRAMES_MISSING  # frames asked for were not read, or an input failed; the rest is written
 FINISHED = ("done", "partial")
 MAX_ATTEMPTS = 3  # a chunk whose worker died (after Ray's own restarts) goes to another worker this often
 
@@ -61,6 +62,7 @@ class VideoJob:
 
     @property
     def finished(self) -> bool:
+        """Whether nothing is left to do for this input (written, or failed)."""
         return self.entry["status"] in FINISHED or self.entry["status"] == "failed"
 
 
@@ -105,7 +107,8 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
 
     Returns:
         The manifest, its path, and the exit status: 0 when every input was predicted in
-        full, :data:`EXIT_INCOMPLETE` when some input failed or had undecodable frames.
+        full, :data:`EXIT_INCOMPLETE` (3, as the single-process ``predict`` when frames are
+        missing) when some input failed or some frames asked for could not be read.
 
     Raises:
         RtposeError: bad arguments, inputs that name nothing, Ray missing or unreachable,
@@ -145,7 +148,7 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
                 for p, o in zip(paths, outputs)]
         save_json(manifest_path, manifest)
         driver = _Driver(ray, spec, files, jobs, manifest, manifest_path, run, engine_name, batch_size, continuity,
-                         console or Console(stderr=True), progress)
+                         console or Console(stderr=True), progress, frames)
         try:
             driver.run(workers, threads, ray_address)
         except KeyboardInterrupt:
@@ -185,8 +188,12 @@ def _plan(path: Path, output: Path, manifest: dict, frames: str | None, only_lab
     old_dir = old.get("chunk_dir")
     if old_dir and Path(old_dir) != job.chunk_dir:
         shutil.rmtree(old_dir, ignore_errors=True)  # chunks of another model, engine or video version
-    job.chunks = plan_chunks(0, indices, chunk_frames)
     kept = old.get("chunks", {}) if old.get("key") == key else {}
+    sequential_from = old.get("sequential_from") if old.get("key") == key else None
+    job.chunks = plan_chunks(0, [i for i in indices if sequential_from is None or i < sequential_from], chunk_frames)
+    if sequential_from is not None:  # a frame there did not decode: read on from there in one chunk
+        job.chunks.append(Chunk(0, tuple(i for i in indices if i >= sequential_from)))
+        entry["sequential_from"] = sequential_from
     chunks = {}
     for chunk in job.chunks:
         if (job.chunk_dir / f"{chunk.name}.npz").exists():  # written atomically: whole, and of this key
@@ -217,11 +224,11 @@ class _Driver:
 
     def __init__(self, ray, spec: ExportSpec, files: dict[str, bytes], jobs: list[VideoJob], manifest: dict,
                  manifest_path: Path, run: dict, engine_name: str, batch_size: int, continuity: bool,
-                 console: Console, progress: bool):
+                 console: Console, progress: bool, frames: str | None):
         self.ray, self.spec, self.files, self.jobs = ray, spec, files, jobs
         self.manifest, self.manifest_path, self.run_record = manifest, manifest_path, run
         self.engine_name, self.batch_size, self.continuity = engine_name, batch_size, continuity
-        self.console, self.progress = console, progress
+        self.console, self.progress, self.frames = console, progress, frames
 
     def run(self, workers: int | None, threads: int | None, ray_address: str | None) -> None:
         for job in self.jobs:  # every chunk already on disk from an earlier run: join now
@@ -321,17 +328,17 @@ class _Driver:
                             submit(actor)
                             continue
                         counter.forget.remote(_chunk_id(job, chunk))
-                        submit(actor)
                         if "error" in out:
                             self._fail(job, out["error"])
-                        elif not job.finished:
-                            self._chunk_done(job, chunk, out)
+                        elif not job.finished and chunk in job.chunks:  # else: replaced by a sequential tail
                             finished_frames += len(chunk)
+                            total += self._chunk_done(job, chunk, out, todo)
+                        submit(actor)
                     in_progress = ray.get(counter.total.remote())
                     new = finished_frames - kept + in_progress
                     done = min(total, finished_frames + in_progress)
                     elapsed = time.perf_counter() - t0
-                    bar.update(task, completed=done, fps=f"{new / elapsed:.1f}" if new else "-",
+                    bar.update(task, completed=done, total=total, fps=f"{new / elapsed:.1f}" if new else "-",
                                videos=self._videos_text())
             finally:
                 for actor in actors:
@@ -343,13 +350,16 @@ class _Driver:
         done = sum(1 for j in self.jobs if j.finished)
         return f"{done}/{len(self.jobs)} videos"
 
-    def _chunk_done(self, job: VideoJob, chunk: Chunk, out: dict) -> None:
+    def _chunk_done(self, job: VideoJob, chunk: Chunk, out: dict, todo: deque) -> int:
+        """Save a chunk that came back; returns the frames added to the run's work (a tail to redo)."""
         arrays = out["arrays"]
+        if len(arrays["not_decoded"]) and chunk is not job.chunks[-1]:
+            return self._read_on_sequentially(job, chunk, todo)
         save_chunk(job.chunk_dir / f"{chunk.name}.npz", arrays)
         m = out["machine"]
         job.entry["chunks"][chunk.name] = {
             "frames": len(chunk), "status": "done", "predicted": len(arrays["frame_idx"]),
-            "undecodable": len(arrays["undecoded"]), "run": self.run_record["run"],
+            "not_read": len(arrays["not_decoded"]) + len(arrays["past_end"]), "run": self.run_record["run"],
             "seconds": round(out["seconds"], 3), "host": m["host"], "pid": m["pid"], "cpu": m["cpu"],
             "device": m["device"],
         }
@@ -360,6 +370,32 @@ class _Driver:
         if not job.remaining:
             self._finish(job)
         save_json(self.manifest_path, self.manifest)
+        return 0
+
+    def _read_on_sequentially(self, job: VideoJob, chunk: Chunk, todo: deque) -> int:
+        """A frame of ``chunk`` did not decode: predict from its start to the video's end as one chunk.
+
+        Past a frame that does not decode, OpenCV's seeking can land on the wrong frame (it
+        counts decoded frames; seen on an MJPEG .avi with one broken frame: a seek to
+        frame 14 gave frame 13), so chunks that start after the damage are not trusted.
+        One sequential read from before it, as one process reads the video, replaces them.
+        The manifest keeps the point (``sequential_from``) so a resumed run plans the same.
+        """
+        k = job.chunks.index(chunk)
+        dropped = job.chunks[k:]
+        redo = sum(len(c) for c in dropped if c.name not in job.remaining) + len(chunk)
+        for c in dropped:
+            (job.chunk_dir / f"{c.name}.npz").unlink(missing_ok=True)
+            job.entry["chunks"].pop(c.name, None)
+            job.remaining.discard(c.name)
+        tail = Chunk(chunk.video, tuple(i for c in dropped for i in c.indices))
+        job.chunks = [*job.chunks[:k], tail]
+        job.remaining.add(tail.name)
+        job.entry["chunks"][tail.name] = {"frames": len(tail), "status": "pending"}
+        job.entry["sequential_from"] = tail.indices[0]
+        todo.appendleft((job, tail))
+        save_json(self.manifest_path, self.manifest)
+        return redo
 
     def _fail(self, job: VideoJob, error: str) -> None:
         if job.finished:
@@ -369,35 +405,50 @@ class _Driver:
         save_json(self.manifest_path, self.manifest)
 
     def _finish(self, job: VideoJob) -> None:
-        """Join the chunks of ``job`` in frame order, apply continuity, write its .slp."""
-        frames, undecoded = [], []
+        """Join the chunks of ``job`` in frame order, apply continuity, write its .slp.
+
+        Frames that could not be read are handled as the single-process ``predict``
+        handles them (see :mod:`rtpose.engine.predict`): left out, listed in the .slp's
+        provenance and the manifest; without ``--frames`` a stream shorter than its
+        container declares is a shorter video, noted but complete.
+        """
+        frames, reports = [], []
         for chunk in job.chunks:
-            f, u = unpack(load_chunk(job.chunk_dir / f"{chunk.name}.npz"))
+            f, lost = unpack(load_chunk(job.chunk_dir / f"{chunk.name}.npz"))
             frames.extend(f)
-            undecoded.extend(u)
+            reports.append(lost)
         frames.sort(key=lambda item: item[0])
+        lost = join_reports(reports)
+        notes = lost.notes()
+        if lost.stream_frames is not None and self.frames is None:
+            lost.past_end.clear()  # no range asked for: the video is just shorter than declared
+        missing = lost.missing
         follow = IdentityContinuity(self.spec.n_classes) if self.continuity else None
         entry = job.entry
         records = list(entry["chunks"].values())
         seconds = sum(r.get("seconds", 0.0) for r in records)
         entry.update(
-            frames=len(frames), undecodable=len(undecoded), first_undecodable=min(undecoded) if undecoded else None,
-            seconds=round(seconds, 3), fps=round((len(frames) + len(undecoded)) / seconds, 2) if seconds else None,
+            frames=len(frames), frames_not_read=len(missing), first_not_read=missing[0] if missing else None,
+            notes=notes, stream_frames=lost.stream_frames,
+            seconds=round(seconds, 3), fps=round(len(frames) / seconds, 2) if seconds else None,
             device=next((r["device"] for r in records if "device" in r), None),
             machines=sorted({f"{r['host']} ({r['cpu']})" for r in records if "host" in r}),
             run=self.run_record["run"],
         )
         if not frames:
-            entry.update(status="failed", error=f"{job.video}: no frame could be decoded")
+            entry.update(status="failed", error=f"{job.video}: no frame could be read" + (
+                f" ({'; '.join(notes)})" if notes else ""))
         else:
-            results = follow_identities(frames, follow)
+            provenance: dict[str, Any] = {"rtpose.frames_not_read": missing} if missing else {}
+            if lost.stream_frames is not None:
+                provenance["rtpose.stream_frames"] = lost.stream_frames
             write_predictions(job.output, job.video, self.spec.node_names, self.spec.edges, self.spec.class_names,
-                              results)
-            entry.update(status="partial" if undecoded else "done",
+                              follow_identities(frames, follow), provenance=provenance)
+            entry.update(status="partial" if missing else "done",
                          identities_followed=follow.followed if follow is not None else None)
-            if undecoded:
-                entry["error"] = (f"{job.video}: {len(undecoded)} frames could not be decoded, the first "
-                                  f"{min(undecoded)}; the .slp holds the {len(frames)} that did")
+            if missing:
+                entry["error"] = (f"{len(missing)} frame(s) asked for could not be read ({describe_indices(missing)}); "
+                                  f"the .slp holds the {len(frames)} that were")
         save_json(self.manifest_path, self.manifest)
         shutil.rmtree(job.chunk_dir, ignore_errors=True)
         chunks_root = job.chunk_dir.parent
@@ -414,18 +465,18 @@ def print_summary(manifest: dict, inputs: Sequence[str], run: dict, console: Con
     table = Table(title=f"rtpose predict, run {run['run']}: {manifest['engine']}", title_justify="left")
     table.add_column("video")
     table.add_column("status")
-    for column in ("frames", "undecodable", "FPS/worker"):
+    for column in ("frames", "not read", "FPS/worker"):
         table.add_column(column, justify="right")
     table.add_column("output, or why not", overflow="fold")
     for key in inputs:
         e = manifest["videos"][key]
         if e["status"] == "done":
-            note = Path(e["output"]).name
+            note = "; ".join([Path(e["output"]).name, *e.get("notes", [])])
         elif e["status"] == "partial":
-            note = f"{Path(e['output']).name} (first undecodable frame: {e['first_undecodable']})"
+            note = f"{Path(e['output']).name}; {e['error']}"
         else:
             note = e.get("error") or "-"
-        table.add_row(Path(key).name, e["status"], str(e.get("frames", "-")), str(e.get("undecodable", "-")),
+        table.add_row(Path(key).name, e["status"], str(e.get("frames", "-")), str(e.get("frames_not_read", "-")),
                       f"{e['fps']:.1f}" if e.get("fps") else "-", note)
     console.print(table)
     if run.get("chunks_predicted"):

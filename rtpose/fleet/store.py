@@ -17,6 +17,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from rtpose.engine.frames import DecodeReport
 from rtpose.errors import RtposeError
 from rtpose.poses import Poses
 
@@ -24,14 +25,16 @@ CHUNKS_DIR = ".rtpose-chunks"
 LOCK_NAME = ".rtpose-fleet.lock"
 
 
-def pack(frames: Sequence[tuple[int, Poses]], undecoded: Sequence[int], n_nodes: int,
+def pack(frames: Sequence[tuple[int, Poses]], lost: DecodeReport, n_nodes: int,
          n_classes: int) -> dict[str, np.ndarray]:
-    """``(frame_index, Poses)`` pairs -> flat arrays (instances of all frames stacked).
+    """``(frame_index, Poses)`` pairs and what could not be read -> flat arrays.
 
     Returns:
         ``frame_idx`` (F,), ``counts`` (F,) instances per frame, ``points`` (N, nodes, 2),
         ``point_scores`` (N, nodes), ``instance_scores`` (N,), ``identity`` (N,),
-        ``identity_scores`` (N, classes) with N = ``counts.sum()``, and ``undecoded`` (U,).
+        ``identity_scores`` (N, classes) with N = ``counts.sum()`` (the instances of all
+        frames stacked); from ``lost``: ``not_decoded`` (U,), ``past_end`` (P,), and
+        ``stream_frames``, ``declared`` as 0-d arrays (-1: the stream did not end early).
     """
     poses = [p for _, p in frames]
 
@@ -47,12 +50,15 @@ def pack(frames: Sequence[tuple[int, Poses]], undecoded: Sequence[int], n_nodes:
         "instance_scores": cat("instance_scores", (), np.float32),
         "identity": cat("identity", (), np.int32),
         "identity_scores": cat("identity_scores", (n_classes,), np.float32),
-        "undecoded": np.array(list(undecoded), np.int64),
+        "not_decoded": np.array(lost.not_decoded, np.int64),
+        "past_end": np.array(lost.past_end, np.int64),
+        "stream_frames": np.array(-1 if lost.stream_frames is None else lost.stream_frames, np.int64),
+        "declared": np.array(lost.declared, np.int64),
     }
 
 
-def unpack(arrays: dict[str, np.ndarray]) -> tuple[list[tuple[int, Poses]], list[int]]:
-    """Inverse of :func:`pack`: ``(frame_index, Poses)`` pairs and the undecoded indices."""
+def unpack(arrays: dict[str, np.ndarray]) -> tuple[list[tuple[int, Poses]], DecodeReport]:
+    """Inverse of :func:`pack`: ``(frame_index, Poses)`` pairs and the chunk's :class:`DecodeReport`."""
     bounds = np.concatenate([[0], np.cumsum(arrays["counts"])]).astype(np.int64)
     frames = []
     for k, idx in enumerate(arrays["frame_idx"]):
@@ -62,7 +68,25 @@ def unpack(arrays: dict[str, np.ndarray]) -> tuple[list[tuple[int, Poses]], list
             instance_scores=arrays["instance_scores"][a:b], identity=arrays["identity"][a:b],
             identity_scores=arrays["identity_scores"][a:b],
         )))
-    return frames, [int(i) for i in arrays["undecoded"]]
+    ended = int(arrays["stream_frames"])
+    lost = DecodeReport(not_decoded=[int(i) for i in arrays["not_decoded"]], stream_frames=None if ended < 0 else ended,
+                        past_end=[int(i) for i in arrays["past_end"]], declared=int(arrays["declared"]))
+    return frames, lost
+
+
+def join_reports(reports: Sequence[DecodeReport]) -> DecodeReport:
+    """One video's :class:`DecodeReport` from its chunks'.
+
+    A chunk that starts past the real end of the stream finds the end at its first frame,
+    so the video's end is the earliest any chunk found; frames past it are past the end.
+    """
+    ends = [r.stream_frames for r in reports if r.stream_frames is not None]
+    end = min(ends) if ends else None
+    not_decoded = sorted({i for r in reports for i in r.not_decoded if end is None or i < end})
+    past_end = sorted({i for r in reports for i in r.past_end} | {i for r in reports for i in r.not_decoded
+                                                                   if end is not None and i >= end})
+    return DecodeReport(not_decoded=not_decoded, stream_frames=end, past_end=past_end,
+                        declared=max((r.declared for r in reports), default=0))
 
 
 def _replace_atomically(path: Path, write) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rtpose.engine.base import load_engine
+from rtpose.engine.frames import DecodeReport
 from rtpose.engine.predict import predict_frames
 from rtpose.errors import RtposeError
 from rtpose.fleet.store import pack
@@ -69,8 +70,9 @@ class PredictWorker:
             progress: a :class:`FrameCounter` actor handle, or None.
 
         Returns:
-            ``arrays`` (see :func:`rtpose.fleet.store.pack`), ``seconds`` of work and
-            ``machine``; or ``error`` (one line) when the video cannot be read at all.
+            ``arrays`` (see :func:`rtpose.fleet.store.pack`: the poses and the frames that
+            could not be read), ``seconds`` of work and ``machine``; or ``error`` (one
+            line) when the video cannot be opened at all.
         """
         if self.engine is None:
             self._load(model)
@@ -84,12 +86,12 @@ class PredictWorker:
                 progress.set.remote(chunk_id, done)
 
         spec = self.engine.spec
+        lost = DecodeReport()
         try:
-            frames, undecoded = predict_frames(self.engine, video, indices, self.batch_size,
-                                               skip_undecodable=True, on_batch=report)
+            frames = predict_frames(self.engine, video, indices, self.batch_size, report=lost, on_batch=report)
         except RtposeError as exc:
             return {"error": str(exc), "machine": self.machine}
-        arrays = pack(frames, undecoded, len(spec.node_names), spec.n_classes)
+        arrays = pack(frames, lost, len(spec.node_names), spec.n_classes)
         return {"arrays": arrays, "seconds": time.perf_counter() - t0, "machine": self.machine}
 
 
@@ -100,10 +102,13 @@ class FrameCounter:
         self.done: dict[str, int] = {}
 
     def set(self, chunk_id: str, frames: int) -> None:
+        """Record that ``frames`` frames of chunk ``chunk_id`` are done."""
         self.done[chunk_id] = frames
 
     def forget(self, chunk_id: str) -> None:
+        """Drop a chunk the driver has received (or given up on)."""
         self.done.pop(chunk_id, None)
 
     def total(self) -> int:
+        """Frames done in the chunks still in flight."""
         return sum(self.done.values())
