@@ -11,7 +11,9 @@ real experiment is many files), then, in this order and ``--repeats`` times over
 - ``ray xW``: one fleet run over all copies with W workers (threads per worker as the
   fleet sizes them), on one local Ray started once here, so Ray's own start-up (seconds)
   is reported apart. ``wall`` includes creating the workers and loading their engines;
-  ``loop`` is the dispatch loop alone (the run's ``seconds`` in the manifest).
+  ``loop`` is the dispatch loop alone (the run's ``seconds`` in the manifest). Each
+  fleet output is compared with the single-process one, frame by frame (chunk borders
+  inside the H.264 clip: seeks to them must land on the right frame).
 
 Prints the machine (CPU, flags, cores, load average before and after) and a table, and
 writes it as JSON with ``--json``. On a machine others are using, compare the rows of one
@@ -29,6 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from rtpose.data.predictions import read_predictions
 from rtpose.engine.predict import predict
 from rtpose.machine import describe
 from rtpose.paths import REPO_ROOT, data_dir
@@ -39,6 +44,14 @@ FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8"
 def cpu_flags() -> list[str]:
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     return [f for f in FLAGS if re.search(rf"\b{f}\b", text)]
+
+
+def same_poses(a: Path, b: Path) -> bool:
+    """Whether two predictions files hold the same frames, points, scores and identities."""
+    fa, fb = read_predictions(a).frames, read_predictions(b).frames
+    return [f for _, f, _ in fa] == [f for _, f, _ in fb] and all(
+        np.array_equal(x.points, y.points, equal_nan=True) and np.array_equal(x.identity, y.identity)
+        and np.array_equal(x.point_scores, y.point_scores) for (_, _, x), (_, _, y) in zip(fa, fb))
 
 
 def main() -> None:
@@ -93,17 +106,22 @@ def main() -> None:
                 wall = time.perf_counter() - t
                 run = result.manifest["runs"][-1]
                 assert run["frames_predicted"] == frames_total, run
+                same = all(same_poses(scratch / f"ray{w}_{rep}" / f"{p.stem}.predictions.slp", out / f"{p.stem}.slp")
+                           for p in copies)
                 rows.append({"config": f"ray x{w}", "repeat": rep, "workers": w, "threads": run["threads"],
                              "wall_s": wall, "loop_s": run["seconds"], "fps": frames_total / wall,
-                             "loop_fps": frames_total / run["seconds"]})
+                             "loop_fps": frames_total / run["seconds"], "same_as_single": same})
     finally:
         ray.shutdown()
         shutil.rmtree(scratch, ignore_errors=True)
     load_after = [round(x, 2) for x in os.getloadavg()]
-    print("\n| config | workers x threads | wall s | FPS (wall) | FPS (dispatch loop) |\n| --- | --- | --- | --- | --- |")
+    print("\n| config | workers x threads | wall s | FPS (wall) | FPS (dispatch loop) | poses as single |\n"
+          "| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         loop = f"{r['loop_fps']:.1f}" if r.get("loop_fps") else "-"
-        print(f"| {r['config']} | {r['workers']} x {r['threads']} | {r['wall_s']:.1f} | {r['fps']:.1f} | {loop} |")
+        same = {True: "identical", False: "DIFFERENT", None: "-"}[r.get("same_as_single")]
+        print(f"| {r['config']} | {r['workers']} x {r['threads']} | {r['wall_s']:.1f} | {r['fps']:.1f} | {loop} | "
+              f"{same} |")
     print(f"\nload average after: {load_after}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"machine": info, "flags": cpu_flags(), "ray_init_s": ray_start,

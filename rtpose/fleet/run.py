@@ -157,6 +157,10 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
             left = sum(len(j.remaining) for j in jobs)
             print(f"interrupted: {left} chunks left; run the same command again to resume", file=sys.stderr)
             raise
+        except Exception as exc:
+            run.update(status="failed", ended=_now(), error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            save_json(manifest_path, manifest)
+            raise
         run.update(status="complete", ended=_now())
         save_json(manifest_path, manifest)
     if progress:
