@@ -68,6 +68,7 @@ def main() -> None:
 
     import ray
 
+    from rtpose.fleet import init_local_ray
     from rtpose.fleet.run import run_fleet
 
     cpus = os.cpu_count() or 1
@@ -85,7 +86,7 @@ def main() -> None:
     print(f"input: {args.copies} copies of {args.input}, frames {args.frames} each ({frames_total} frames), "
           f"model {args.model}, chunks of {args.chunk_frames}")
     t = time.perf_counter()
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    init_local_ray(ray, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - t
     print(f"ray.init (local, {cpus} CPUs): {ray_start:.1f} s, once, not in the rows below")
     rows = []

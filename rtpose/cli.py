@@ -145,10 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _handler(args: argparse.Namespace) -> str:
+    """The module that runs the command: ``predict`` over several inputs runs on Ray."""
+    if args.command == "predict":
+        from rtpose.fleet.inputs import use_fleet
+
+        if use_fleet(args.input, args.workers, args.ray, args.chunk_frames):
+            return "rtpose.fleet.run"
+    return HANDLERS[args.command]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        handler = importlib.import_module(HANDLERS[args.command])
+        handler = importlib.import_module(_handler(args))
         return int(handler.main(args) or 0)
     except RtposeError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -32,6 +32,7 @@ from rtpose.engine.continuity import IdentityContinuity
 from rtpose.engine.frames import DecodeReport
 from rtpose.engine.predict import predict, predict_frames
 from rtpose.errors import RtposeError
+from rtpose.fleet import init_local_ray
 from rtpose.fleet.inputs import expand_inputs, output_paths, use_fleet
 from rtpose.fleet.plan import plan_chunks, size_workers
 from rtpose.paths import REPO_ROOT, data_dir
@@ -103,7 +104,7 @@ def _need_case(name: str) -> Path:
 @pytest.fixture(scope="module")
 def ray_address():
     """One local Ray for the module (start-up takes seconds): 2 CPUs, so 2 workers."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    init_local_ray(ray, num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

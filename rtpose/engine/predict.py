@@ -154,14 +154,8 @@ def follow_identities(frames: Iterable[tuple[int, Poses]],
 def main(args: argparse.Namespace) -> int:
     """Exit status: 0, or :data:`EXIT_FRAMES_MISSING` when frames asked for could not be read.
 
-    Several inputs, a folder, a pattern or a Ray option: :mod:`rtpose.fleet` runs it.
+    One input without Ray options (the CLI sends the others to :mod:`rtpose.fleet.run`).
     """
-    from rtpose.fleet.inputs import use_fleet
-
-    if use_fleet(args.input, args.workers, args.ray, args.chunk_frames):
-        from rtpose.fleet.run import main as fleet_main
-
-        return fleet_main(args)
     if args.threads is not None:
         raise RtposeError("--threads is for Ray workers; one input in one process uses every core")
     report = DecodeReport()

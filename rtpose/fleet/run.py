@@ -31,11 +31,11 @@ from rtpose import __version__
 from rtpose.data.predictions import write_predictions
 from rtpose.engine.continuity import IdentityContinuity
 from rtpose.engine.frames import resolve_input
-from rtpose.data.video import describe_indices
+from rtpose.data.video import VideoReader, describe_indices
 from rtpose.engine.predict import EXIT_FRAMES_MISSING, follow_identities
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
-from rtpose.fleet import require_ray
+from rtpose.fleet import init_local_ray, require_ray
 from rtpose.fleet.inputs import DEFAULT_OUT_DIR, MANIFEST_NAME, expand_inputs, output_paths
 from rtpose.fleet.plan import (DEFAULT_CHUNK_FRAMES, Chunk, files_digest, model_files, plan_chunks, size_workers,
                                video_key)
@@ -213,14 +213,9 @@ def _plan(path: Path, output: Path, manifest: dict, frames: str | None, only_lab
 
 
 def _video_fps(video: Path) -> float | None:
-    import cv2
-
-    cap = cv2.VideoCapture(str(video))
-    try:
-        fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
-    finally:
-        cap.release()
-    return round(float(fps), 3) if fps and fps > 0 else None
+    """The frame rate the video declares (None when it declares none)."""
+    with VideoReader(video) as reader:
+        return round(reader.fps, 3) if reader.fps > 0 else None
 
 
 class _Driver:
@@ -260,7 +255,10 @@ class _Driver:
         if address is None:
             options["include_dashboard"] = False
         try:
-            ray.init(address=address, **options)
+            if address is None:
+                init_local_ray(ray, **options)
+            else:
+                ray.init(address=address, **options)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             where = address or "a local Ray"
             raise RtposeError(f"cannot start or join Ray at {where}: {str(exc).splitlines()[0]}") from None
