@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", help="worker counts (default: 1, 2 and the CPU count)")
     ap.add_argument("--chunk-frames", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--precision", choices=("auto", "int8", "fp32"), default="int8",
+                    help="graph for every row (auto lets each engine time both, per thread count)")
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
 
@@ -84,7 +86,7 @@ def main() -> None:
     print(f"machine: {info['cpu']}, {info['cpu_count']} cores, flags {' '.join(cpu_flags())}, "
           f"onnxruntime {info['onnxruntime']}, ray {ray.__version__}, load average {info['load_average']}")
     print(f"input: {args.copies} copies of {args.input}, frames {args.frames} each ({frames_total} frames), "
-          f"model {args.model}, chunks of {args.chunk_frames}")
+          f"model {args.model} ({args.precision}), chunks of {args.chunk_frames}")
     t = time.perf_counter()
     init_local_ray(ray, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - t
@@ -96,14 +98,16 @@ def main() -> None:
             out.mkdir()
             t = time.perf_counter()
             for path in copies:
-                predict(args.model, path, args.frames, out / f"{path.stem}.slp", progress=False)
+                predict(args.model, path, args.frames, out / f"{path.stem}.slp", progress=False,
+                        precision=args.precision)
             wall = time.perf_counter() - t
             rows.append({"config": "single", "repeat": rep, "workers": 1, "threads": cpus, "wall_s": wall,
                          "loop_s": None, "fps": frames_total / wall})
             for w in workers:
                 t = time.perf_counter()
                 result = run_fleet(args.model, [str(p) for p in copies], scratch / f"ray{w}_{rep}",
-                                   frames=args.frames, workers=w, chunk_frames=args.chunk_frames, progress=False)
+                                   frames=args.frames, workers=w, chunk_frames=args.chunk_frames, progress=False,
+                                   precision=args.precision)
                 wall = time.perf_counter() - t
                 run = result.manifest["runs"][-1]
                 assert run["frames_predicted"] == frames_total, run

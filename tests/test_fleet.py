@@ -42,6 +42,9 @@ SHIPPED = REPO_ROOT / "models" / "flies13"
 FIRST = 1390  # close courtship: the identity head is undecided on most of these frames
 BAD_FRAME = 12  # of c.avi
 RESUMED = ("a", "b", "e")  # the videos of the interrupted runs
+# One graph for both paths: with "auto" each engine picks int8 or fp32 by timing them on
+# its machine and thread count, which need not agree between one process and a worker.
+PRECISION = "fp32"
 DEADLINE_S = 240.0
 
 
@@ -145,7 +148,7 @@ def references(tmp_path_factory, videos) -> dict[str, Path]:
     """Today's single-process ``predict`` of every readable video (1 ONNX Runtime thread,
     as the workers here)."""
     folder = tmp_path_factory.mktemp("single")
-    return {k: predict(SHIPPED, v, output=folder / f"{k}.slp", progress=False)
+    return {k: predict(SHIPPED, v, output=folder / f"{k}.slp", progress=False, precision=PRECISION)
             for k, v in videos.items() if k != "d"}
 
 
@@ -162,7 +165,7 @@ RTPOSE = [sys.executable, "-c", ("import runpy, signal, sys; signal.signal(signa
 def _command(videos, out: Path, address: str, chunk_frames: int) -> list[str]:
     return [*RTPOSE, "predict", "-m", str(SHIPPED), "-i",
             *(str(videos[k]) for k in RESUMED), "-o", str(out), "--workers", "2",
-            "--chunk-frames", str(chunk_frames), "--ray", address]
+            "--chunk-frames", str(chunk_frames), "--ray", address, f"--{PRECISION}"]
 
 
 def _wait_for_chunks(out: Path, proc: subprocess.Popen, at_least: int) -> None:
@@ -189,7 +192,8 @@ def test_fleet_matches_one_process_and_reports_broken_videos(tmp_path, videos, r
     out = tmp_path / "out"
     chunk = 7
     names = ["a", "b", "c", "d", "e", "mkv"]
-    result = run_fleet(SHIPPED, [str(videos[k]) for k in names], out, workers=2, chunk_frames=chunk)
+    result = run_fleet(SHIPPED, [str(videos[k]) for k in names], out, workers=2, chunk_frames=chunk,
+                       precision=PRECISION)
     assert result.exit_status == EXIT_INCOMPLETE == 3
     manifest = _manifest(out)
     entries = {k: manifest["videos"][str(videos[k].resolve())] for k in names}
@@ -202,7 +206,8 @@ def test_fleet_matches_one_process_and_reports_broken_videos(tmp_path, videos, r
         e = entries[k]
         assert e["frames"] == len(read_predictions(references[k]).frames) > 0
         assert e["engine"] == "ort-cpu" and e["fps"] > 0 and e["machines"] and e["video_fps"] > 0
-    engine = load_engine(SHIPPED, "ort-cpu", threads=1)
+        assert e["graphs"] == [PRECISION]
+    engine = load_engine(SHIPPED, "ort-cpu", PRECISION, threads=1)
     for k in "ab":
         assert entries[k]["status"] == "done" and entries[k]["frames_not_read"] == 0 and not entries[k]["notes"]
         # continuity carried its state across chunk borders: frames that open a chunk were followed

@@ -16,7 +16,6 @@ from typing import Sequence
 
 import attrs
 
-from rtpose.export.spec import MODEL_FILE, SPEC_FILE
 
 DEFAULT_CHUNK_FRAMES = 500
 
@@ -45,13 +44,14 @@ def plan_chunks(video: int, indices: Sequence[int], chunk_frames: int) -> list[C
 
 
 def model_files(export_dir: str | Path) -> dict[str, bytes]:
-    """The files a worker needs to load the export (model graph and spec), by name.
+    """The files of the export (graphs, spec, reference outputs), by name.
 
     Sent to the workers through Ray's object store, so the nodes of a cluster need not
-    see the export directory.
+    see the export directory. Every regular file at the top of the folder goes (an export
+    is a few MB); folders (a TensorRT cache) stay.
     """
     export_dir = Path(export_dir)
-    return {name: (export_dir / name).read_bytes() for name in (MODEL_FILE, SPEC_FILE)}
+    return {p.name: p.read_bytes() for p in sorted(export_dir.iterdir()) if p.is_file()}
 
 
 def files_digest(files: dict[str, bytes]) -> str:
@@ -62,18 +62,19 @@ def files_digest(files: dict[str, bytes]) -> str:
     return h.hexdigest()
 
 
-def video_key(video: Path, indices: Sequence[int], model_digest: str, engine: str, batch_size: int) -> str:
+def video_key(video: Path, indices: Sequence[int], model_digest: str, engine: str, batch_size: int,
+              precision: str = "auto") -> str:
     """What a video's chunk files depend on, as a SHA-1 hex digest.
 
     The video file (path, size, modification time), the frames asked for, the model, the
-    engine and the batch size: a change in any of them makes earlier chunks of that video
-    stale.
+    engine, the precision asked for and the batch size: a change in any of them makes
+    earlier chunks of that video stale.
     """
     st = video.stat()
     what = {
         "video": str(video.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
         "frames": hashlib.sha1(json.dumps(list(indices)).encode()).hexdigest(),
-        "model": model_digest, "engine": engine, "batch_size": batch_size,
+        "model": model_digest, "engine": engine, "batch_size": batch_size, "precision": precision,
     }
     return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()
 

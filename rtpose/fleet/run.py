@@ -83,7 +83,7 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
               frames: str | None = None, only_labeled: bool = False, batch_size: int = 1,
               engine_name: str = "ort-cpu", workers: int | None = None, threads: int | None = None,
               ray_address: str | None = None, chunk_frames: int | None = None, continuity: bool = True,
-              progress: bool = True, console: Console | None = None) -> FleetResult:
+              progress: bool = True, console: Console | None = None, precision: str = "auto") -> FleetResult:
     """Predict every input on Ray workers; one ``.slp`` per input in ``out_dir``.
 
     Args:
@@ -104,6 +104,8 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
         continuity: apply identity continuity (in frame order, after joining chunks).
         progress: show the progress bar and the summary table.
         console: where the bar and table go (default stderr / stdout).
+        precision: ``auto`` (each worker's engine picks the graph for its node; the
+            manifest records which ran), ``int8`` or ``fp32`` (one graph everywhere).
 
     Returns:
         The manifest, its path, and the exit status: 0 when every input was predicted in
@@ -143,12 +145,13 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
                "driver": platform.node(), "rtpose": __version__, "command": " ".join(sys.argv),
                "chunks_predicted": 0, "frames_predicted": 0}
         manifest["runs"].append(run)
-        manifest.update(model=str(Path(model).resolve()), model_sha1=digest, engine=engine_name)
-        jobs = [_plan(p, o, manifest, frames, only_labeled, digest, engine_name, batch_size, chunk_frames, run)
+        manifest.update(model=str(Path(model).resolve()), model_sha1=digest, engine=engine_name, precision=precision)
+        jobs = [_plan(p, o, manifest, frames, only_labeled, digest, engine_name, batch_size, chunk_frames, run,
+                      precision)
                 for p, o in zip(paths, outputs)]
         save_json(manifest_path, manifest)
         driver = _Driver(ray, spec, files, jobs, manifest, manifest_path, run, engine_name, batch_size, continuity,
-                         console or Console(stderr=True), progress, frames)
+                         console or Console(stderr=True), progress, frames, precision)
         try:
             driver.run(workers, threads, ray_address)
         except KeyboardInterrupt:
@@ -170,7 +173,7 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
 
 
 def _plan(path: Path, output: Path, manifest: dict, frames: str | None, only_labeled: bool, digest: str,
-          engine_name: str, batch_size: int, chunk_frames: int, run: dict) -> VideoJob:
+          engine_name: str, batch_size: int, chunk_frames: int, run: dict, precision: str) -> VideoJob:
     """The job of one input: what earlier runs finished stays; the rest is chunked."""
     old = manifest["videos"].get(str(path), {})
     entry = {"input": str(path), "output": str(output), "status": "pending", "error": None, "engine": engine_name}
@@ -183,7 +186,7 @@ def _plan(path: Path, output: Path, manifest: dict, frames: str | None, only_lab
     except RtposeError as exc:
         entry.update(status="failed", error=str(exc), run=run["run"])
         return job
-    key = video_key(video, indices, digest, engine_name, batch_size)
+    key = video_key(video, indices, digest, engine_name, batch_size, precision)
     job.video = video
     job.chunk_dir = output.parent / CHUNKS_DIR / f"{output.name[:-len('.predictions.slp')]}-{key[:12]}"
     if old.get("key") == key and old.get("status") in FINISHED and output.exists():
@@ -223,11 +226,11 @@ class _Driver:
 
     def __init__(self, ray, spec: ExportSpec, files: dict[str, bytes], jobs: list[VideoJob], manifest: dict,
                  manifest_path: Path, run: dict, engine_name: str, batch_size: int, continuity: bool,
-                 console: Console, progress: bool, frames: str | None):
+                 console: Console, progress: bool, frames: str | None, precision: str):
         self.ray, self.spec, self.files, self.jobs = ray, spec, files, jobs
         self.manifest, self.manifest_path, self.run_record = manifest, manifest_path, run
         self.engine_name, self.batch_size, self.continuity = engine_name, batch_size, continuity
-        self.console, self.progress, self.frames = console, progress, frames
+        self.console, self.progress, self.frames, self.precision = console, progress, frames, precision
 
     def run(self, workers: int | None, threads: int | None, ray_address: str | None) -> None:
         for job in self.jobs:  # every chunk already on disk from an earlier run: join now
@@ -280,7 +283,7 @@ class _Driver:
         remote = ray.remote(PredictWorker).options(num_cpus=threads, num_gpus=1 if gpu else 0,
                                                    max_restarts=2, max_task_retries=2)
         self._model = [ray.put(self.files)]  # owned by the driver; nested, so a worker fetches it when it loads
-        return [remote.remote(self.engine_name, threads, self.batch_size) for _ in range(workers)]
+        return [remote.remote(self.engine_name, threads, self.batch_size, self.precision) for _ in range(workers)]
 
     def _dispatch(self, todo: deque, total: int, kept: int, workers: int | None, threads: int | None) -> None:
         ray = self.ray
@@ -363,7 +366,7 @@ class _Driver:
             "frames": len(chunk), "status": "done", "predicted": len(arrays["frame_idx"]),
             "not_read": len(arrays["not_decoded"]) + len(arrays["past_end"]), "run": self.run_record["run"],
             "seconds": round(out["seconds"], 3), "host": m["host"], "pid": m["pid"], "cpu": m["cpu"],
-            "device": m["device"],
+            "device": m["device"], "graph": m.get("graph"),
         }
         job.remaining.discard(chunk.name)
         job.entry["status"] = "running"
@@ -435,6 +438,7 @@ class _Driver:
             seconds=round(seconds, 3), fps=round(len(frames) / seconds, 2) if seconds else None,
             device=next((r["device"] for r in records if "device" in r), None),
             machines=sorted({f"{r['host']} ({r['cpu']})" for r in records if "host" in r}),
+            graphs=sorted({r["graph"] for r in records if r.get("graph")}),
             run=self.run_record["run"],
         )
         if not frames:
@@ -494,6 +498,6 @@ def main(args: argparse.Namespace) -> int:
     """``rtpose predict`` with several inputs, a folder, a pattern or a fleet option."""
     result = run_fleet(args.model, args.input, args.output, args.frames, args.only_labeled, args.batch_size,
                        args.engine, args.workers, args.threads, args.ray, args.chunk_frames,
-                       continuity=not args.no_continuity)
+                       continuity=not args.no_continuity, precision=args.precision)
     print(f"manifest: {result.manifest_path}")
     return result.exit_status

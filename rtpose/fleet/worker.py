@@ -34,12 +34,15 @@ class PredictWorker:
         threads: ONNX Runtime intra-op threads (CPU engines); workers x threads should
             not exceed a node's cores.
         batch_size: frames per engine call.
+        precision: ``auto`` (the engine picks the graph for this node, see
+            :func:`rtpose.engine.base.load_engine`), ``int8`` or ``fp32``.
     """
 
-    def __init__(self, engine_name: str, threads: int, batch_size: int):
-        self.engine_name, self.threads, self.batch_size = engine_name, threads, batch_size
+    def __init__(self, engine_name: str, threads: int, batch_size: int, precision: str = "auto"):
+        self.engine_name, self.threads, self.batch_size, self.precision = engine_name, threads, batch_size, precision
         self.engine = None
-        self.machine = {"host": platform.node(), "cpu": cpu_name(), "pid": os.getpid(), "device": None}
+        self.machine = {"host": platform.node(), "cpu": cpu_name(), "pid": os.getpid(), "device": None,
+                        "graph": None}
 
     def _load(self, model: dict[str, bytes] | list) -> None:
         if isinstance(model, list):  # a Ray reference, nested so that the driver keeps owning it
@@ -51,10 +54,11 @@ class PredictWorker:
             for name, data in model.items():
                 (folder / name).write_bytes(data)
             options = {"threads": self.threads} if self.engine_name.startswith("ort-") else {}
-            self.engine = load_engine(folder, self.engine_name, **options)
+            self.engine = load_engine(folder, self.engine_name, self.precision, **options)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         self.machine["device"] = self.engine.device
+        self.machine["graph"] = getattr(self.engine, "graph", None)
 
     def predict(self, model: dict[str, bytes] | list, video: str, indices: Sequence[int], chunk_id: str,
                 progress: Any = None) -> dict[str, Any]:
