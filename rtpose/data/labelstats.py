@@ -97,14 +97,14 @@ def label_stats(frames: list[FrameLabels], node_names: list[str], class_names: l
     """Figures of ``frames`` (which must have passed :func:`check_labels`)."""
     points = np.concatenate([f.points for f in frames])  # (n, nodes, 2)
     visible = np.isfinite(points).all(axis=-1)
-    lo, hi = np.nanmin(points, axis=1), np.nanmax(points, axis=1)
-    diag = np.linalg.norm(hi - lo, axis=-1)
     multi = visible.sum(axis=1) >= 2
+    lo, hi = np.nanmin(points[multi], axis=1), np.nanmax(points[multi], axis=1)
+    diag = np.linalg.norm(hi - lo, axis=-1)
     videos = list(dict.fromkeys(f.video_path for f in frames))
     return LabelStats(
         n_frames=len(frames), n_instances=len(points), node_names=list(node_names), class_names=list(class_names),
         tracked=sum(int((f.classes >= 0).sum()) for f in frames), visibility=visible.mean(axis=0),
-        animal_size_px=float(np.median(diag[multi])), max_instances=max(len(f.points) for f in frames),
+        animal_size_px=float(np.median(diag)) if len(diag) else float("nan"), max_instances=max(len(f.points) for f in frames),
         videos=videos,
     )
 

@@ -268,15 +268,20 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     d.set("seed", 0)
     tree = apply_overrides(d.tree, list(overrides or []))
     cfg = _validate(tree, "derived config")
-    step = measure_step_seconds(cfg, rest, frames[0].video_path, c_bs, i_bs) if measure else (0.1, 0.1, 0.01)
-    c_step, i_step, decode_s = step
+    step = measure_step_seconds(cfg, rest, c_bs, i_bs) if measure else (0.1, 0.1, 0.01, {})
+    c_step, i_step, decode_s, by_threads = step
+    if len(by_threads) > 1:
+        threads = min(by_threads, key=lambda n: by_threads[n][1])
+        d.set("threads", threads, "the faster here: " + ", ".join(
+            f"{n} thread{'s' if n > 1 else ''} {v[0] * 1000:.0f} / {v[1] * 1000:.0f} ms per centroid / instance step"
+            for n, v in by_threads.items()) + " (on a busy machine one thread can beat two by far)")
     spent_s = time.monotonic() - t_start  # loading, checking, measuring
     setup_s = decode_s * (len(rest) + len(val)) + 10.0
     reserve_s = min(REPORT_RESERVE_S, 0.3 * total_s) + spent_s
     train_s = max(total_s - reserve_s - setup_s, 0.5 * total_s)
     c_s = CENTROID_SHARE * train_s
-    for net, bs, secs, step_s, patience in (("centroid", c_bs, c_s, c_step, (4, 12)),
-                                            ("instance", i_bs, train_s, i_step, (5, 15))):
+    for net, bs, secs, step_s, patience in (("centroid", c_bs, c_s, c_step, (5, 15)),
+                                            ("instance", i_bs, train_s, i_step, (5, 20))):
         share = secs if net == "centroid" else train_s - c_s
         epoch_s = max(share / TARGET_EPOCHS[net], 2.0)
         steps = max(int(round(epoch_s / step_s)), 1)
@@ -318,21 +323,26 @@ def _frame_size(video: Path) -> tuple[int, int]:
         return int(r.height), int(r.width)
 
 
-def measure_step_seconds(cfg: TrainConfig, frames: list, video: Path, c_bs: int, i_bs: int,
-                         n_frames: int = 6, n_steps: int = 4, max_seconds: float = 6.0) -> tuple[float, float, float]:
+def measure_step_seconds(cfg: TrainConfig, frames: list, c_bs: int, i_bs: int, n_frames: int = 6,
+                         n_steps: int = 3, max_seconds: float = 4.0
+                         ) -> tuple[float, float, float, dict[int, tuple[float, float]]]:
     """Seconds per training step of each network at its batch size (median of up to
-    ``n_steps`` after one warm-up step, at most ~``max_seconds`` per network), and
-    seconds to decode one frame, on a few real training frames, here."""
+    ``n_steps`` after one warm-up step, at most ~``max_seconds`` per network), seconds to
+    decode one frame, on a few real training frames, here; with ``cfg.threads`` unset,
+    for all cores and for one thread (returned by thread count), the step times being
+    those of the thread count with the faster instance step.
+
+    Why one thread: torch's OpenMP threads meet at a barrier after every operation, so
+    on a shared machine where another process takes one core the other thread waits,
+    and two threads can run many times slower than one."""
     import torch
 
     from rtpose.data.samples import CentroidSamples, FrameCache, InstanceSamples
     from rtpose.nn.models import CentroidArch, InstanceArch
-    from rtpose.train.loop import autocast
     from rtpose.train.trainer import (_augment, _device, _precision, _unet_spec, make_centroid_loss,
                                       make_instance_loss)
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    candidates = [cfg.threads] if cfg.threads else sorted({torch.get_num_threads(), 1}, reverse=True)
     device = _device(cfg.device)
     precision = _precision(cfg.precision, device)
     pick = [frames[i] for i in np.linspace(0, len(frames) - 1, min(n_frames, len(frames))).astype(int)]
@@ -357,30 +367,45 @@ def measure_step_seconds(cfg: TrainConfig, frames: list, video: Path, c_bs: int,
          make_instance_loss(0.01, cfg.instance.foreground_weight)),
     )
     rng = np.random.default_rng(0)
-    out = []
-    for model, samples, bs, loss_fn in runs:
-        model.to(device).train()
-        if precision == "bf16":
-            model.to(memory_format=torch.channels_last)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
-        times: list[float] = []
-        t_net = time.perf_counter()
-        for k in range(n_steps + 1):
-            if len(times) >= 1 and time.perf_counter() - t_net > max_seconds:
-                break  # a slow (or busy) machine: a step or two is measure enough
-            t = time.perf_counter()
-            batch = samples.batch(rng.integers(0, len(samples), bs), rng)
-            if n_cls and batch.classes is not None:
-                batch.classes = np.clip(batch.classes, -1, 1)
-            with autocast(device, precision):
-                loss, _ = loss_fn(model, batch, device)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if k:
-                times.append(time.perf_counter() - t)
-        out.append(float(np.median(times)))
-    return out[0], out[1], decode_s
+    by_threads: dict[int, tuple[float, float]] = {}
+    for n in candidates:
+        torch.set_num_threads(n)
+        c_s, i_s = (_time_steps(model, samples, bs, loss_fn, device, precision, rng, n_cls, n_steps, max_seconds)
+                    for model, samples, bs, loss_fn in runs)
+        by_threads[n] = (c_s, i_s)
+    best = min(by_threads, key=lambda n: by_threads[n][1])
+    torch.set_num_threads(best)
+    return by_threads[best][0], by_threads[best][1], decode_s, by_threads
+
+
+def _time_steps(model, samples, bs: int, loss_fn, device, precision: str, rng: np.random.Generator, n_cls: int,
+                n_steps: int, max_seconds: float) -> float:
+    """Median seconds of a full training step (batch, forward, backward, Adam)."""
+    import torch
+
+    from rtpose.train.loop import autocast
+
+    model.to(device).train()
+    if precision == "bf16":
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
+    times: list[float] = []
+    t_net = time.perf_counter()
+    for k in range(n_steps + 1):
+        if times and time.perf_counter() - t_net > max_seconds:
+            break  # a slow (or busy) machine: a step or two is measure enough
+        t = time.perf_counter()
+        batch = samples.batch(rng.integers(0, len(samples), bs), rng)
+        if n_cls and batch.classes is not None:
+            batch.classes = np.clip(batch.classes, -1, 1)
+        with autocast(device, precision):
+            loss, _ = loss_fn(model, batch, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if k:  # the first step is a warm-up
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
 
 
 def cpu_name() -> str:
