@@ -39,6 +39,7 @@ DEFAULT_MINUTES = 20.0  # what a 2-core laptop finishes in about 20 minutes
 REPORT_RESERVE_S = 45.0  # export + predict + score the validation block at the end
 CENTROID_SHARE = 0.25  # of the training time; the instance net gets the rest (and what early stopping leaves)
 TARGET_EPOCHS = {"centroid": 60, "instance": 80}  # validations per budget (patience is in epochs)
+MIN_EPOCH_STEPS = 20  # a slow machine gets longer epochs rather than a learning rate halved every few steps
 LATENCY_REFERENCE = Path(__file__).resolve().parents[2] / "models" / "flies13" / "rtpose.json"
 BASE_UNET = {"filters": 16, "filters_rate": 2.0, "down_blocks": 3, "up_blocks": 3, "stem_stride": 2}
 
@@ -291,12 +292,14 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
                                             ("instance", i_bs, train_s, i_step, (5, 20))):
         share = secs if net == "centroid" else train_s - c_s
         epoch_s = max(share / TARGET_EPOCHS[net], 2.0)
-        steps = max(int(round(epoch_s / step_s)), 1)
-        d.set(f"{net}.optim", {"lr": 1e-3, "batch_size": bs, "min_steps_per_epoch": steps, "max_epochs": 100000,
+        steps = max(int(round(epoch_s / step_s)), MIN_EPOCH_STEPS)
+        d.set(f"{net}.optim", {"lr": 1e-3, "batch_size": bs, "min_steps_per_epoch": MIN_EPOCH_STEPS,
+                               "max_epochs": 100000,
                                "max_minutes": round(secs / 60, 2), "epoch_seconds": round(epoch_s, 1),
                                "plateau_patience": patience[0], "early_stop_patience": patience[1]},
               f"{step_s * 1000:.0f} ms/step measured here: ~{share / step_s:.0f} steps in {share / 60:.1f} min, "
-              f"epochs of ~{epoch_s:.0f} s re-planned from the observed rate",
+              f"epochs of ~{epoch_s:.0f} s (~{steps} steps, at least {MIN_EPOCH_STEPS}) re-planned from the "
+              "observed rate",
               show=f"batch {bs}, {share / 60:.1f} min" + (" (+ what the centroid leaves)" if net == "instance" else ""))
     d.set("budget_minutes", round(max(total_s - reserve_s, 6.0) / 60, 2),
           f"--minutes {minutes:g} less {spent_s:.0f} s spent deriving and ~{reserve_s - spent_s:.0f} s for the "

@@ -63,8 +63,9 @@ class OptimConfig(Strict):
     max_minutes: float | None = Field(None, gt=0)  # wall-clock budget for this network
     anneal_fraction: float = Field(0.25, ge=0, lt=1)  # with max_minutes: final share with a decaying lr
     # Re-plan the epoch length from the observed step rate so that an epoch (and so the
-    # plateau and early-stopping patience) lasts about this long; the first epoch has
-    # min_steps_per_epoch steps. None: every epoch has max(train size / batch, min_steps_per_epoch).
+    # plateau and early-stopping patience) lasts about this long, but never has fewer than
+    # min_steps_per_epoch steps (on a slow machine patience must still mean some steps).
+    # None: every epoch has max(train size / batch, min_steps_per_epoch).
     epoch_seconds: float | None = Field(None, gt=0)
 
 

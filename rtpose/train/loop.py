@@ -162,8 +162,8 @@ def fit(
         step_s: float | None = None  # observed seconds per training step (epoch_seconds re-planning)
         for epoch in range(start_epoch, optim.max_epochs):
             model.train()
-            if optim.epoch_seconds and step_s:
-                steps = max(int(round(optim.epoch_seconds / step_s)), 1)
+            if optim.epoch_seconds and step_s:  # never fewer than min_steps_per_epoch
+                steps = max(int(round(optim.epoch_seconds / step_s)), optim.min_steps_per_epoch)
             t_epoch = time.monotonic()
             if epoch == start_epoch:  # one bar per network, reset every epoch
                 task = bar.add_task("", total=steps, epoch=epoch, losses="", left=time_left())
