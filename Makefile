@@ -22,7 +22,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m rtpose run experiments/male_approach_replay.yaml --summary runs/demo_summary.json
 
+# The linter first (pyproject.toml [tool.ruff]: errors everywhere, docstrings on the contracts).
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 clean-venv:

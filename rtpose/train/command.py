@@ -14,7 +14,7 @@ from pathlib import Path
 from rtpose.errors import RtposeError
 from rtpose.train.config import TrainConfig
 from rtpose.train.trainer import train
-from rtpose.yamlconf import load_config
+from rtpose.config import load_config
 
 
 def main(args: argparse.Namespace) -> int:
