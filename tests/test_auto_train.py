@@ -23,7 +23,7 @@ from rtpose.data.video import VideoReader
 from rtpose.paths import data_dir
 from rtpose.train.auto import derive, frame_macs, reference_macs
 from rtpose.train.config import TrainConfig
-from rtpose.yamlconf import load_config
+from rtpose.config import load_config
 
 TINY = ["--set", "centroid.unet.filters=8", "--set", "instance.unet.filters=8"]
 

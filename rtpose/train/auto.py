@@ -26,14 +26,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pydantic
 
 from rtpose.data import labelstats as ls
 from rtpose.data.labels import class_names, load_labels, node_names, user_frames
 from rtpose.errors import RtposeError
 from rtpose.nn.unet import UNetSpec
 from rtpose.train.config import TrainConfig
-from rtpose.yamlconf import apply_overrides, format_validation_error
+from rtpose.config import apply_overrides, validate
 
 DEFAULT_MINUTES = 20.0  # what a 2-core laptop finishes in about 20 minutes
 REPORT_RESERVE_S = 45.0  # export + predict + score the validation block at the end
@@ -309,10 +308,7 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
 
 
 def _validate(tree: dict, source: str) -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(tree)
-    except pydantic.ValidationError as exc:
-        raise RtposeError(format_validation_error(exc, source, {})) from None
+    return validate(TrainConfig, tree, source)
 
 
 def _spec_dict(spec: UNetSpec) -> dict[str, Any]:
