@@ -271,3 +271,16 @@ def test_epochs_are_replanned_from_the_observed_step_rate(flies_labels_path, tmp
     rows = list(csv.DictReader((tmp_path / "model" / "centroid" / "training_log.csv").open()))
     steps = [int(r["steps"]) for r in rows]
     assert steps[0] == 1 and min(steps[1:]) > 1, steps
+
+
+def test_bounding_box_centre_anchor_trains_and_exports(flies_labels_path, tmp_path):
+    """``data.anchor_part: null`` (labels where no node is visible often enough) anchors
+    each instance on its visible nodes' bounding-box centre, through export."""
+    from test_train_export import tiny_config, write_config
+
+    cfg = tiny_config(flies_labels_path, tmp_path / "model", data__anchor_part=None)
+    cfg["centroid"]["optim"]["max_epochs"] = cfg["instance"]["optim"]["max_epochs"] = 1
+    assert cli(["train", str(write_config(tmp_path, cfg))]) == 0
+    assert json.loads((tmp_path / "model" / "model.json").read_text())["anchor_part"] is None
+    assert cli(["export", str(tmp_path / "model"), "-o", str(tmp_path / "export")]) == 0
+    assert json.loads((tmp_path / "export" / "rtpose.json").read_text())["anchor_part"] is None
