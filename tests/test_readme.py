@@ -113,7 +113,8 @@ def test_readme_command_parses_and_its_files_load(argv, line, monkeypatch):
 
 
 def _synopsis_options(text: str) -> tuple[list[str], list[str]]:
-    words = text.replace("[", " ").replace("]", " ").split()
+    # alternatives are written `[--a|--b]`, in a Markdown table `[--a\|--b]`
+    words = text.replace("\\|", " ").replace("|", " ").replace("[", " ").replace("]", " ").split()
     return words, [w for w in words if w.startswith("-") and w != "-"]
 
 
