@@ -63,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a top-down ID model (centroid + centered-instance)")
-    p.add_argument("config", help="training config YAML (see experiments/train/)")
-    p.add_argument("-o", "--output", help="model directory (default: from the config)")
+    p.add_argument("config", help="training config YAML (see experiments/train/), or a SLEAP labels file "
+                                  "(.slp, .pkg.slp): every setting derived from the labels and this machine")
+    p.add_argument("-o", "--output", help="model directory (default: from the config; runs/LABELS for a .slp)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="with a .slp: wall-clock budget of the whole run (default 20)")
     p.add_argument("--resume", action="store_true", help="continue from the model dir's last checkpoint")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value by its dotted key (repeatable)")
