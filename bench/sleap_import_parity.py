@@ -76,7 +76,8 @@ def _summary(dists: list[np.ndarray], **counts) -> dict:
             "median_px": float(np.median(d)) if d.size else None}
 
 
-def peer_parity(export_dir: Path, frames: list[np.ndarray], sleap_nn_onnx: Path | None = None) -> dict:
+def peer_parity(export_dir: Path, frames: list[np.ndarray], sleap_nn_onnx: Path | None = None,
+                precision: str = "fp32") -> dict:
     """rtpose's export (and sleap-nn's own ONNX export, for reference) against sleap-nn's
     predictor. Instances whose points differ by more than 0.1 px are explained where
     possible: a centroid within 0.01 px of a half pixel, where the crop origin
@@ -91,7 +92,7 @@ def peer_parity(export_dir: Path, frames: list[np.ndarray], sleap_nn_onnx: Path 
 
     pred = Predictor.from_model_paths([str(d) for d in PEER], device="cpu", batch_size=1, max_instances=2,
                                       peak_threshold=0.2, integral_refinement="integral", integral_patch_size=5)
-    engine = load_engine(export_dir, "ort-cpu")
+    engine = load_engine(export_dir, "ort-cpu", precision=precision)
     pipeline, _ = import_topdown(PEER, max_instances=2)
     theirs_onnx = ort.InferenceSession(str(sleap_nn_onnx), providers=["CPUExecutionProvider"]) if sleap_nn_onnx else None
     same_count = pairs = nan_agree = nodes = id_agree = near_half = other_peak = 0
@@ -241,7 +242,8 @@ def latency(export_dirs: dict[str, Path], frames: list[np.ndarray], sleap_nn_onn
     sess = ort.InferenceSession(str(sleap_nn_onnx), providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     dtype = np.uint8 if "uint8" in inp.type else np.float32
-    engines = {name: load_engine(d, "ort-cpu") for name, d in export_dirs.items()}
+    engines = {name: load_engine(d, "ort-cpu", precision="int8" if "int8" in name else "fp32")
+               for name, d in export_dirs.items()}
     runs = {"sleap-nn ONNX export": lambda f: sess.run(None, {inp.name: f[None, None].astype(dtype)})}
     runs.update({name: e.infer for name, e in engines.items()})
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -298,7 +300,7 @@ def main() -> int:
                 figures["int8_check"] = ExportSpec.load(dirs["rtpose ort-cpu int8"]).extra.get("quantization")
                 print(json.dumps({"int8_check": figures["int8_check"]}, indent=1), flush=True)
                 if not args.no_parity:
-                    figures["peer_parity_int8"] = peer_parity(dirs["rtpose ort-cpu int8"], frames)
+                    figures["peer_parity_int8"] = peer_parity(dirs["rtpose ort-cpu int8"], frames, precision="int8")
                     print(json.dumps({"peer_parity_int8": figures["peer_parity_int8"]}, indent=1), flush=True)
             figures["latency"] = latency(dirs, frames, theirs)
             print(json.dumps({"latency": figures["latency"]}, indent=1), flush=True)
