@@ -59,28 +59,31 @@ def test_a_subscriber_that_never_reads_does_not_slow_the_publisher():
     publisher.start()
     context = zmq.Context()
     stalled = context.socket(zmq.SUB)
-    stalled.setsockopt(zmq.RCVHWM, 1)
-    stalled.setsockopt(zmq.RCVBUF, 4096)
-    stalled.setsockopt(zmq.SUBSCRIBE, b"poses ")
-    stalled.connect(address)
-    time.sleep(0.3)  # connected
-    n = 20_000  # ~25 MB of messages: far more than the socket buffers hold
-    start = time.monotonic()
-    for i in range(n):
-        while publisher._queue.qsize() > 200:  # pace like a camera would, so only the subscriber can fall behind
-            time.sleep(0.0005)
-        assert publisher.offer(record(i))
-    publisher.close(timeout_s=30)
-    elapsed = time.monotonic() - start
-    assert publisher.overflow == 0 and publisher.sent + publisher.not_sent == n
-    assert elapsed < 20 and publisher.max_send_s < 0.05, (elapsed, publisher.max_send_s)
-    received = 0
-    while stalled.poll(200):
-        stalled.recv()
-        received += 1
-    assert received < n / 2, received  # the rest were dropped for it, not queued without end
-    stalled.close(linger=0)
-    context.term()
+    try:  # a failed assertion must not leave the socket open: the context's __del__ would hang on it
+        stalled.setsockopt(zmq.RCVHWM, 1)
+        stalled.setsockopt(zmq.RCVBUF, 4096)
+        stalled.setsockopt(zmq.SUBSCRIBE, b"poses ")
+        stalled.connect(address)
+        time.sleep(0.3)  # connected
+        n = 20_000  # ~25 MB of messages: far more than the socket buffers hold
+        start = time.monotonic()
+        for i in range(n):
+            while publisher._queue.qsize() > 200:  # pace like a camera would, so only the subscriber can fall behind
+                time.sleep(0.0005)
+            assert publisher.offer(record(i))
+        publisher.close(timeout_s=30)
+        elapsed = time.monotonic() - start
+        assert publisher.overflow == 0 and publisher.sent + publisher.not_sent == n
+        assert elapsed < 20 and publisher.max_send_s < 0.05, (elapsed, publisher.max_send_s)
+        received = 0
+        while stalled.poll(200):
+            stalled.recv()
+            received += 1
+        assert received < n / 2, received  # the rest were dropped for it, not queued without end
+    finally:
+        publisher.close(timeout_s=30)
+        stalled.close(linger=0)
+        context.term()
 
 
 def test_listen_prints_a_line_per_message_and_records_to_a_file(tmp_path, capsys):
