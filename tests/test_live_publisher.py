@@ -43,11 +43,12 @@ def record(frame: int, n_nodes: int = 13) -> FrameRecord:
 
 def test_message_map_has_exactly_the_documented_keys_and_nulls_for_nan():
     m = msgpack.unpackb(msgpack.packb(message_for(record(7), CLASSES)), raw=False)
-    assert set(m) == {"frame", "t", "points", "point_scores", "identity", "features", "rules"}
+    assert set(m) == {"frame", "t", "points", "point_scores", "identity", "features", "rules", "volts"}
     assert set(m["t"]) == {"exposure", "arrival", "infer_start", "infer_end", "output"}
     assert m["frame"] == 7 and m["identity"] == ["male", "female"]
     assert m["points"][0][3] is None and len(m["points"][1][3]) == 2
     assert m["features"] == {"head_to_abdomen": 1.5, "speed": None} and m["rules"] == {"approach": True}
+    assert m["volts"] == {"opto_led": 5.0}
 
 
 def test_a_subscriber_that_never_reads_does_not_slow_the_publisher():

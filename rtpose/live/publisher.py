@@ -15,6 +15,19 @@ Message: two frames, ``[topic, payload]``; the payload is a msgpack map::
     identity       list   class name per instance (null when unassigned)
     features       map    name -> number, or null when it could not be computed
     rules          map    name -> bool
+    volts          map    output name -> volts this frame's decision asked for
+
+Two more topics carry what a live view needs (``rtpose view``); a subscriber to
+``poses`` does not get them (their names are not prefixes of each other, which the
+protocol checks):
+
+- ``status`` (``rtpose.live.status``), twice a second from the supervising thread: the
+  run's identity (protocol, model, engine, skeleton), frame counts and triggers so far;
+  a last one with ``running: false`` when the run stops.
+- ``preview`` (``rtpose.live.preview``), only with ``publisher.preview``: downscaled
+  JPEG frames at a limited rate, encoded by their own thread.
+
+Both reach the socket through the same bounded queue as the poses.
 
 Subscribe with, e.g.::
 
@@ -40,6 +53,9 @@ from rtpose.errors import RtposeError
 from rtpose.live.records import FrameRecord
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+PREVIEW_TOPIC = "preview"
+STATUS_TOPIC = "status"
+OTHER_TOPICS = (PREVIEW_TOPIC, STATUS_TOPIC)  # besides the poses topic
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -72,6 +88,7 @@ def message_for(record: FrameRecord, class_names: Sequence[str]) -> dict[str, An
         "identity": [class_names[i] if 0 <= i < len(class_names) else None for i in poses.identity.tolist()],
         "features": {name: _finite_or_none(float(value)) for name, value in record.features.items()},
         "rules": {name: bool(state) for name, state in record.rules.items()},
+        "volts": {name: float(volts) for name, volts in record.volts.items()},
     }
 
 
@@ -86,7 +103,7 @@ class Publisher:
         self.topic = topic.encode()
         self.hwm = hwm
         self.class_names = list(class_names)
-        self._queue: queue.Queue[FrameRecord] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._bound = threading.Event()
         self._bind_error: BaseException | None = None
@@ -98,6 +115,7 @@ class Publisher:
         self.not_sent = 0  # send refused by ZeroMQ (would block)
         self.max_send_s = 0.0
         self.endpoint = ""  # what was bound (tcp://127.0.0.1:PORT, after a wildcard port too)
+        self.other_topics: dict[str, dict[str, int]] = {}  # topic -> offered, sent, lost (status, preview)
 
     def start(self) -> None:
         """Bind (in the publisher thread) and wait for it; a bad or busy address raises here."""
@@ -116,6 +134,17 @@ class Publisher:
             return True
         except queue.Full:
             self.overflow += 1
+            return False
+
+    def offer_message(self, topic: str, message: dict[str, Any]) -> bool:
+        """Queue a map for another topic (``status``, ``preview``) without waiting; packed in this thread."""
+        counts = self.other_topics.setdefault(topic, {"offered": 0, "sent": 0, "lost": 0})
+        counts["offered"] += 1
+        try:
+            self._queue.put_nowait((topic.encode(), message, counts))
+            return True
+        except queue.Full:
+            counts["lost"] += 1
             return False
 
     def _run(self) -> None:
@@ -148,6 +177,14 @@ class Publisher:
                 if self._stop.is_set():
                     return
                 continue
+            if isinstance(record, tuple):  # offer_message
+                topic, message, counts = record
+                try:
+                    socket.send_multipart([topic, msgpack.packb(message, use_bin_type=True)], flags=zmq.NOBLOCK)
+                    counts["sent"] += 1
+                except zmq.Again:
+                    counts["lost"] += 1
+                continue
             payload = msgpack.packb(message_for(record, self.class_names), use_bin_type=True)
             start = clock.now()
             try:
@@ -166,4 +203,5 @@ class Publisher:
     def stats(self) -> dict[str, Any]:
         return {"address": self.endpoint or self.address, "offered": self.offered, "sent": self.sent,
                 "queue_overflow": self.overflow, "not_sent": self.not_sent,
-                "max_send_ms": round(self.max_send_s * 1000.0, 3)}
+                "max_send_ms": round(self.max_send_s * 1000.0, 3),
+                "other_topics": {topic: dict(counts) for topic, counts in self.other_topics.items()}}

@@ -61,6 +61,7 @@ def build_summary(daemon: "Daemon") -> dict[str, Any]:
         "daq_writes": outputs.writes if outputs is not None else 0,
         "outputs_final_volts": dict(daemon.final_volts),
         "publisher": daemon.publisher.stats() if daemon.publisher is not None else None,
+        "preview": daemon.preview.stats() if daemon.preview is not None else None,
         "recorder": daemon.recorder.stats() if daemon.recorder is not None else None,
         "recording": str(daemon.run_dir) if daemon.run_dir is not None else None,
     }
