@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "experiments" / "male_approach_replay.yaml"
 CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,1100")
+                "--disable-dev-shm-usage", "--window-size=1280,1280")
 
 
 def free_port() -> int:

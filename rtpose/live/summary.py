@@ -116,6 +116,11 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
         pub = summary["publisher"]
         table.add_row("published", f"{pub['sent']} messages on {pub['address']}"
                                    + (f" ({pub['queue_overflow']} lost: queue full)" if pub["queue_overflow"] else ""))
+    if summary.get("preview"):
+        pre = summary["preview"]
+        table.add_row("preview", f"{pre['encoded']} JPEG frames ({pre['width']} px, quality {pre['quality']}, "
+                                 f"at most {_num(pre['fps'])}/s; encoding took up to {_num(pre['max_encode_ms'])} ms)"
+                                 + (f"; stopped: {pre['error']}" if pre["error"] else ""))
     if summary["recording"]:
         table.add_row("recording", summary["recording"])
     for problem in stop["problems_during_shutdown"]:

@@ -30,8 +30,11 @@ from rtpose.live.publisher import PREVIEW_TOPIC, STATUS_TOPIC
 POSES_KEYS = ("frame", "t", "points", "point_scores", "identity", "rules")
 STATUS_KEYS = ("run", "running", "frames", "skeleton")
 PREVIEW_KEYS = ("frame", "frame_size", "size", "jpeg")
-HISTOGRAM_BIN_MS = 0.25
-HISTOGRAM_BINS = 400  # 0-100 ms; the last bin holds everything above
+# Latency histograms: log-spaced bins, 5% wide, from 0.05 ms to about 12 s (GPU inference
+# and a starved CPU fit on one axis); the first and last bins hold what falls outside.
+HISTOGRAM_LOW_MS = 0.05
+HISTOGRAM_RATIO = 1.05
+HISTOGRAM_BINS = 256
 TIMELINE_S = 40.0  # kept; the page shows the last 30 s
 RATE_WINDOW_S = 2.0
 MAX_EVENTS = 50
@@ -56,14 +59,15 @@ def check_message(topic: str, message: Any, poses_topic: str) -> None:
 
 
 class _Histogram:
-    """Counts of milliseconds in ``HISTOGRAM_BINS`` bins of ``HISTOGRAM_BIN_MS``."""
+    """Counts of milliseconds in log-spaced bins: bin k holds [LOW * RATIO**k, LOW * RATIO**(k+1))."""
 
     def __init__(self) -> None:
         self.counts = [0] * HISTOGRAM_BINS
 
     def add(self, ms: float) -> None:
         if math.isfinite(ms) and ms >= 0:
-            self.counts[min(HISTOGRAM_BINS - 1, int(ms / HISTOGRAM_BIN_MS))] += 1
+            k = 0 if ms <= HISTOGRAM_LOW_MS else int(math.log(ms / HISTOGRAM_LOW_MS) / math.log(HISTOGRAM_RATIO))
+            self.counts[min(HISTOGRAM_BINS - 1, k)] += 1
 
 
 class StreamWatcher:
@@ -335,15 +339,16 @@ class StreamWatcher:
         with self._lock:
             state, line = self._headline_locked(now)
             poses = self.poses
-            rates = {"processed": None, "acquired": None, "dropped": None}
+            # per second: acquired, processed, dropped from the daemon's counters (status); received: here
+            rates = {"acquired": None, "processed": None, "dropped": None, "received": None}
             if len(self.arrivals) > 1:
                 span = self.arrivals[-1] - self.arrivals[0]
-                rates["processed"] = (len(self.arrivals) - 1) / span if span > 0 else None
+                rates["received"] = (len(self.arrivals) - 1) / span if span > 0 else None
             if len(self.frame_history) > 1:
                 (t0, f0), (t1, f1) = self.frame_history[0], self.frame_history[-1]
                 if t1 > t0:
-                    rates["acquired"] = (f1.get("acquired", 0) - f0.get("acquired", 0)) / (t1 - t0)
-                    rates["dropped"] = (f1.get("dropped", 0) - f0.get("dropped", 0)) / (t1 - t0)
+                    for key in ("acquired", "processed", "dropped"):
+                        rates[key] = (f1.get(key, 0) - f0.get(key, 0)) / (t1 - t0)
             if self.sample_seq - after_sample > len(self.samples) or after_sample > self.sample_seq:
                 after_sample = self.sample_seq - len(self.samples)
             new_samples = list(self.samples)[len(self.samples) - (self.sample_seq - after_sample):] \
@@ -365,7 +370,7 @@ class StreamWatcher:
                 "volts": dict(self.last_volts), "events": list(self.events)[-12:],
                 "samples": new_samples, "sample_seq": self.sample_seq,
                 "preview": preview, "preview_seq": self.preview_seq,
-                "histograms": {"bin_ms": HISTOGRAM_BIN_MS,
+                "histograms": {"low_ms": HISTOGRAM_LOW_MS, "ratio": HISTOGRAM_RATIO,
                                **{name: list(h.counts) for name, h in self.histograms.items()}},
             }
         return data, jpeg

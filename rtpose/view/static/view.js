@@ -178,7 +178,7 @@ function showFrames(data) {
   setText("r-processed", fmt(data.rates.processed));
   setText("r-dropped", fmt(data.rates.dropped));
   setText("n-received", fmt(data.received, 0));
-  setText("r-received", fmt(data.rates.processed));
+  setText("r-received", fmt(data.rates.received));
   const reasons = Object.entries(frames.dropped_by_reason || {}).filter(([, n]) => n > 0);
   setText("drop-reasons", reasons.length ? "dropped: " + reasons.map(([k, n]) => `${k} ${n}`).join(", ") : "");
 }
@@ -350,20 +350,21 @@ function drawTimeline() {
 
 // ---- latency histograms -------------------------------------------------------------
 
-function percentileOf(counts, binMs, q) {
+function percentileOf(counts, edge, q) {
   const total = counts.reduce((a, b) => a + b, 0);
   if (!total) return null;
   let seen = 0;
   for (let i = 0; i < counts.length; i++) {
     seen += counts[i];
-    if (seen >= q * total) return (i + 1) * binMs;
+    if (seen >= q * total) return edge(i + 1);  // the bin's upper edge
   }
-  return counts.length * binMs;
+  return edge(counts.length);
 }
 
 function drawHistogram(name, histograms, figuresId) {
+  // Log-spaced bins: bin k holds [low * ratio^k, low * ratio^(k+1)) ms; drawn on a log axis.
   const counts = histograms[name];
-  const binMs = histograms.bin_ms;
+  const edge = (k) => histograms.low_ms * histograms.ratio ** k;
   const canvas = $(`hist-${name}`);
   const cssWidth = Math.max(200, Math.round(canvas.getBoundingClientRect().width));
   if (canvas.width !== cssWidth) canvas.width = cssWidth;
@@ -372,24 +373,30 @@ function drawHistogram(name, histograms, figuresId) {
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   const total = counts.reduce((a, b) => a + b, 0);
   if (!total) { setText(figuresId, ""); return; }
-  const p50 = percentileOf(counts, binMs, 0.5), p99 = percentileOf(counts, binMs, 0.99);
-  setText(figuresId, `p50 ${fmt(p50, 2)} ms · p99 ${fmt(p99, 2)} ms · ${total} frames seen`);
-  const top = Math.min(counts.length, Math.max(8, Math.ceil(percentileOf(counts, binMs, 0.995) * 1.25 / binMs)));
-  const group = Math.max(1, Math.ceil(top / 80));
-  const bars = [];
-  for (let i = 0; i < top; i += group) bars.push(counts.slice(i, i + group).reduce((a, b) => a + b, 0));
+  const p50 = percentileOf(counts, edge, 0.5), p99 = percentileOf(counts, edge, 0.99);
+  setText(figuresId, `p50 ${fmt(p50, 2)} ms · p99 ${fmt(p99, 2)} ms · ${total} frames seen here`);
+  let first = counts.findIndex((n) => n > 0), last = counts.length - 1;
+  while (counts[last] === 0) last--;
+  first = Math.max(0, first - 4);
+  last = Math.min(counts.length - 1, Math.max(last + 4, first + 30));
+  const bars = counts.slice(first, last + 1);
   const most = Math.max(...bars);
-  const w = (canvas.width - 10) / bars.length, base = canvas.height - 16;
+  const left = 5, w = (canvas.width - 10) / bars.length, base = canvas.height - 16;
   ctx.fillStyle = "#3cc8ff";
   bars.forEach((n, i) => {
     const h = (base - 4) * n / most;
-    ctx.fillRect(5 + i * w, base - h, Math.max(1, w - 1), h);
+    ctx.fillRect(left + i * w, base - h, Math.max(1, w - 1), h);
   });
   ctx.fillStyle = "#8a939e";
   ctx.font = "11px system-ui";
-  ctx.fillText("0", 5, canvas.height - 3);
-  const label = `${fmt(top * binMs, 1)} ms`;
-  ctx.fillText(label, canvas.width - 5 - ctx.measureText(label).width, canvas.height - 3);
+  const xOf = (ms) => left + w * (Math.log(ms / histograms.low_ms) / Math.log(histograms.ratio) - first);
+  for (const tick of [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]) {
+    const x = xOf(tick);
+    if (x < left || x > canvas.width - 34) continue;
+    ctx.fillRect(x, base, 1, 4);
+    ctx.fillText(`${tick}`, x - 6, canvas.height - 3);
+  }
+  ctx.fillText("ms", canvas.width - 18, canvas.height - 3);
 }
 
 connect();
