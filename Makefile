@@ -41,7 +41,9 @@ demo: $(STAMP)
 	kill $$view 2>/dev/null; wait $$view 2>/dev/null; \
 	echo "to watch the next run: $(PY) -m rtpose view  (then open http://127.0.0.1:$(VIEW_PORT)/)"; exit $$status
 
+# The linter first (pyproject.toml [tool.ruff]: errors everywhere, docstrings on the contracts).
 test: $(STAMP) browser
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 clean-venv:

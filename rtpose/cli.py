@@ -28,11 +28,11 @@ HANDLERS = {
 }
 
 
-def _frames_arg(p: argparse.ArgumentParser) -> None:
+def _frames_arg(p: argparse.ArgumentParser, default: str = "every frame") -> None:
     p.add_argument(
         "--frames",
         metavar="RANGE",
-        help="frames START-END, both included (e.g. 1200-1499), or one index",
+        help=f"frames START-END, both included (e.g. 1200-1499), or one index (default: {default})",
     )
 
 
@@ -70,10 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quantise the convolutions to int8 (about 2x faster on CPUs with VNNI), checked against fp32")
     p.add_argument("--calibration-frames", type=int, default=50, help="training frames that calibrate --int8")
 
-    p = sub.add_parser("predict", help="predict poses on a video or .slp and write .slp")
+    p = sub.add_parser(
+        "predict", help="predict poses on a video or .slp and write .slp",
+        description="Exit status: 0; 2 for bad input (nothing written); 3 when frames asked for could not be "
+                    "read (undecodable, or past the real end of the stream): the poses of every frame read are "
+                    "written and the .slp lists the others (provenance rtpose.frames_not_read).")
     p.add_argument("-m", "--model", required=True, help="export directory")
-    p.add_argument("-i", "--input", required=True, help="video file or .slp (predicts on its video)")
-    _frames_arg(p)
+    p.add_argument("-i", "--input", required=True,
+                   help="video file, or .slp (predicts on its video; on a package, .pkg.slp, on the frames it holds)")
+    _frames_arg(p, "every frame the input holds")
     p.add_argument("-o", "--output", help="output .slp (default: INPUT.predictions.slp, or in the working "
                    "directory when the input's folder is read-only)")
     p.add_argument("--batch-size", type=int, default=1)
@@ -85,13 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="time the round trip frame -> Poses at batch size 1")
     p.add_argument("-m", "--model", required=True, help="export directory")
-    p.add_argument("-i", "--input", required=True, help="video file")
-    _frames_arg(p)
+    p.add_argument("-i", "--input", required=True, help="video file, or .slp (its video, or a package's frames)")
+    _frames_arg(p, "the first 100 frames of the input, or all of a shorter one")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--engine", default="ort-cpu")
     p.add_argument("--json", dest="json_out", help="write the figures as JSON")
     p.add_argument("--histogram", help="write a latency histogram PNG")
-    p.add_argument("--warmup", type=int, default=20, help="untimed frames first")
+    p.add_argument("--warmup", type=int, default=20, help="untimed frames first (default: %(default)s)")
     p.add_argument("--no-batch-sweep", action="store_true", help="skip the throughput sweep over batch sizes")
 
     p = sub.add_parser("eval", help="score predictions against ground truth (OKS mAP, errors, identity)")
@@ -103,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unpredicted-frames", choices=("skip", "missed"), default="skip",
                    help="labeled frames the predictions file has no frame for: leave them out (default, "
                         "as sleap-nn does) or count their instances as missed")
-    _frames_arg(p)
+    _frames_arg(p, "every labeled frame")
 
     p = sub.add_parser("run", help="run a closed-loop experiment from a protocol file")
     p.add_argument("protocol", help="protocol YAML (see experiments/)")
@@ -122,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="record messages to this file (msgpack stream)")
     p.add_argument("--count", type=int, help="stop after this many messages")
     p.add_argument("--topic", default="poses")
+    p.add_argument("--latest", action="store_true",
+                   help="receive only the newest message each time (ZMQ_CONFLATE): for a listener slower than the "
+                        "stream, which otherwise falls behind by what the sockets and kernel buffers hold")
 
     p = sub.add_parser("view", help="a live view of a running daemon in a web browser")
     p.add_argument("address", nargs="?", default="tcp://127.0.0.1:5555",

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import msgpack
@@ -31,6 +32,7 @@ from rtpose.hw.replay import ReplayCamera
 from rtpose.hw.sim_daq import SimDaq
 from rtpose.live.daemon import Daemon
 from rtpose.live.protocol import load_protocol
+from rtpose.live.publisher import split_message
 from rtpose.live.recorder import export_slp, iter_records, offline_rule_agreement, read_recording
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,7 +132,7 @@ class Subscriber(threading.Thread):
     def run(self) -> None:
         context = zmq.Context()
         sub = context.socket(zmq.SUB)
-        sub.setsockopt(zmq.SUBSCRIBE, b"poses")
+        sub.setsockopt(zmq.SUBSCRIBE, b"poses ")
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RECONNECT_IVL, 10)  # the daemon binds after we connect
         sub.connect(self.address)
@@ -139,7 +141,7 @@ class Subscriber(threading.Thread):
         poller.register(sub, zmq.POLLIN)
         while not self.stop.is_set():
             if poller.poll(50):
-                self.messages.append(sub.recv_multipart())
+                self.messages.append(list(split_message(sub.recv())))
         sub.close()
         context.term()
 
@@ -432,6 +434,46 @@ def test_a_camera_that_stops_delivering_stops_the_run_with_zero_volts(tmp_path, 
     frames = result.summary["frames"]
     assert frames["acquired"] == 60 == frames["processed"] + frames["dropped"]
     assert read_recording(result.recording).end["reason"] == "camera stalled"
+    daq.close()
+
+
+class BrokenReplay(ReplayCamera):
+    """The fly clip, but the driver warns once and then raises in the camera thread (a USB link lost)."""
+
+    def __init__(self, path, frames_before_failure: int):
+        super().__init__(path, fps=150, frames="0-599")
+        self.remaining = frames_before_failure
+
+    def read(self, timeout_s: float = 1.0):
+        if self.remaining == 0:
+            return self._lose_the_link()
+        self.remaining -= 1
+        if self.remaining == 1:
+            warnings.warn("camera: frame rate below the requested 150 FPS", RuntimeWarning, stacklevel=1)
+        return super().read(timeout_s)
+
+    def _lose_the_link(self):
+        raise OSError("USB3 link lost (libusb error -4)")
+
+
+def test_a_camera_thread_that_raises_leaves_its_traceback_in_run_log(tmp_path, flies_video_path, engine, capfd):
+    camera = BrokenReplay(flies_video_path, frames_before_failure=10)
+    path = long_pulse(tmp_path, flies_video_path, duration=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        daemon, result, daq = run_daemon(path, engine, camera=camera)
+    assert result.exit_code == 1 and result.error == "camera thread: OSError: USB3 link lost (libusb error -4)"
+    assert_all_outputs_at_zero(daq, since=0.0)
+    log = (result.recording / "run.log").read_text()
+    traceback = log[log.index("[rtpose-camera] rtpose.live.daemon: camera failed"):]
+    assert "Traceback (most recent call last):" in traceback
+    assert 'in _lose_the_link\n    raise OSError("USB3 link lost' in traceback
+    assert "OSError: USB3 link lost (libusb error -4)" in traceback
+    assert "WARNING [rtpose-camera] rtpose.warnings:" in log and "frame rate below the requested 150 FPS" in log
+    assert "rtpose.live.daemon: stopped: error" in log  # the log runs to the end of the run
+    # the terminal stays as quiet as before: no log line, no traceback
+    out, err = capfd.readouterr()
+    assert "camera failed" not in out + err and "Traceback" not in out + err
     daq.close()
 
 

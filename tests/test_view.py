@@ -17,7 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-import msgpack
 import pytest
 import zmq
 
@@ -216,7 +215,7 @@ class FakePeer:
         pub = context.socket(zmq.PUB)
         pub.bind(self.address)
         while not self.stop.wait(0.05):
-            pub.send_multipart([b"ticks", b"12345"])
+            pub.send(b"ticks 12345")
         pub.close(0)
         context.term()
 

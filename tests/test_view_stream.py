@@ -15,6 +15,7 @@ from rtpose.data.video import VideoReader
 from rtpose.errors import RtposeError
 from rtpose.live.preview import PreviewEncoder, encode_preview
 from rtpose.live.protocol import load_protocol
+from rtpose.live.publisher import frame_message
 from rtpose.view.stream import StreamWatcher
 
 from test_view import DEMO, free_port, wait_for
@@ -45,7 +46,7 @@ class Pub:
         self.socket.bind(self.address)
 
     def send(self, topic: str, message) -> None:
-        self.socket.send_multipart([topic.encode(), msgpack.packb(message, use_bin_type=True)])
+        self.socket.send(frame_message(topic.encode(), msgpack.packb(message, use_bin_type=True)))
 
     def close(self) -> None:
         self.socket.close(0)
@@ -100,10 +101,11 @@ def test_the_watcher_tells_live_stale_gone_and_a_new_run_apart():
 
 
 @pytest.mark.parametrize("parts, says", [
-    ([b"poses", msgpack.packb([1, 2, 3])], "is a list, not an rtpose map"),
-    ([b"poses", msgpack.packb({"frame": 1})], "lacks t, points"),
-    ([b"poses", b"\xc1not msgpack"], "is not msgpack"),
-    ([b"status"], "a message of 1 frame(s)"),
+    ([b"poses " + msgpack.packb([1, 2, 3])], "is a list, not an rtpose map"),
+    ([b"poses " + msgpack.packb({"frame": 1})], "lacks t, points"),
+    ([b"poses \xc1not msgpack"], "is not msgpack"),
+    ([b"status"], "a message with no topic"),
+    ([b"poses", msgpack.packb({"frame": 1})], "a message of 2 frames"),
 ])
 def test_messages_of_another_format_are_named(parts, says):
     pub = Pub()
@@ -159,8 +161,10 @@ def test_the_preview_encoder_keeps_to_its_rate_and_never_queues(flies_video_path
     assert sent[0]["frame_size"] == [1024, 1024] and encoder.replaced == 0 and encoder.error is None
 
 
-def test_a_poses_topic_that_clashes_with_the_other_topics_is_refused():
-    with pytest.raises(RtposeError, match=r"publisher.topic: 'pre' clashes with the 'preview' topic"):
-        load_protocol(DEMO, ["publisher.topic=pre"])
+def test_a_poses_topic_named_like_another_topic_or_with_a_space_is_refused():
+    with pytest.raises(RtposeError, match=r"publisher.topic: 'status' is the name of another topic"):
+        load_protocol(DEMO, ["publisher.topic=status"])
+    with pytest.raises(RtposeError, match=r"publisher.topic: 'my poses': no spaces"):
+        load_protocol(DEMO, ["publisher.topic=my poses"])
     with pytest.raises(RtposeError, match=r"publisher.preview.quality"):
         load_protocol(DEMO, ["publisher.preview.quality=0"])

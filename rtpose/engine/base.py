@@ -21,7 +21,18 @@ from rtpose.poses import Poses
 
 
 class Engine(abc.ABC):
-    """A loaded, warmed-up model. Not thread-safe: one inference thread owns it."""
+    """A loaded, warmed-up model. Not thread-safe: one inference thread owns it.
+
+    Backends implement ``device`` and ``run_raw``; everything else (frame preparation,
+    identity assignment) is shared. ``rtpose.engine.base.ENGINES`` maps names to backends
+    and ``load_engine`` opens one.
+
+    Args:
+        export_dir: An export directory (``model.onnx`` + ``rtpose.json``).
+
+    Raises:
+        RtposeError: The directory holds no readable ``rtpose.json``.
+    """
 
     name: str = ""
 
@@ -39,20 +50,49 @@ class Engine(abc.ABC):
         """Run the graph on a prepared ``(B, 1, H, W)`` uint8 batch; outputs by name."""
 
     def infer(self, frame: np.ndarray) -> Poses:
+        """Poses of one frame: what the live loop calls, at batch size 1.
+
+        Args:
+            frame: ``(H, W)`` uint8 grey, or ``(H, W, 3)`` BGR (converted to grey), at most
+                the exported ``frame_height x frame_width`` (smaller frames are zero-padded at
+                the bottom and right, so coordinates are unchanged).
+
+        Returns:
+            ``Poses`` in full-frame pixels: ``points (n, nodes, 2)`` float32 (NaN below the
+            export's ``point_threshold``), ``point_scores (n, nodes)``, ``instance_scores
+            (n,)``, ``identity (n,)`` (one instance per class by Hungarian assignment, -1 for
+            instances beyond the number of classes) and ``identity_scores (n, classes)``;
+            ``n`` is at most the export's ``max_instances``.
+
+        Raises:
+            RtposeError: The frame is larger than the exported size.
+        """
         return self.infer_batch([frame])[0]
 
     def infer_batch(self, frames: Sequence[np.ndarray] | np.ndarray) -> list[Poses]:
+        """Poses of several frames in one run of the graph (offline ``predict``).
+
+        Args:
+            frames: A sequence of frames as ``infer`` takes them, or a ``(B, H, W)`` array.
+
+        Returns:
+            One ``Poses`` per frame, in order, as ``infer`` returns them.
+
+        Raises:
+            RtposeError: A frame is larger than the exported size.
+        """
         batch = np.stack([prepare_frame(f, self.spec) for f in frames])[:, None]
         raw = self.run_raw(batch)
         return [raw_to_poses(raw, i, self.spec) for i in range(batch.shape[0])]
 
     def warmup(self, n: int = 5) -> None:
+        """Run ``n`` blank frames so that the first real frame is not slowed by lazy initialisation."""
         frame = np.zeros((self.spec.frame_height, self.spec.frame_width), np.uint8)
         for _ in range(n):
             self.infer(frame)
 
     def close(self) -> None:
-        pass
+        """Release the runtime's resources (a GPU context, a session); the engine is unusable after."""
 
 
 def prepare_frame(frame: np.ndarray, spec: ExportSpec) -> np.ndarray:

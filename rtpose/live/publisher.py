@@ -2,11 +2,15 @@
 
 Subscribers (a plotting script, a second rig computer, ``rtpose listen``) must never
 slow the loop, so the loop only ``offer``s a record to a bounded queue (a full queue
-loses the record and counts it), this module's thread does the encoding and the send,
-and the socket's send high-water mark makes ZeroMQ drop messages for a subscriber that
-falls behind instead of buffering without end.
+loses the record and counts it), and this module's thread does the encoding and a send
+that never waits.
 
-Message: two frames, ``[topic, payload]``; the payload is a msgpack map::
+Message: one ZeroMQ frame, the topic, a space, then the payload, a msgpack map::
+
+    b"poses " + msgpack
+
+One frame, not ``[topic, payload]``, so that a subscriber can keep only the newest
+message with ``ZMQ_CONFLATE``, which does not work with multipart messages. The payload:
 
     frame          int    index in the source (video frame, camera frame ID)
     t              map    exposure, arrival, infer_start, infer_end, output: monotonic seconds
@@ -17,9 +21,9 @@ Message: two frames, ``[topic, payload]``; the payload is a msgpack map::
     rules          map    name -> bool
     volts          map    output name -> volts this frame's decision asked for
 
-Two more topics carry what a live view needs (``rtpose view``); a subscriber to
-``poses`` does not get them (their names are not prefixes of each other, which the
-protocol checks):
+Two more topics carry what a live view needs (``rtpose view``), in the same one-frame
+form; a subscriber to ``b"poses "`` (topic and space) does not get them, and the
+protocol refuses a poses topic named like one of them:
 
 - ``status`` (``rtpose.live.status``), twice a second from the supervising thread: the
   run's identity (protocol, model, engine, skeleton), frame counts and triggers so far;
@@ -29,12 +33,28 @@ protocol checks):
 
 Both reach the socket through the same bounded queue as the poses.
 
+**Where messages wait, and how old they get.** Between the loop and a subscriber's
+code, messages queue in: the publisher's queue (``queue_size``; it only fills when this
+thread falls behind, and then loses records, counted as ``queue_overflow``); the PUB
+socket's per-subscriber queue (``hwm`` messages; beyond it ZeroMQ drops *new* messages
+for that subscriber, silently, so the publisher cannot count them); the kernel's TCP
+send and receive buffers (hundreds of kilobytes: hundreds of messages, which no
+high-water mark limits); and the SUB socket's queue (its ``RCVHWM``, 1000 messages by
+default). A subscriber that reads slower than we publish therefore gets every message
+in order until those fill, then a stream as old as all of them: seconds. Staleness is
+bounded only on the subscriber's side: a subscriber that wants the newest pose sets
+``ZMQ_CONFLATE`` (``rtpose listen --latest``); its socket then keeps only the last
+message, its I/O thread keeps the kernel buffers drained, and what it reads is never
+older than one transfer (milliseconds on one machine), whatever its pace. A subscriber
+that wants every message must read at least as fast as we publish.
+
 Subscribe with, e.g.::
 
     sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.CONFLATE, 1)             # newest message only (before connect)
+    sub.setsockopt(zmq.SUBSCRIBE, b"poses ")    # topic and its space: not "poses_x"
     sub.connect("tcp://127.0.0.1:5555")
-    sub.setsockopt(zmq.SUBSCRIBE, b"poses")
-    topic, payload = sub.recv_multipart()
+    topic, payload = split_message(sub.recv())  # or sub.recv().partition(b" ")
     message = msgpack.unpackb(payload)
 """
 
@@ -56,6 +76,23 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 PREVIEW_TOPIC = "preview"
 STATUS_TOPIC = "status"
 OTHER_TOPICS = (PREVIEW_TOPIC, STATUS_TOPIC)  # besides the poses topic
+
+
+def frame_message(topic: bytes, payload: bytes) -> bytes:
+    """One ZeroMQ frame: ``topic``, a space, ``payload`` (see the module docstring)."""
+    return topic + b" " + payload
+
+
+def split_message(data: bytes) -> tuple[bytes, bytes]:
+    """``(topic, payload)`` of a received frame.
+
+    Raises:
+        ValueError: the frame has no space after a topic.
+    """
+    topic, space, payload = data.partition(b" ")
+    if not space:
+        raise ValueError("not a 'topic payload' message")
+    return topic, payload
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -112,7 +149,7 @@ class Publisher:
         self.offered = 0
         self.overflow = 0  # records the loop could not queue (publisher thread behind)
         self.sent = 0
-        self.not_sent = 0  # send refused by ZeroMQ (would block)
+        self.not_sent = 0  # send refused by ZeroMQ (would block; a PUB socket drops at its HWM without telling)
         self.max_send_s = 0.0
         self.endpoint = ""  # what was bound (tcp://127.0.0.1:PORT, after a wildcard port too)
         self.other_topics: dict[str, dict[str, int]] = {}  # topic -> offered, sent, lost (status, preview)
@@ -180,7 +217,7 @@ class Publisher:
             if isinstance(record, tuple):  # offer_message
                 topic, message, counts = record
                 try:
-                    socket.send_multipart([topic, msgpack.packb(message, use_bin_type=True)], flags=zmq.NOBLOCK)
+                    socket.send(frame_message(topic, msgpack.packb(message, use_bin_type=True)), flags=zmq.NOBLOCK)
                     counts["sent"] += 1
                 except zmq.Again:
                     counts["lost"] += 1
@@ -188,7 +225,7 @@ class Publisher:
             payload = msgpack.packb(message_for(record, self.class_names), use_bin_type=True)
             start = clock.now()
             try:
-                socket.send_multipart([self.topic, payload], flags=zmq.NOBLOCK)
+                socket.send(frame_message(self.topic, payload), flags=zmq.NOBLOCK)
                 self.sent += 1
             except zmq.Again:
                 self.not_sent += 1

@@ -30,6 +30,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from rtpose import clock
+from rtpose.live.summary import safe_value
 
 if TYPE_CHECKING:
     from rtpose.live.daemon import Daemon
@@ -55,8 +56,9 @@ def status_message(daemon: "Daemon", running: bool) -> dict[str, Any]:
         "protocol": {"name": loaded.name, "path": str(loaded.path)},
         "model": {"export_dir": str(loaded.export_dir), "engine": protocol.model.engine,
                   "device": str(getattr(daemon.engine, "device", "") or "")},
-        "camera": {"name": str(getattr(camera, "name", "") or ""), "fps": _safe(lambda: float(camera.frame_rate)),
-                   "frame_size": _safe(lambda: [int(v) for v in camera.frame_shape])},
+        "camera": {"name": str(getattr(camera, "name", "") or ""),
+                   "fps": safe_value("the camera's frame rate", lambda: float(camera.frame_rate)),
+                   "frame_size": safe_value("the camera's frame shape", lambda: [int(v) for v in camera.frame_shape])},
         "skeleton": {"nodes": list(spec.node_names), "edges": [[int(a), int(b)] for a, b in spec.edges],
                      "classes": list(spec.class_names), "identities": list(loaded.identities)},
         "rules": {name: str(text) for name, text in (protocol.rules or {}).items()},
@@ -66,9 +68,3 @@ def status_message(daemon: "Daemon", running: bool) -> dict[str, Any]:
         "latency_ms": latency,
     }
 
-
-def _safe(getter):
-    try:
-        return getter()
-    except Exception:
-        return None

@@ -15,12 +15,16 @@ previous one) to the DAQ write, minus inference. The wait behind a busy engine i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from rtpose import __version__
 
 if TYPE_CHECKING:
     from rtpose.live.daemon import Daemon
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def build_summary(daemon: "Daemon") -> dict[str, Any]:
@@ -47,8 +51,8 @@ def build_summary(daemon: "Daemon") -> dict[str, Any]:
                  "problems_during_shutdown": list(daemon.shutdown_problems)},
         "model": {"export_dir": str(loaded.export_dir), "engine": protocol.model.engine,
                   "device": getattr(daemon.engine, "device", None)},
-        "camera": {"name": getattr(camera, "name", None), "fps": _safe(lambda: camera.frame_rate),
-                   "frame_shape": _safe(lambda: list(camera.frame_shape))},
+        "camera": {"name": getattr(camera, "name", None), "fps": safe_value("the camera's frame rate", lambda: camera.frame_rate),
+                   "frame_shape": safe_value("the camera's frame shape", lambda: list(camera.frame_shape))},
         "daq": getattr(daemon.daq, "name", None),
         "frames": frames,
         "triggers": sum(triggers.values()),
@@ -67,10 +71,15 @@ def build_summary(daemon: "Daemon") -> dict[str, Any]:
     }
 
 
-def _safe(getter):
+def safe_value(what: str, getter: Callable[[], T]) -> T | None:
+    """``getter()``, or ``None`` for a figure a summary can do without (a camera that never opened).
+
+    The exception is not lost: it goes to the ``rtpose`` log (``run.log``) with its traceback.
+    """
     try:
         return getter()
     except Exception:
+        log.warning("could not read %s", what, exc_info=True)
         return None
 
 

@@ -25,7 +25,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from rtpose import clock
-from rtpose.live.publisher import PREVIEW_TOPIC, STATUS_TOPIC
+from rtpose.live.publisher import PREVIEW_TOPIC, STATUS_TOPIC, split_message
 
 POSES_KEYS = ("frame", "t", "points", "point_scores", "identity", "rules")
 STATUS_KEYS = ("run", "running", "frames", "skeleton")
@@ -177,9 +177,13 @@ class StreamWatcher:
         with self._lock:
             self.last_message_at = now
             try:
-                if len(parts) != 2:
-                    raise StreamFormatError(f"a message of {len(parts)} frame(s), not [topic, msgpack map]")
-                topic = parts[0].decode("utf-8", "replace")
+                if len(parts) != 1:
+                    raise StreamFormatError(f"a message of {len(parts)} frames, not one 'topic payload' frame")
+                try:
+                    topic_bytes, payload = split_message(parts[0])
+                except ValueError:
+                    raise StreamFormatError("a message with no topic: not 'topic payload'") from None
+                topic = topic_bytes.decode("utf-8", "replace")
                 if topic not in (self.topic, STATUS_TOPIC, PREVIEW_TOPIC):
                     self.other_topics[topic[:40]] += 1
                     if not self.valid_messages:
@@ -188,7 +192,7 @@ class StreamWatcher:
                             f"'{self.topic}', '{STATUS_TOPIC}' or '{PREVIEW_TOPIC}'")
                     return
                 try:
-                    message = msgpack.unpackb(parts[1], raw=False)
+                    message = msgpack.unpackb(payload, raw=False)
                 except Exception as exc:
                     raise StreamFormatError(f"a '{topic}' message is not msgpack ({exc})") from None
                 check_message(topic, message, self.topic)
