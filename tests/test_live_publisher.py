@@ -222,3 +222,48 @@ def test_rtpose_listen_latest_prints_only_recent_messages():
     assert len(late_ms) == 8 and max(late_ms) < 500, lines
     # 2.1 s of reads of a stream of up to 200 Hz: most messages between were skipped, none repeated
     assert np.all(np.diff(frames) > 0) and frames[-1] - frames[0] > 3 * len(frames), frames
+
+
+def test_status_and_preview_share_the_queue_and_a_poses_subscriber_gets_neither():
+    address = free_address()
+    publisher = Publisher(address, class_names=CLASSES)
+    publisher.start()
+    context = zmq.Context()
+    poses_only, everything = context.socket(zmq.SUB), context.socket(zmq.SUB)
+    poses_only.setsockopt(zmq.SUBSCRIBE, b"poses ")
+    everything.setsockopt(zmq.SUBSCRIBE, b"")
+    for sub in (poses_only, everything):
+        sub.setsockopt(zmq.RCVTIMEO, 100)
+        sub.connect(address)
+    got: dict[bytes, list] = {b"poses": [], b"status": [], b"preview": []}
+    only_poses_topics = set()
+    try:
+        deadline = time.monotonic() + 20
+        i = 0
+        while time.monotonic() < deadline and not all(len(v) >= 3 for v in got.values()):
+            publisher.offer(record(i))
+            publisher.offer_message("status", {"run": "r", "frames": {"processed": i}})
+            publisher.offer_message("preview", {"frame": i, "jpeg": b"\xff\xd8" + bytes(100)})
+            i += 1
+            for sub, sink in ((everything, None), (poses_only, only_poses_topics)):
+                while True:
+                    try:
+                        topic, payload = split_message(sub.recv(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+                    if sink is not None:
+                        sink.add(topic)
+                    else:
+                        got[topic].append(msgpack.unpackb(payload, raw=False))
+            time.sleep(0.01)
+    finally:
+        publisher.close()
+        poses_only.close(0)
+        everything.close(0)
+        context.term()
+    assert all(len(v) >= 3 for v in got.values()), {k: len(v) for k, v in got.items()}
+    assert only_poses_topics == {b"poses"}
+    assert got[b"preview"][0]["jpeg"].startswith(b"\xff\xd8") and isinstance(got[b"status"][0]["frames"], dict)
+    stats = publisher.stats()
+    assert stats["other_topics"]["status"]["offered"] == stats["other_topics"]["preview"]["offered"] == i
+    assert stats["other_topics"]["status"]["sent"] >= 3 and stats["sent"] >= 3
