@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/replay_rate.py                        # 150, 600, 1000, 2000 FPS, 10 s each
     .venv/bin/python bench/replay_rate.py --rates 150,2000 --seconds 5
+    .venv/bin/python bench/replay_rate.py --video clip_mjpeg.avi     # an intra-only copy of the clip
 
 Runs ``experiments/replay_dry_run.yaml`` (the fly clip looping, tracking only, publisher
 and recorder off) in this process at each requested rate and prints, per rate: frames
@@ -32,8 +33,10 @@ from rtpose.machine import describe  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_at(protocol: Path, fps: float, seconds: float) -> dict:
+def run_at(protocol: Path, fps: float, seconds: float, video: str | None = None) -> dict:
     overrides = [f"camera.fps={fps}", "publisher.enabled=false", "recorder.enabled=false"]
+    if video:
+        overrides += [f"camera.path={video}", "camera.frames=null"]
     loaded = load_protocol(protocol, overrides, duration=seconds)
     daemon = Daemon(loaded)
     result = daemon.run()
@@ -58,6 +61,7 @@ def main() -> None:
     parser.add_argument("--rates", default="150,600,1000,2000", help="requested frame rates, comma-separated")
     parser.add_argument("--seconds", type=float, default=10.0, help="run length at each rate")
     parser.add_argument("--protocol", default=str(REPO / "experiments" / "replay_dry_run.yaml"))
+    parser.add_argument("--video", help="replay this file instead of the protocol's (e.g. an intra-only copy)")
     args = parser.parse_args()
     os.chdir(REPO)  # the protocol's model path is relative to the repository
     machine = describe()
@@ -66,7 +70,7 @@ def main() -> None:
     print(f"{'requested FPS':>13} {'acquired':>9} {'processed/s':>12} {'dropped (camera/replaced/lost)':>31} "
           f"{'exposure->output p50 / p99 ms':>30}  stop")
     for fps in (float(r) for r in args.rates.split(",")):
-        r = run_at(Path(args.protocol), fps, args.seconds)
+        r = run_at(Path(args.protocol), fps, args.seconds, args.video)
         d = r["dropped"]
         p50, p99 = (np.nan if v is None else v for v in r["exposure_to_output_ms"])
         print(f"{fps:13g} {r['acquired']:9d} {r['processed_fps']:12.1f} "

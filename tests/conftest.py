@@ -32,3 +32,9 @@ def flies_video_path() -> Path:
 @pytest.fixture(scope="session")
 def minimal_labels_path() -> Path:
     return _need(data_dir() / "minimal" / "minimal_instance.pkg.slp")
+
+
+@pytest.fixture(scope="session")
+def cases_dir() -> Path:
+    """Small real inputs that once broke rtpose (``RTPOSE_DATA/../cases``, see its README)."""
+    return _need(data_dir().parent / "cases")

@@ -398,7 +398,9 @@ class StallingReplay(ReplayCamera):
     """
 
     def __init__(self, path, frames_before_stall: int, hang: bool):
-        super().__init__(path, fps=150, frames="0-599")
+        # A buffer deep enough that no exposure is lost to thread scheduling on a loaded machine, so that
+        # the frames acquired before the stall are exactly frames_before_stall.
+        super().__init__(path, fps=150, frames="0-599", buffer_frames=64)
         self.remaining, self.hang = frames_before_stall, hang
         self.closed = threading.Event()
         self.stalled_at: float | None = None

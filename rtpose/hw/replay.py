@@ -15,10 +15,10 @@ buffer) are never decoded, and a camera faster than the machine does not starve 
 engine of CPU. Reaching the next frame used skips the ones between by grabbing or
 seeking, whichever the stream makes cheaper (see ``rtpose.data.video.VideoReader``);
 when looping, a second reader is positioned at the start of the range in the
-background, so the wrap costs no seek. While its reader uses most frames and the next
-exposure leaves time, ``read`` decodes the frame it handed over last before waiting, so
-a reader that keeps up gets its pixels without waiting for them. Decoding is the
-replay's readout: ``Frame.t_arrival`` is when the pixels were ready.
+background, so the wrap costs no seek. While its reader uses most frames, a thread
+decodes each next frame ahead of its exposure, so a reader that keeps up gets its
+pixels without waiting for them. Decoding is the replay's readout: ``Frame.t_arrival``
+is when the pixels were ready (the hand-over, or later for a frame decoded on use).
 
 A container may declare more frames than its stream holds (see ``rtpose.data.video``):
 the real end of the stream ends the playback ("source ended") like the end of the
@@ -76,14 +76,16 @@ class ReplayCamera(Camera):
         self._reader: VideoReader | None = None
         self._standby: _Standby | None = None
         self._recent: dict[int, tuple[np.ndarray, float]] = {}  # last decoded frames by source index, oldest first
-        self._last: tuple[int, int] | None = None  # (seq, source index) handed over last, for a prefetch
-        self._decode_s: float | None = None  # running mean time of one decode
+        self._next_up: tuple[int, int] | None = None  # (seq, source index) of the next exposure, to decode ahead
+        self._handed_over = threading.Event()
+        self._prefetcher: threading.Thread | None = None
         self._delivered = self._used = 0  # frames handed over and used, in the current window
-        self._use_ratio = 1.0  # share of the frames handed over that the reader used (last window)
+        self._use_ratio = 0.0  # share of the frames handed over that the reader used (last window; none yet)
         self._t0 = 0.0
         self._next_seq = 0
         self._pos = 0  # position in _order of the frame next_seq shows
         self._dropped = 0
+        self.decoded = 0  # frames whose pixels were decoded (the others were only skipped over)
         self._opened = False
         self._ended = False
 
@@ -132,16 +134,20 @@ class ReplayCamera(Camera):
                 raise RtposeError(f"{self.path}: the file declares no frame rate; set camera.fps")
             self._shape = reader.shape
             first = self._order[0]
-            if first > 0 and not reader.is_package:
-                try:  # position the decoder, so the first frame costs no seek once the clock runs
-                    reader.read(first - 1)
-                except (FrameNotDecoded, StreamEnded):
-                    pass
+            try:  # decode the first frame before the clock runs, as a camera has it at its exposure
+                if first > 0 and not reader.is_package:
+                    reader.read(first - 1)  # positioned first: no seek
+                self._recent[first] = (reader.read(first), clock.now())
+                self.decoded = 1
+            except (FrameNotDecoded, StreamEnded):
+                pass
         except BaseException:
             reader.close()
             raise
         self._reader = reader
         self._stop.clear()
+        self._prefetcher = threading.Thread(target=self._prefetch, name="replay-prefetch", daemon=True)
+        self._prefetcher.start()
         self._t0 = clock.now()
         self._next_seq = self._pos = self._dropped = 0
         self._ended = False
@@ -182,7 +188,6 @@ class ReplayCamera(Camera):
                     f"{t_exposure - now:.3g} s at {self._fps:g} FPS)"
                 )
             return None
-        self._prefetch(until=t_exposure)
         wait = t_exposure - clock.now()
         if wait > 0 and self._stop.wait(wait):
             return None
@@ -192,9 +197,11 @@ class ReplayCamera(Camera):
         index = self._order[self._pos]
         frame = Frame(index=index, image=functools.partial(self._pixels, self._next_seq, index),
                       t_exposure=t_exposure, t_arrival=clock.now(), seq=self._next_seq)
-        self._last = (self._next_seq, index)
         self._delivered += 1
         self._advance(1)
+        if not self._finished():  # the next frame, decoded ahead if the reader uses most frames
+            self._next_up = (self._next_seq, self._order[self._pos])
+            self._handed_over.set()
         return frame
 
     def _pixels(self, seq: int, index: int, prefetch: bool = False) -> tuple[np.ndarray, float]:
@@ -219,7 +226,6 @@ class ReplayCamera(Camera):
             if index in self._recent:
                 return self._recent[index]
             reader = self._reader = self._reader_for(reader, index)
-            started = clock.now()
             try:
                 image = reader.read(index)
             except FrameNotDecoded as exc:
@@ -228,7 +234,7 @@ class ReplayCamera(Camera):
                 self._length = bisect.bisect_left(self._order, exc.frames_read)
                 raise FrameLost(f"{self.name}: {exc}", seq) from None
             done = clock.now()
-            self._decode_s = done - started if self._decode_s is None else 0.8 * self._decode_s + 0.2 * (done - started)
+            self.decoded += 1
             # Kept for a second use (a loop, a late reader) that would otherwise seek back.
             self._recent[index] = (image, done)
             while len(self._recent) > _RECENT_FRAMES:
@@ -237,24 +243,27 @@ class ReplayCamera(Camera):
         finally:
             self._lock.release()
 
-    def _prefetch(self, until: float) -> None:
-        """Decode the frame handed over last while waiting for the next exposure, if the
-        reader uses most frames (else it would mostly decode frames the loop drops) and
-        the decode fits before ``until``."""
-        if self._last is None:
-            return
-        seq, index = self._last
-        self._last = None
-        if self._delivered >= _USE_WINDOW:  # the share of frames used, over the last window
-            self._use_ratio = self._used / self._delivered
-            self._used = self._delivered = 0
-        expected = self._decode_s if self._decode_s is not None else math.inf  # known once the reader used one
-        if self._use_ratio < 0.5 or clock.now() + 1.5 * expected > until:
-            return
-        try:
-            self._pixels(seq, index, prefetch=True)
-        except (CameraError, _Busy):
-            pass  # the reader meets an error on use; a busy decoder is the reader's
+    def _prefetch(self) -> None:
+        """Thread: decode the next exposure's frame ahead of its time, so that a reader that
+        keeps up gets its pixels at the exposure, as from a camera. Only while the reader
+        uses most frames (else it would mostly decode frames the loop drops), and never in
+        ``read``'s thread, which stays as cheap as a camera driver's."""
+        while not self._stop.is_set():
+            if not self._handed_over.wait(0.1):
+                continue
+            self._handed_over.clear()
+            upcoming, self._next_up = self._next_up, None
+            if upcoming is None:
+                continue
+            if self._delivered >= _USE_WINDOW:  # the share of frames used, over the last window
+                self._use_ratio = self._used / self._delivered
+                self._used = self._delivered = 0
+            if self._use_ratio < 0.5:
+                continue
+            try:
+                self._pixels(*upcoming, prefetch=True)
+            except (CameraError, _Busy):
+                pass  # the reader meets an error on use; a busy decoder is the reader's
 
     def _reader_for(self, reader: VideoReader, index: int) -> VideoReader:
         """The reader to decode ``index`` with: when looping, a reader positioned at the
@@ -276,6 +285,9 @@ class ReplayCamera(Camera):
         """Stop; a ``read`` blocked in another thread returns ``None``, and a frame used after
         this raises ``CameraError``. A closed replay does not reopen."""
         self._stop.set()
+        prefetcher = self._prefetcher
+        if prefetcher is not None and prefetcher is not threading.current_thread():
+            prefetcher.join(timeout=5.0)
         locked = self._lock.acquire(timeout=5.0)  # never release a capture in the middle of a decode
         try:
             if self._reader is not None and locked:
