@@ -20,6 +20,7 @@ HANDLERS = {
     "export": "rtpose.export.command",
     "predict": "rtpose.engine.predict",
     "bench": "rtpose.engine.bench",
+    "check": "rtpose.engine.check",
     "eval": "rtpose.eval.command",
     "run": "rtpose.live.command",
     "calibrate": "rtpose.calibrate.command",
@@ -47,6 +48,14 @@ def _overrides_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _precision_arg(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--int8", dest="precision", action="store_const", const="int8", default="auto",
+                       help="run the export's int8 graph (default: ort-cpu runs int8 where it passes its "
+                            "self-check and is faster on this machine)")
+    group.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="run the fp32 graph")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtpose", description="Real-time closed-loop multi-animal pose tracking."
@@ -63,11 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a trained model to one end-to-end ONNX graph")
     p.add_argument("model_dir", help="model directory written by `rtpose train`")
-    p.add_argument("-o", "--output", required=True, help="export directory (model.onnx + rtpose.json)")
+    p.add_argument("-o", "--output", required=True,
+                   help="export directory (model.onnx, model.int8.onnx with --int8, reference.npz, rtpose.json)")
     p.add_argument("--max-instances", type=int, default=None, help="instances per frame (default: classes)")
     p.add_argument("--frame-size", metavar="HxW", help="frame size the graph takes (default: training video)")
     p.add_argument("--int8", action="store_true",
-                   help="quantise the convolutions to int8 (about 2x faster on CPUs with VNNI), checked against fp32")
+                   help="also write an int8 graph (7-bit weights: same results with or without VNNI), "
+                        "checked against fp32")
     p.add_argument("--calibration-frames", type=int, default=50, help="training frames that calibrate --int8")
 
     p = sub.add_parser(
@@ -83,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "directory when the input's folder is read-only)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
+    _precision_arg(p)
     p.add_argument("--only-labeled", action="store_true", help="with a .slp input: only its labeled frames")
     p.add_argument("--no-continuity", action="store_true",
                    help="identities from the identity head alone, even where it calls two animals the same "
@@ -94,10 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     _frames_arg(p, "the first 100 frames of the input, or all of a shorter one")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--engine", default="ort-cpu")
+    _precision_arg(p)
     p.add_argument("--json", dest="json_out", help="write the figures as JSON")
     p.add_argument("--histogram", help="write a latency histogram PNG")
     p.add_argument("--warmup", type=int, default=20, help="untimed frames first (default: %(default)s)")
     p.add_argument("--no-batch-sweep", action="store_true", help="skip the throughput sweep over batch sizes")
+
+    p = sub.add_parser("check", help="run an export's graphs on its reference frames here and compare")
+    p.add_argument("-m", "--model", required=True, help="export directory")
+    p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
+    p.add_argument("--json", dest="json_out", help="write the results as JSON")
 
     p = sub.add_parser("eval", help="score predictions against ground truth (OKS mAP, errors, identity)")
     p.add_argument("-g", "--ground-truth", required=True, help="ground-truth .slp")

@@ -39,14 +39,17 @@ def default_output(input_path: Path) -> Path:
 
 def predict(model: str | Path, input_path: str | Path, frames: str | None = None, output: str | Path | None = None,
             batch_size: int = 1, engine_name: str = "ort-cpu", only_labeled: bool = False,
-            progress: bool = True, continuity: bool = True, report: DecodeReport | None = None) -> Path:
+            progress: bool = True, continuity: bool = True, report: DecodeReport | None = None,
+            precision: str = "auto") -> Path:
     """Predict poses on ``frames`` of ``input_path`` and write them to ``output`` (.slp).
 
     ``report``, when given, receives the frames that could not be read (see the module
-    docstring); the caller decides what they mean for its exit status.
+    docstring); the caller decides what they mean for its exit status. ``precision``:
+    which graph of the export (rtpose.engine.base.load_engine).
 
     Raises:
-        RtposeError: bad input, model or output path (nothing is written).
+        RtposeError: bad input, model or output path (nothing is written), or a graph
+            that fails its self-check on this machine.
     """
     if batch_size < 1:
         raise RtposeError("--batch-size must be at least 1")
@@ -60,7 +63,7 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     output = Path(output) if output else default_output(Path(input_path))
     if not output.parent.is_dir():
         raise RtposeError(f"{output}: its folder does not exist")
-    engine = load_engine(model, engine_name)
+    engine = load_engine(model, engine_name, precision)
     spec = engine.spec
     follow = IdentityContinuity(spec.n_classes) if continuity else None
     results: list[tuple[int, Poses]] = []
@@ -96,6 +99,7 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     n_inst = sum(len(p) for _, p in results)
     print(f"{len(results)} frames, {n_inst} instances -> {output} ({len(results) / wall:.0f} frames/s, "
           f"{engine.name} on {engine.device})")
+    print(f"ran the {engine.describe_graph()}")
     if follow is not None and follow.followed:
         print(f"identities followed from the previous frame where the identity head was not decisive: "
               f"{follow.followed} frames (--no-continuity: the head alone)")
@@ -109,5 +113,5 @@ def main(args: argparse.Namespace) -> int:
     """Exit status: 0, or :data:`EXIT_FRAMES_MISSING` when frames asked for could not be read."""
     report = DecodeReport()
     predict(args.model, args.input, args.frames, args.output, args.batch_size, args.engine, args.only_labeled,
-            continuity=not args.no_continuity, report=report)
+            continuity=not args.no_continuity, report=report, precision=args.precision)
     return EXIT_FRAMES_MISSING if report.missing else 0
