@@ -11,12 +11,13 @@ export RTPOSE_DATA ?= $(abspath ../shared/data)
 setup: $(STAMP) browser
 
 # torch==2.13.0 first: on CPU machines that takes the local CPU build, so the
-# `train` extra's torch range is already met and no CUDA packages are pulled.
+# `train` extra's torch range is already met and no CUDA packages are pulled. `fleet` (Ray)
+# is for the tests of `rtpose predict` on Ray; the demo does not use it.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[train,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[train,dev,fleet]'
 	touch $(STAMP)
 
 # The view's tests drive Debian's chromium through chromium-driver. Where either is missing,
