@@ -6,17 +6,18 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rtpose-installed
 export RTPOSE_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test setup model clean-venv
+.PHONY: demo test setup model model-export clean-venv
 
 setup: $(STAMP)
 
 # torch==2.13.0 first: on CPU machines that takes the local CPU build, so the
-# `train` extra's torch range is already met and no CUDA packages are pulled.
+# `train` extra's torch range is already met and no CUDA packages are pulled. `fleet` (Ray)
+# is for the tests of `rtpose predict` on Ray; the demo does not use it.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[train,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[train,dev,fleet]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,16 +32,35 @@ clean-venv:
 	rm -rf $(VENV)
 
 # Retrain, export and evaluate the shipped flies13 model (<= 20 min on 2 CPU cores).
+# The export holds an fp32 and an int8 graph; both are scored. `make model EMULATE=1`
+# also scores the int8 graph on an emulated AVX2 CPU without VNNI (qemu-user, ~5 min).
 MODEL_RUN := runs/flies13
 FLIES := $(RTPOSE_DATA)/flies13
+VAL := -i $(FLIES)/clip.trainval.slp --only-labeled --frames 1150-1199
+EVAL := -g $(FLIES)/clip.trainval.slp --px-per-mm 30.3
 model: $(STAMP)
 	$(PY) -m rtpose train experiments/train/flies13.yaml -o $(MODEL_RUN)
+	$(MAKE) model-export
+
+# Everything after training: export, check, score each graph, write the model card.
+model-export: $(STAMP)
 	$(PY) -m rtpose export $(MODEL_RUN) -o models/flies13 --int8
-	$(PY) -m rtpose predict -m models/flies13 -i $(FLIES)/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(MODEL_RUN)/val_predictions.slp
-	$(PY) -m rtpose eval -g $(FLIES)/clip.trainval.slp -p $(MODEL_RUN)/val_predictions.slp --px-per-mm 30.3 --json $(MODEL_RUN)/val_eval.json
-	$(PY) experiments/train/model_card.py $(MODEL_RUN) models/flies13 $(MODEL_RUN)/val_eval.json "make model" \
+	$(PY) -m rtpose check -m models/flies13
+	$(PY) -m rtpose predict -m models/flies13 $(VAL) -o $(MODEL_RUN)/val_predictions.slp
+	$(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions.slp --json $(MODEL_RUN)/val_eval.json
+	for g in fp32 int8; do \
+	  $(PY) -m rtpose predict -m models/flies13 --$$g $(VAL) -o $(MODEL_RUN)/val_predictions_$$g.slp && \
+	  $(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions_$$g.slp --json $(MODEL_RUN)/val_eval_$$g.json || exit 1; \
+	done
+	$(if $(EMULATE),qemu-x86_64 -cpu Haswell $(PY) -m rtpose predict -m models/flies13 --int8 $(VAL) -o $(MODEL_RUN)/val_predictions_int8_haswell.slp 2>&1 | grep -v TCG; \
+	  $(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions_int8_haswell.slp --json $(MODEL_RUN)/val_eval_int8_haswell.json)
+	$(PY) experiments/train/model_card.py $(MODEL_RUN) models/flies13 $(MODEL_RUN)/val_eval.json \
+	  --graph fp32=$(MODEL_RUN)/val_eval_fp32.json --graph int8=$(MODEL_RUN)/val_eval_int8.json \
+	  $(if $(EMULATE),--graph "int8 on qemu-x86_64 -cpu Haswell (AVX2 without VNNI; flags by CPUID: avx2)=$(MODEL_RUN)/val_eval_int8_haswell.json") \
+	  "make model$(if $(EMULATE), EMULATE=1)" \
 	  "# which runs:" \
 	  "rtpose train experiments/train/flies13.yaml -o $(MODEL_RUN)" \
 	  "rtpose export $(MODEL_RUN) -o models/flies13 --int8" \
-	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(MODEL_RUN)/val_predictions.slp" \
+	  "rtpose check -m models/flies13" \
+	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(MODEL_RUN)/val_predictions.slp   # and with --fp32, --int8" \
 	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.trainval.slp -p $(MODEL_RUN)/val_predictions.slp --px-per-mm 30.3 --json $(MODEL_RUN)/val_eval.json"

@@ -20,6 +20,7 @@ HANDLERS = {
     "export": "rtpose.export.command",
     "predict": "rtpose.engine.predict",
     "bench": "rtpose.engine.bench",
+    "check": "rtpose.engine.check",
     "eval": "rtpose.eval.command",
     "run": "rtpose.live.command",
     "calibrate": "rtpose.calibrate.command",
@@ -46,6 +47,14 @@ def _overrides_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _precision_arg(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--int8", dest="precision", action="store_const", const="int8", default="auto",
+                       help="run the export's int8 graph (default: ort-cpu runs int8 where it passes its "
+                            "self-check and is faster on this machine)")
+    group.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="run the fp32 graph")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtpose", description="Real-time closed-loop multi-animal pose tracking."
@@ -54,34 +63,53 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a top-down ID model (centroid + centered-instance)")
-    p.add_argument("config", help="training config YAML (see experiments/train/)")
-    p.add_argument("-o", "--output", help="model directory (default: from the config)")
+    p.add_argument("config", help="training config YAML (see experiments/train/), or a SLEAP labels file "
+                                  "(.slp, .pkg.slp): every setting derived from the labels and this machine")
+    p.add_argument("-o", "--output", help="model directory (default: from the config; runs/LABELS for a .slp)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="with a .slp: wall-clock budget of the whole run (default 20)")
     p.add_argument("--resume", action="store_true", help="continue from the model dir's last checkpoint")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value by its dotted key (repeatable)")
 
     p = sub.add_parser("export", help="export a trained model to one end-to-end ONNX graph")
     p.add_argument("model_dir", help="model directory written by `rtpose train`")
-    p.add_argument("-o", "--output", required=True, help="export directory (model.onnx + rtpose.json)")
+    p.add_argument("-o", "--output", required=True,
+                   help="export directory (model.onnx, model.int8.onnx with --int8, reference.npz, rtpose.json)")
     p.add_argument("--max-instances", type=int, default=None, help="instances per frame (default: classes)")
     p.add_argument("--frame-size", metavar="HxW", help="frame size the graph takes (default: training video)")
     p.add_argument("--int8", action="store_true",
-                   help="quantise the convolutions to int8 (about 2x faster on CPUs with VNNI), checked against fp32")
+                   help="also write an int8 graph (7-bit weights: same results with or without VNNI), "
+                        "checked against fp32")
     p.add_argument("--calibration-frames", type=int, default=50, help="training frames that calibrate --int8")
 
     p = sub.add_parser(
-        "predict", help="predict poses on a video or .slp and write .slp",
-        description="Exit status: 0; 2 for bad input (nothing written); 3 when frames asked for could not be "
-                    "read (undecodable, or past the real end of the stream): the poses of every frame read are "
-                    "written and the .slp lists the others (provenance rtpose.frames_not_read).")
+        "predict", help="predict poses on videos or .slp files and write .slp",
+        description="One input: poses in one process. Several inputs, a folder, a quoted glob pattern, or "
+                    "--workers/--ray: on Ray (pip install 'rtpose[fleet]'), one .slp per input and manifest.json "
+                    "in the output folder; the same command again resumes an interrupted run. "
+                    "Exit status: 0; 2 for bad input (nothing written); 3 when frames asked for could not be "
+                    "read (undecodable, or past the real end of the stream) or, on Ray, an input failed: the "
+                    "poses of every frame read are written and the .slp lists the others (provenance "
+                    "rtpose.frames_not_read).")
     p.add_argument("-m", "--model", required=True, help="export directory")
-    p.add_argument("-i", "--input", required=True,
-                   help="video file, or .slp (predicts on its video; on a package, .pkg.slp, on the frames it holds)")
+    p.add_argument("-i", "--input", required=True, nargs="+", metavar="INPUT",
+                   help="video file, or .slp (predicts on its video; on a package, .pkg.slp, on the frames it "
+                        "holds); several files, folders or quoted glob patterns run on Ray")
     _frames_arg(p, "every frame the input holds")
-    p.add_argument("-o", "--output", help="output .slp (default: INPUT.predictions.slp, or in the working "
-                   "directory when the input's folder is read-only)")
+    p.add_argument("-o", "--output", help="one input: output .slp (default: INPUT.predictions.slp, or in the "
+                   "working directory when the input's folder is read-only); on Ray: the output folder "
+                   "(default: ./rtpose-predictions)")
+    p.add_argument("--workers", type=int, help="Ray workers, each with its own engine (default: one per chunk, "
+                   "up to one per CPU); runs on Ray even for one input")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads per Ray worker (default: as many as fit "
+                   "the nodes' CPUs)")
+    p.add_argument("--ray", metavar="ADDRESS", help="Ray cluster to run on (default: $RAY_ADDRESS, else a "
+                   "local Ray on this machine)")
+    p.add_argument("--chunk-frames", type=int, help="frames per chunk of work on Ray (default: 500)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
+    _precision_arg(p)
     p.add_argument("--only-labeled", action="store_true", help="with a .slp input: only its labeled frames")
     p.add_argument("--no-continuity", action="store_true",
                    help="identities from the identity head alone, even where it calls two animals the same "
@@ -93,10 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     _frames_arg(p, "the first 100 frames of the input, or all of a shorter one")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--engine", default="ort-cpu")
+    _precision_arg(p)
     p.add_argument("--json", dest="json_out", help="write the figures as JSON")
     p.add_argument("--histogram", help="write a latency histogram PNG")
     p.add_argument("--warmup", type=int, default=20, help="untimed frames first (default: %(default)s)")
     p.add_argument("--no-batch-sweep", action="store_true", help="skip the throughput sweep over batch sizes")
+
+    p = sub.add_parser("check", help="run an export's graphs on its reference frames here and compare")
+    p.add_argument("-m", "--model", required=True, help="export directory")
+    p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
+    p.add_argument("--json", dest="json_out", help="write the results as JSON")
 
     p = sub.add_parser("eval", help="score predictions against ground truth (OKS mAP, errors, identity)")
     p.add_argument("-g", "--ground-truth", required=True, help="ground-truth .slp")
@@ -132,10 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _handler(args: argparse.Namespace) -> str:
+    """The module that runs the command: ``predict`` over several inputs runs on Ray."""
+    if args.command == "predict":
+        from rtpose.fleet.inputs import use_fleet
+
+        if use_fleet(args.input, args.workers, args.ray, args.chunk_frames):
+            return "rtpose.fleet.run"
+    return HANDLERS[args.command]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        handler = importlib.import_module(HANDLERS[args.command])
+        handler = importlib.import_module(_handler(args))
         return int(handler.main(args) or 0)
     except RtposeError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -304,7 +304,9 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], source: str | Path | No
         parent, key = tuple(first["loc"][:-1]), str(first["loc"][-1])
         missing = [str(e["loc"][-1]) for e in errors if e.get("type") == "missing" and tuple(e["loc"][:-1]) == parent]
         close = difflib.get_close_matches(key, missing, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        if close:  # one typo, not two problems
+            hint = f" (did you mean '{close[0]}'?)"
+            errors = [e for e in errors if not (e.get("type") == "missing" and tuple(e["loc"]) == (*parent, close[0]))]
     loc = [*prefix]
     tags = {tuple(k): frozenset(v) for k, v in (unions or {}).items()}
     for item in first["loc"]:

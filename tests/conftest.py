@@ -6,11 +6,19 @@ machine without the data shows red, not a quiet green.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from rtpose.paths import data_dir
+
+
+def pytest_configure(config) -> None:
+    # ort-cpu's per-machine graph timing cache (rtpose.engine.graph_choice): a fresh one per
+    # test session, so tests neither read nor write the user's ~/.cache/rtpose
+    os.environ["RTPOSE_CACHE_DIR"] = tempfile.mkdtemp(prefix="rtpose-cache-")
 
 
 def _need(path: Path) -> Path:

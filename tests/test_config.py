@@ -33,7 +33,7 @@ def test_a_misspelt_key_in_a_device_file_names_its_line(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_device_file(path, DaqDevice)
     message = str(error.value)
-    assert message.startswith(f"{path}:{line}: ao.opto_led.range_volt: unknown key (did you mean 'range_volts'?)")
+    assert message == f"{path}:{line}: ao.opto_led.range_volt: unknown key (did you mean 'range_volts'?)"
     assert "\n" not in message
     # inside a protocol's daq section, the same line behind the protocol's field
     with pytest.raises(RtposeError) as error:

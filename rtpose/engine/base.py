@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from rtpose.data.video import to_gray
+from rtpose.engine.identities import assign_identities  # public here too (tests, callers)
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
 from rtpose.poses import Poses
+
+
+PRECISIONS = ("auto", "int8", "fp32")  # which graph of the export to run; auto: the engine decides
 
 
 class Engine(abc.ABC):
@@ -27,18 +30,26 @@ class Engine(abc.ABC):
     identity assignment) is shared. ``rtpose.engine.base.ENGINES`` maps names to backends
     and ``load_engine`` opens one.
 
+    ``graph`` says which arithmetic runs (``fp32``, ``int8``, ``fp16``) and ``graph_reason``
+    why; ``check`` is the self-check against the export's references (rtpose.engine.selfcheck),
+    None for an export without references.
+
     Args:
-        export_dir: An export directory (``model.onnx`` + ``rtpose.json``).
+        export_dir: An export directory (rtpose.export.spec lists its files).
 
     Raises:
-        RtposeError: The directory holds no readable ``rtpose.json``.
+        RtposeError: The directory holds no readable ``rtpose.json`` or misses a graph it names.
     """
 
     name: str = ""
+    reduced_precision: bool = False  # True: checked with the int8/FP16 bounds, not fp32's
 
     def __init__(self, export_dir: str | Path):
         self.export_dir = Path(export_dir)
         self.spec = ExportSpec.load(self.export_dir)
+        self.graph = "fp32"
+        self.graph_reason = ""
+        self.check = None
 
     @property
     @abc.abstractmethod
@@ -94,6 +105,36 @@ class Engine(abc.ABC):
     def close(self) -> None:
         """Release the runtime's resources (a GPU context, a session); the engine is unusable after."""
 
+    def self_check(self):
+        """Run the graph on the export's references (rtpose.engine.selfcheck).
+
+        Returns:
+            The CheckResult, or None where the export has no references.
+
+        Raises:
+            RtposeError: The graph does not reproduce the references on this machine.
+        """
+        from rtpose.engine.selfcheck import FP32_BOUNDS, REDUCED_BOUNDS, load_references, refusal, run_check
+
+        refs = load_references(self.export_dir, self.spec)
+        if refs is None:
+            self.graph_reason += " (unchecked: the export has no reference outputs; re-export it with this rtpose)"
+            return None
+        bounds = REDUCED_BOUNDS if self.reduced_precision or self.graph != "fp32" else FP32_BOUNDS
+        self.check = run_check(self.run_raw, refs, self.spec, bounds, self.graph)
+        if not self.check.passed:
+            raise refusal(self.export_dir, self.name, self.check, self.refusal_fix())
+        return self.check
+
+    def refusal_fix(self) -> str:
+        """What a user can do about a failed self-check (the end of the one-line error)."""
+        return ("the export was damaged or changed after it was written, or this runtime computes it differently: "
+                "export it again with `rtpose export`, or try another --engine")
+
+    def describe_graph(self) -> str:
+        """``int8 graph (why)``: for predict, bench and the run summary."""
+        return f"{self.graph} graph" + (f" ({self.graph_reason.strip()})" if self.graph_reason else "")
+
 
 def prepare_frame(frame: np.ndarray, spec: ExportSpec) -> np.ndarray:
     """Grey uint8 of exactly the exported size: smaller frames are padded, larger refused."""
@@ -107,21 +148,6 @@ def prepare_frame(frame: np.ndarray, spec: ExportSpec) -> np.ndarray:
     out = np.zeros((H, W), np.uint8)
     out[:h, :w] = img
     return out
-
-
-def assign_identities(class_probs: np.ndarray) -> np.ndarray:
-    """One instance per class, maximising summed log-probability (Hungarian).
-
-    Instances left without a class (more instances than classes) get -1.
-    """
-    n = class_probs.shape[0]
-    identity = np.full(n, -1, np.int32)
-    if n == 0 or class_probs.shape[1] == 0:
-        return identity
-    cost = -np.log(np.clip(class_probs, 1e-9, 1.0))
-    rows, cols = linear_sum_assignment(cost)
-    identity[rows] = cols
-    return identity
 
 
 def raw_to_poses(raw: dict[str, np.ndarray], i: int, spec: ExportSpec) -> Poses:
@@ -148,14 +174,32 @@ ENGINES = {
 }
 
 
-def load_engine(export_dir: str | Path, name: str = "ort-cpu", **options) -> Engine:
-    """Open ``export_dir`` with the named runtime and warm it up."""
+def load_engine(export_dir: str | Path, name: str = "ort-cpu", precision: str = "auto", **options) -> Engine:
+    """Open ``export_dir`` with the named runtime, warm it up and self-check it.
+
+    The self-check runs the graph on the export's references (rtpose.engine.selfcheck).
+
+    Args:
+        export_dir: an export directory (rtpose.export.spec).
+        name: one of ``ENGINES``.
+        precision: ``auto`` (the engine picks: ort-cpu runs int8 where it passes its
+            self-check and is faster here), ``int8`` or ``fp32`` to force a graph.
+        **options: the engine's own options (e.g. ``threads`` for ONNX Runtime).
+
+    Raises:
+        RtposeError: unknown engine or precision, a runtime that is not installed, or a
+            graph that does not reproduce the export's reference outputs on this machine.
+    """
     import importlib
 
     if name not in ENGINES:
         raise RtposeError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    if precision not in PRECISIONS:
+        raise RtposeError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     module_name, cls_name = ENGINES[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    engine = cls(export_dir, **options)
+    engine = cls(export_dir, precision=precision, **options)
     engine.warmup()
+    if engine.check is None:  # ort-cpu has checked the graph it chose already
+        engine.self_check()
     return engine

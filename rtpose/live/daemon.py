@@ -227,7 +227,7 @@ class Daemon:
             options = {}
             if p.model.engine == "ort-cpu":
                 options["threads"] = p.model.threads or live_cpu_threads()
-            self.engine = load_engine(loaded.export_dir, p.model.engine, **options)
+            self.engine = load_engine(loaded.export_dir, p.model.engine, p.model.precision, **options)
         if self.camera is None:
             self.camera = make_camera(p.camera)  # not open yet: nothing is exposed before the DAQ is at 0 V
         if p.publisher.enabled:
@@ -290,6 +290,7 @@ class Daemon:
             "model": str(self.loaded.export_dir),
             "engine": getattr(self.engine, "name", ""),
             "engine_device": getattr(self.engine, "device", ""),
+            "engine_graph": getattr(self.engine, "graph", ""),
             "camera": camera,
             "video": str(p.camera.path) if p.camera.backend == "replay" else None,
             "channels": dict(self.program.channels),

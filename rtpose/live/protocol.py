@@ -21,7 +21,7 @@ quoted, since ``{`` opens a YAML flow mapping)::
 
     name: male_approach_replay           # default: the file name; names the recording
     camera: {backend: replay, path: "${RTPOSE_DATA}/flies13/clip.mp4", fps: 150}
-    model: {export_dir: models/flies13, engine: ort-cpu}   # threads: N (default: cores - 1)
+    model: {export_dir: models/flies13, engine: ort-cpu}   # threads: N (default: cores - 1), precision: auto/int8/fp32
     arena: {px_per_mm: 30.3}
     identities: [female, male]           # must be classes of the model
     features:                            # see rtpose.rules
@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
 
 import attrs
 from pydantic import ConfigDict, Field, field_validator
@@ -68,6 +68,9 @@ class ModelSection(_Section):
     export_dir: str
     engine: str = "ort-cpu"
     threads: int | None = Field(None, ge=1, le=256)  # ONNX Runtime intra-op threads; None: all cores but one
+    # which graph of the export: auto (ort-cpu runs int8 where it passes its self-check and
+    # is faster here, rtpose.engine.graph_choice), int8 or fp32 to force one
+    precision: Literal["auto", "int8", "fp32"] = "auto"
     # where the identity head calls two animals the same class, keep the previous frame's
     # identities, matched by position (rtpose/engine/continuity.py); false: the head alone
     identity_continuity: bool = True

@@ -48,7 +48,6 @@ Subscribe with, e.g.::
 from __future__ import annotations
 
 import math
-import queue
 import threading
 from typing import Any, Callable, Sequence
 
@@ -58,6 +57,7 @@ import zmq
 from rtpose import clock
 from rtpose.errors import RtposeError
 from rtpose.live.records import FrameRecord
+from rtpose.live.worker import QueueWorker
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 
@@ -112,93 +112,75 @@ def message_for(record: FrameRecord, class_names: Sequence[str]) -> dict[str, An
     }
 
 
-class Publisher:
-    """A PUB socket owned by one thread, fed through a bounded queue."""
+class Publisher(QueueWorker[FrameRecord]):
+    """A PUB socket owned by one thread, fed through a bounded queue (``offer`` never waits)."""
 
     def __init__(self, address: str = DEFAULT_ADDRESS, topic: str = "poses", hwm: int = 100,
                  queue_size: int = 256, class_names: Sequence[str] = (),
-                 on_error: Callable[[BaseException], None] = lambda exc: None):
+                 on_error: Callable[[BaseException], None] | None = None):
+        super().__init__("rtpose-publisher", queue_size, batch_max=1, on_error=on_error)
         self.address = address
-        self._on_error = on_error
         self.topic = topic.encode()
         self.hwm = hwm
         self.class_names = list(class_names)
-        self._queue: queue.Queue[FrameRecord] = queue.Queue(maxsize=queue_size)
-        self._stop = threading.Event()
         self._bound = threading.Event()
         self._bind_error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None  # what ended the thread early, if anything
-        self.offered = 0
-        self.overflow = 0  # records the loop could not queue (publisher thread behind)
+        self._context: zmq.Context | None = None
+        self._socket: zmq.Socket | None = None
         self.sent = 0
         self.not_sent = 0  # send refused by ZeroMQ (would block; a PUB socket drops at its HWM without telling)
         self.max_send_s = 0.0
         self.endpoint = ""  # what was bound (tcp://127.0.0.1:PORT, after a wildcard port too)
 
     def start(self) -> None:
-        """Bind (in the publisher thread) and wait for it; a bad or busy address raises here."""
-        self._thread = threading.Thread(target=self._run, name="rtpose-publisher", daemon=True)
-        self._thread.start()
+        """Bind (in the publisher thread) and wait for it; a bad or busy address raises here.
+
+        Raises:
+            RtposeError: The address cannot be bound (busy, or not an address of this machine).
+        """
+        self.start_thread()
         self._bound.wait(10.0)
         if self._bind_error is not None:
-            self._thread.join(1.0)
+            self.stop(1.0)
             raise RtposeError(f"publisher: cannot bind {self.address} ({self._bind_error})")
 
-    def offer(self, record: FrameRecord) -> bool:
-        """Queue a record without waiting; False (and counted) when the queue is full."""
-        self.offered += 1
+    def setup(self) -> None:
+        """Create the socket and bind it, in the thread that will use it (ZeroMQ sockets are not thread-safe)."""
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.PUB)
         try:
-            self._queue.put_nowait(record)
-            return True
-        except queue.Full:
-            self.overflow += 1
-            return False
-
-    def _run(self) -> None:
-        context = zmq.Context()
-        socket = context.socket(zmq.PUB)
-        try:
-            socket.setsockopt(zmq.SNDHWM, self.hwm)
-            socket.setsockopt(zmq.LINGER, 0)
-            try:
-                socket.bind(self.address)
-                self.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
-            except zmq.ZMQError as exc:
-                self._bind_error = exc
-                return
-            finally:
-                self._bound.set()
-            self._serve(socket)
-        except BaseException as exc:
-            self.error = exc
-            self._on_error(exc)
+            self._socket.setsockopt(zmq.SNDHWM, self.hwm)
+            self._socket.setsockopt(zmq.LINGER, 0)
+            self._socket.bind(self.address)
+            self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        except zmq.ZMQError as exc:
+            self._bind_error = exc  # start() raises it in the caller's thread; nothing to serve
+            self._stop.set()
         finally:
-            socket.close(linger=0)
-            context.term()
+            self._bound.set()
 
-    def _serve(self, socket: zmq.Socket) -> None:
-        while True:
-            try:
-                record = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return
-                continue
+    def handle(self, batch: list[FrameRecord]) -> None:
+        """Encode and send, never waiting: a send ZeroMQ refuses is counted in ``not_sent``."""
+        for record in batch:
             payload = msgpack.packb(message_for(record, self.class_names), use_bin_type=True)
             start = clock.now()
             try:
-                socket.send(frame_message(self.topic, payload), flags=zmq.NOBLOCK)
+                self._socket.send(frame_message(self.topic, payload), flags=zmq.NOBLOCK)
                 self.sent += 1
             except zmq.Again:
                 self.not_sent += 1
             self.max_send_s = max(self.max_send_s, clock.now() - start)
 
+    def cleanup(self) -> None:
+        """Close the socket at once (queued messages for slow subscribers are dropped) and the context."""
+        if self._socket is not None:
+            self._socket.close(linger=0)
+        if self._context is not None:
+            self._context.term()
+
     def close(self, timeout_s: float = 2.0) -> None:
         """Send what is queued (up to ``timeout_s``), then close the socket."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        self.stop(timeout_s)
 
     def stats(self) -> dict[str, Any]:
         return {"address": self.endpoint or self.address, "offered": self.offered, "sent": self.sent,

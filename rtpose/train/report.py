@@ -1,0 +1,117 @@
+"""The short report at the end of ``rtpose train``: how good, how fast, what next.
+
+The validation block is scored the way a user would score it: the model is exported
+(fp32, to a temporary directory), ``rtpose predict`` runs it with ONNX Runtime on the
+validation frames, and ``rtpose eval``'s scoring compares with the labels. The latency
+is ONNX Runtime's, batch 1, on this CPU, timed on the same frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rtpose.errors import RtposeError
+
+REPORT_FILE = "report.json"
+
+
+def validation_report(model_dir: Path, n_timed: int = 30) -> dict[str, Any]:
+    """Scores of the exported model on the model's validation frames, and its latency.
+
+    Returns a dict with ``map``, ``dist_px`` percentiles, ``id_accuracy``,
+    ``latency_ms`` (p50/p90 of ONNX Runtime batch-1 inference on this CPU) and
+    ``frames``; ``note`` says why a figure is missing.
+    """
+    from rtpose.data.labels import load_labels, user_frames
+    from rtpose.data.samples import split_frames
+    from rtpose.engine.base import load_engine
+    from rtpose.engine.predict import predict
+    from rtpose.eval.evaluate import evaluate
+    from rtpose.export.command import _check_frame
+    from rtpose.export.onnx_export import export
+
+    info = json.loads((model_dir / "model.json").read_text())
+    data = yaml.safe_load((model_dir / "config.yaml").read_text())["data"]
+    labels_path = Path(info["labels"])
+    labels = load_labels(labels_path, open_videos=False)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        export_dir = Path(tmp) / "export"
+        export(model_dir, export_dir, check_frame=_check_frame(model_dir))
+        frames = user_frames(labels, labels_path)
+        _, val = split_frames(frames, data.get("train_frames"), data.get("val_frames"), data.get("val_fraction"), 0)
+        if not val:
+            out["note"] = "no validation frames: nothing scored"
+            val = frames[-1:]
+        elif len(labels.videos) > 1:
+            out["note"] = "labels of several videos: score each with rtpose predict / rtpose eval"
+        else:
+            idx = sorted(f.frame_idx for f in val)
+            with contextlib.redirect_stdout(io.StringIO()):  # predict's own summary line
+                pred = predict(export_dir, labels_path, frames=f"{idx[0]}-{idx[-1]}", output=Path(tmp) / "val.slp",
+                               only_labeled=True, progress=False)
+            r = evaluate(labels_path, pred, frames=set(idx))
+            out.update({"frames": len(idx), "frame_range": f"{idx[0]}-{idx[-1]}", "map": r["map"],
+                        "dist_px": r["dist_px"], "id_accuracy": r["id_accuracy"], "n_gt": r["n_gt"],
+                        "n_matched": r["n_matched"]})
+        engine = load_engine(export_dir, "ort-cpu")
+        from rtpose.data.video import VideoReader
+
+        with VideoReader(val[0].video_path) as reader:
+            images = [reader.read(f.frame_idx) for f in val[:n_timed]]
+        engine.warmup(3)
+        times = []
+        for k in range(max(n_timed, len(images))):
+            t = time.perf_counter()
+            engine.infer(images[k % len(images)])
+            times.append((time.perf_counter() - t) * 1000)
+        out["latency_ms"] = {"p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90)),
+                             "engine": f"{engine.name} fp32 on {engine.device}"}
+    return out
+
+
+def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> None:
+    info = json.loads((model_dir / "model.json").read_text())
+    lines = [f"[bold]training report[/] ({model_dir}, {info['wall_minutes']:.1f} min on {cpu})"]
+    for net in ("centroid", "instance"):
+        n = info[net]
+        lines.append(f"  {net}: {n['epochs']} epochs in {n['wall_minutes']:.1f} min, best epoch {n['best_epoch']}, "
+                     f"stopped by {n['stopped']}")
+    if "map" in report:
+        d = report["dist_px"]
+        ident = f", identity {report['id_accuracy']:.1%}" if report.get("id_accuracy") == report.get("id_accuracy") \
+            and info["class_names"] else ""
+        lines.append(f"  validation frames {report['frame_range']} ({report['frames']} frames, "
+                     f"{report['n_matched']}/{report['n_gt']} instances found): OKS mAP {report['map']:.3f}, "
+                     f"node error p50 {d.get('p50', float('nan')):.1f} px, p90 {d.get('p90', float('nan')):.1f} px, "
+                     f"p95 {d.get('p95', float('nan')):.1f} px{ident}")
+    if report.get("note"):
+        lines.append(f"  {report['note']}")
+    lat = report.get("latency_ms")
+    if lat:
+        lines.append(f"  latency {lat['p50']:.1f} ms p50, {lat['p90']:.1f} ms p90 per frame ({lat['engine']}, "
+                     "batch 1)")
+    lines.append(f"  next: rtpose export {model_dir} -o models/{model_dir.name}")
+    for line in lines:
+        console.print(line, highlight=False)
+
+
+def write_report(model_dir: Path, report: dict[str, Any]) -> None:
+    (model_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, default=float))
+
+
+def safe_report(model_dir: Path) -> dict[str, Any]:
+    """:func:`validation_report`, or a note saying why there is none (the model is kept)."""
+    try:
+        return validation_report(model_dir)
+    except RtposeError as exc:
+        return {"note": f"no validation report: {exc}"}
