@@ -97,7 +97,11 @@ def _check_command(argv: list[str]) -> None:
     if args.command in ("run", "calibrate"):
         load_protocol(REPO / args.protocol, args.overrides, getattr(args, "duration", None))
     if args.command == "train":
-        load_config(REPO / args.config, TrainConfig, args.overrides)
+        source = Path(args.config)
+        if source.suffix in (".yaml", ".yml"):  # a training config; else labels to train on directly
+            load_config(REPO / source, TrainConfig, args.overrides)
+        else:
+            assert source.exists(), source
     if args.command == "predict" and use_fleet(args.input, args.workers, args.ray, args.chunk_frames):
         assert expand_inputs(args.input), args.input  # files, folders, patterns: each names something
         return
