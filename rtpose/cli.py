@@ -25,6 +25,7 @@ HANDLERS = {
     "run": "rtpose.live.command",
     "calibrate": "rtpose.calibrate.command",
     "listen": "rtpose.live.listen",
+    "view": "rtpose.view.command",
 }
 
 
@@ -167,6 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latest", action="store_true",
                    help="receive only the newest message each time (ZMQ_CONFLATE): for a listener slower than the "
                         "stream, which otherwise falls behind by what the sockets and kernel buffers hold")
+
+    p = sub.add_parser("view", help="a live view of a running daemon in a web browser")
+    p.add_argument("address", nargs="?", default="tcp://127.0.0.1:5555",
+                   help="the daemon's publisher.address (default tcp://127.0.0.1:5555)")
+    p.add_argument("--port", type=int, default=8050, help="HTTP port of the page (default 8050)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to serve on (default 127.0.0.1, this computer only; 0.0.0.0 for every one)")
+    p.add_argument("--topic", default="poses", help="the daemon's publisher.topic (default poses)")
+    p.add_argument("--stale", dest="stale_s", type=float, default=2.0, metavar="S",
+                   help="no message for this long during a run: the page says the stream is stale (default 2)")
     return parser
 
 

@@ -96,7 +96,9 @@ def _check_command(argv: list[str]) -> None:
     args = build_parser().parse_args(argv[1:])
     if args.command in ("run", "calibrate"):
         load_protocol(REPO / args.protocol, args.overrides, getattr(args, "duration", None))
-    if args.command == "train":
+    if args.command == "train" and Path(args.config).suffix == ".slp":  # labels alone: settings derived
+        assert Path(args.config).exists(), args.config
+    elif args.command == "train":
         load_config(REPO / args.config, TrainConfig, args.overrides)
     if args.command == "predict" and use_fleet(args.input, args.workers, args.ray, args.chunk_frames):
         assert expand_inputs(args.input), args.input  # files, folders, patterns: each names something
