@@ -96,7 +96,7 @@ def test_variables_and_paths(tmp_path, monkeypatch):
     assert expand_vars("costs $5 and a $ sign") == "costs $5 and a $ sign"
     assert expand_vars("~/x") == str(Path.home() / "x")
     monkeypatch.delenv("RTPOSE_DATA", raising=False)
-    assert expand_vars("${RTPOSE_DATA}") == str(REPO_ROOT.parent / "shared" / "data")
+    assert Path(expand_vars("${RTPOSE_DATA}")).resolve() == (REPO_ROOT.parent / "shared" / "data").resolve()
     with pytest.raises(ConfigError, match=r"environment variable RTPOSE_UNSET_X in '\$RTPOSE_UNSET_X/a' is not set"):
         expand_vars("$RTPOSE_UNSET_X/a")
     config = tmp_path / "train.yaml"
