@@ -32,3 +32,8 @@ def flies_video_path() -> Path:
 @pytest.fixture(scope="session")
 def minimal_labels_path() -> Path:
     return _need(data_dir() / "minimal" / "minimal_instance.pkg.slp")
+
+
+@pytest.fixture(scope="session")
+def flies_close_labels_path() -> Path:
+    return _need(data_dir() / "flies13" / "clip.close.slp")
