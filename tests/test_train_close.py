@@ -113,3 +113,19 @@ def test_reused_centroid_net_is_the_source_one(trained_close, tmp_path, capsys):
     assert cli(["train", str(write_config(tmp_path, cfg))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: centroid.reuse_from") and "architecture" in err[-1]
+
+
+def test_cpu_budget_clock_counts_work_not_waiting():
+    import time
+
+    from rtpose.train.loop import budget_clock
+
+    clock = budget_clock("cpu")
+    a = clock()
+    time.sleep(0.3)
+    b = clock()
+    assert b - a < 0.1  # sleeping costs no CPU
+    x = 0
+    while clock() - b < 0.05:  # burns CPU, so the clock moves on
+        x += 1
+    assert x > 0 and budget_clock("wall") is time.monotonic

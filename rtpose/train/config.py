@@ -78,7 +78,10 @@ class OptimConfig(Strict):
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     min_lr: float = Field(1e-6, ge=0)
     early_stop_patience: int = Field(10, ge=1)
-    max_minutes: float | None = Field(None, gt=0)  # wall-clock budget for this network
+    max_minutes: float | None = Field(None, gt=0)  # time budget for this network
+    # wall: max_minutes of wall-clock time; cpu: of this process's CPU time over its torch
+    # threads (the same on an idle machine; the same compute, so the same model, on a busy one)
+    budget_clock: Literal["wall", "cpu"] = "wall"
     anneal_fraction: float = Field(0.25, ge=0, lt=1)  # with max_minutes: final share with a decaying lr
 
 
