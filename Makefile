@@ -43,7 +43,7 @@ model: $(STAMP)
 	$(PY) -m rtpose eval -g $(FLIES)/clip.trainval.slp -p $(MODEL_RUN)/val_predictions.slp --px-per-mm 30.3 $(EVAL_SPLIT) --json $(MODEL_RUN)/val_eval.json
 	$(PY) -m rtpose predict -m models/flies13 -i $(FLIES)/clip.close.slp --only-labeled --frames 1270-1299 -o $(MODEL_RUN)/close_predictions.slp
 	$(PY) -m rtpose eval -g $(FLIES)/clip.close.slp -p $(MODEL_RUN)/close_predictions.slp --px-per-mm 30.3 $(EVAL_SPLIT) --json $(MODEL_RUN)/close_eval.json
-	$(PY) experiments/train/model_card.py $(MODEL_RUN) models/flies13 $(MODEL_RUN)/val_eval.json $(MODEL_RUN)/close_eval.json "make model" \
+	$(PY) experiments/train/model_card.py $(MODEL_RUN) models/flies13 $(MODEL_RUN)/val_eval.json --close $(MODEL_RUN)/close_eval.json "make model" \
 	  "# which runs:" \
 	  "rtpose train experiments/train/flies13.yaml -o $(MODEL_RUN)" \
 	  "rtpose export $(MODEL_RUN) -o models/flies13 --int8" \

@@ -1,8 +1,10 @@
 """Write MODEL_CARD.md for an exported model: how it was made and how well it does.
 
-Usage: python experiments/train/model_card.py MODEL_DIR EXPORT_DIR VAL_JSON CLOSE_JSON COMMAND...
-VAL_JSON and CLOSE_JSON are ``rtpose eval --json`` outputs on the validation frames
-and on the held-out close-courtship frames. Everything in the card is read from files
+Usage: python experiments/train/model_card.py MODEL_DIR EXPORT_DIR EVAL_JSON [--close EVAL_JSON] COMMAND...
+
+EVAL_JSON is ``rtpose eval --json`` on the validation frames; ``--close`` adds the same
+figures on held-out close-courtship frames (a column beside them, and both split by
+inter-animal distance). Everything in the card is read from files
 the commands wrote (model.json, the eval JSON): nothing is typed in by hand.
 """
 
@@ -64,11 +66,15 @@ def _proximity(*evs: dict) -> list[str]:
 
 
 def main() -> int:
-    model_dir, export_dir, eval_json, close_json = (Path(a) for a in sys.argv[1:5])
-    commands = sys.argv[5:]
+    model_dir, export_dir, eval_json = (Path(a) for a in sys.argv[1:4])
+    rest, close_json = sys.argv[4:], None
+    if len(rest) >= 2 and rest[0] == "--close":
+        close_json, rest = Path(rest[1]), rest[2:]
+    commands = rest
     info = json.loads((model_dir / "model.json").read_text())
     ev = json.loads(eval_json.read_text())
-    close = json.loads(close_json.read_text())
+    close = json.loads(close_json.read_text()) if close_json else None
+    blocks = [ev] + ([close] if close else [])
     spec = json.loads((export_dir / "rtpose.json").read_text())
     c, i = info["centroid"], info["instance"]
     size_mb = (export_dir / "model.onnx").stat().st_size / 1e6
@@ -102,14 +108,15 @@ def main() -> int:
         "",
         "## Accuracy on held-out frames (not trained on)",
         "",
-        f"Validation: {_frames(ev)} of `{Path(ev['ground_truth']).name}`; close courtship: {_frames(close)} of "
-        f"`{Path(close['ground_truth']).name}` (the flies touch in most of them).",
+        f"Validation: {_frames(ev)} of `{Path(ev['ground_truth']).name}`"
+        + (f"; close courtship: {_frames(close)} of `{Path(close['ground_truth']).name}` (the flies touch in most "
+           "of them)." if close else "."),
         "",
-        "| metric | validation | close courtship |",
-        "| --- | --- | --- |",
-        *_rows(ev, close),
+        "| metric | validation |" + (" close courtship |" if close else ""),
+        "| --- | --- |" + (" --- |" if close else ""),
+        *_rows(*blocks),
         "",
-        *_proximity(ev, close),
+        *_proximity(*blocks),
         "",
         f"Export: {spec['frame_height']}x{spec['frame_width']} uint8 frames in; up to {spec['max_instances']} "
         f"instances; classes {', '.join(spec['class_names'])}.",
