@@ -86,7 +86,7 @@ def main() -> int:
                         help="labelled block (repeatable); FILE relative to $RTPOSE_DATA/flies13")
     parser.add_argument("--protocol", default=str(REPO / "experiments" / "male_approach_replay.yaml"))
     parser.add_argument("--anchor-part", default="thorax")
-    parser.add_argument("--animal-size", type=float, default=98.0,
+    parser.add_argument("--animal-size", type=float, default=90.0,
                         help="unit of the distance bins, px (default: the flies13 training labels' median)")
     parser.add_argument("--px-per-mm", type=float, default=30.3)
     parser.add_argument("--json", dest="json_out")

@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--head", default="head")
     parser.add_argument("--tolerance-px", type=float, default=5.0)
     parser.add_argument("--shared-px", type=float, default=2.0)
-    parser.add_argument("--animal-size", type=float, default=98.0,
+    parser.add_argument("--animal-size", type=float, default=90.0,
                         help="unit of the distance bins, px (default: flies13's training labels' median)")
     args = parser.parse_args()
 

@@ -56,7 +56,7 @@ def _perturbed_predictions(path, gt_path, video, move_px: float, touching_below:
 
 
 def test_figures_split_by_distance_show_where_the_errors_are(tmp_path, flies_close_labels_path, flies_video_path):
-    size = 98.0
+    size = 90.0
     touching_below = dict(PROXIMITY_BINS)["near"] * size
     pred = _perturbed_predictions(tmp_path / "p.slp", flies_close_labels_path, flies_video_path, 6.0, touching_below)
     r = evaluate(flies_close_labels_path, pred, anchor_part="thorax", animal_size_px=size)

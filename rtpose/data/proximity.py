@@ -6,10 +6,11 @@ instance's visible-node bounding box, the scale that OKS uses (COCO keypoint
 evaluation; the SLEAP paper's mAP), and the unit is its median over the labels at hand,
 so the bins mean the same for flies and for mice:
 
-- ``touching``: nearest anchor within 1.0 size (bodies in contact or overlapping;
-  for flies13, thorax to thorax under ~98 px = 3.2 mm),
-- ``near``: 1.0 to 1.5 sizes (legs and wings interleave, bodies apart),
-- ``apart``: 1.5 sizes or more, or alone in the frame.
+- ``touching``: nearest anchor within 1.15 sizes (bodies in contact or overlapping;
+  for flies13, size ~90 px, thorax to thorax under ~103 px = 3.4 mm, where the
+  shipped model's errors grow),
+- ``near``: 1.15 to 1.6 sizes (legs and wings can interleave, bodies apart),
+- ``apart``: 1.6 sizes or more, or alone in the frame.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from rtpose.data.targets import instance_anchor
 
 # (name, lower bound in animal sizes); a distance falls in the last bin whose bound it reaches
-PROXIMITY_BINS: tuple[tuple[str, float], ...] = (("touching", 0.0), ("near", 1.0), ("apart", 1.5))
+PROXIMITY_BINS: tuple[tuple[str, float], ...] = (("touching", 0.0), ("near", 1.15), ("apart", 1.6))
 
 
 def animal_size(points: np.ndarray) -> float:
