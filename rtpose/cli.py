@@ -20,6 +20,7 @@ HANDLERS = {
     "export": "rtpose.export.command",
     "predict": "rtpose.engine.predict",
     "bench": "rtpose.engine.bench",
+    "check": "rtpose.engine.check",
     "eval": "rtpose.eval.command",
     "run": "rtpose.live.command",
     "calibrate": "rtpose.calibrate.command",
@@ -27,11 +28,11 @@ HANDLERS = {
 }
 
 
-def _frames_arg(p: argparse.ArgumentParser) -> None:
+def _frames_arg(p: argparse.ArgumentParser, default: str = "every frame") -> None:
     p.add_argument(
         "--frames",
         metavar="RANGE",
-        help="frames START-END, both included (e.g. 1200-1499), or one index",
+        help=f"frames START-END, both included (e.g. 1200-1499), or one index (default: {default})",
     )
 
 
@@ -44,6 +45,14 @@ def _overrides_arg(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a protocol value by its dotted key (repeatable), e.g. daq.loopback_delay_ms=5",
     )
+
+
+def _precision_arg(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--int8", dest="precision", action="store_const", const="int8", default="auto",
+                       help="run the export's int8 graph (default: ort-cpu runs int8 where it passes its "
+                            "self-check and is faster on this machine)")
+    group.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="run the fp32 graph")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,21 +71,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a trained model to one end-to-end ONNX graph")
     p.add_argument("model_dir", help="model directory written by `rtpose train`")
-    p.add_argument("-o", "--output", required=True, help="export directory (model.onnx + rtpose.json)")
+    p.add_argument("-o", "--output", required=True,
+                   help="export directory (model.onnx, model.int8.onnx with --int8, reference.npz, rtpose.json)")
     p.add_argument("--max-instances", type=int, default=None, help="instances per frame (default: classes)")
     p.add_argument("--frame-size", metavar="HxW", help="frame size the graph takes (default: training video)")
     p.add_argument("--int8", action="store_true",
-                   help="quantise the convolutions to int8 (about 2x faster on CPUs with VNNI), checked against fp32")
+                   help="also write an int8 graph (7-bit weights: same results with or without VNNI), "
+                        "checked against fp32")
     p.add_argument("--calibration-frames", type=int, default=50, help="training frames that calibrate --int8")
 
-    p = sub.add_parser("predict", help="predict poses on a video or .slp and write .slp")
+    p = sub.add_parser(
+        "predict", help="predict poses on a video or .slp and write .slp",
+        description="Exit status: 0; 2 for bad input (nothing written); 3 when frames asked for could not be "
+                    "read (undecodable, or past the real end of the stream): the poses of every frame read are "
+                    "written and the .slp lists the others (provenance rtpose.frames_not_read).")
     p.add_argument("-m", "--model", required=True, help="export directory")
-    p.add_argument("-i", "--input", required=True, help="video file or .slp (predicts on its video)")
-    _frames_arg(p)
+    p.add_argument("-i", "--input", required=True,
+                   help="video file, or .slp (predicts on its video; on a package, .pkg.slp, on the frames it holds)")
+    _frames_arg(p, "every frame the input holds")
     p.add_argument("-o", "--output", help="output .slp (default: INPUT.predictions.slp, or in the working "
                    "directory when the input's folder is read-only)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
+    _precision_arg(p)
     p.add_argument("--only-labeled", action="store_true", help="with a .slp input: only its labeled frames")
     p.add_argument("--no-continuity", action="store_true",
                    help="identities from the identity head alone, even where it calls two animals the same "
@@ -84,14 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="time the round trip frame -> Poses at batch size 1")
     p.add_argument("-m", "--model", required=True, help="export directory")
-    p.add_argument("-i", "--input", required=True, help="video file")
-    _frames_arg(p)
+    p.add_argument("-i", "--input", required=True, help="video file, or .slp (its video, or a package's frames)")
+    _frames_arg(p, "the first 100 frames of the input, or all of a shorter one")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--engine", default="ort-cpu")
+    _precision_arg(p)
     p.add_argument("--json", dest="json_out", help="write the figures as JSON")
     p.add_argument("--histogram", help="write a latency histogram PNG")
-    p.add_argument("--warmup", type=int, default=20, help="untimed frames first")
+    p.add_argument("--warmup", type=int, default=20, help="untimed frames first (default: %(default)s)")
     p.add_argument("--no-batch-sweep", action="store_true", help="skip the throughput sweep over batch sizes")
+
+    p = sub.add_parser("check", help="run an export's graphs on its reference frames here and compare")
+    p.add_argument("-m", "--model", required=True, help="export directory")
+    p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
+    p.add_argument("--json", dest="json_out", help="write the results as JSON")
 
     p = sub.add_parser("eval", help="score predictions against ground truth (OKS mAP, errors, identity)")
     p.add_argument("-g", "--ground-truth", required=True, help="ground-truth .slp")
@@ -106,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unpredicted-frames", choices=("skip", "missed"), default="skip",
                    help="labeled frames the predictions file has no frame for: leave them out (default, "
                         "as sleap-nn does) or count their instances as missed")
-    _frames_arg(p)
+    _frames_arg(p, "every labeled frame")
 
     p = sub.add_parser("run", help="run a closed-loop experiment from a protocol file")
     p.add_argument("protocol", help="protocol YAML (see experiments/)")
@@ -125,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="record messages to this file (msgpack stream)")
     p.add_argument("--count", type=int, help="stop after this many messages")
     p.add_argument("--topic", default="poses")
+    p.add_argument("--latest", action="store_true",
+                   help="receive only the newest message each time (ZMQ_CONFLATE): for a listener slower than the "
+                        "stream, which otherwise falls behind by what the sockets and kernel buffers hold")
     return parser
 
 

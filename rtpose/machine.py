@@ -19,9 +19,43 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# The flags that decide how ONNX Runtime runs int8 and fp32 convolutions on x86-64,
+# spelt as in /proc/cpuinfo, and numpy's names for them (numpy asks the CPU itself, by
+# CPUID, so an emulated CPU reports its own flags, not the host's).
+SIMD_FLAGS = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512bw": "AVX512BW", "avx512_vnni": "AVX512VNNI",
+              "avx512_bf16": "AVX512BF16", "avx_vnni": None, "amx_int8": None}
+
+
+def _proc_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_flags() -> list[str]:
+    """Which of ``SIMD_FLAGS`` this CPU has: by CPUID through numpy; ``avx_vnni`` and
+    ``amx_int8``, which numpy does not report, from ``/proc/cpuinfo`` where it describes
+    the same CPU (it does not under an emulator that hides AVX-512)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # another numpy layout: trust /proc/cpuinfo
+        features = None
+    proc = _proc_flags()
+    if features is None:
+        return [f for f in SIMD_FLAGS if f in proc]
+    have = [f for f, np_name in SIMD_FLAGS.items() if np_name and features.get(np_name)]
+    if ("avx512f" in proc) == bool(features.get("AVX512F")) and ("avx2" in proc) == bool(features.get("AVX2")):
+        have += [f for f, np_name in SIMD_FLAGS.items() if np_name is None and f in proc]
+    return have
+
+
 def describe() -> dict[str, Any]:
     """CPU, core count, load at the time, and the versions that shape the timings."""
-    info: dict[str, Any] = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+    info: dict[str, Any] = {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
                             "platform": platform.platform(), "hostname": platform.node()}
     try:
         import onnxruntime

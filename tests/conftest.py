@@ -6,11 +6,19 @@ machine without the data shows red, not a quiet green.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from rtpose.paths import data_dir
+
+
+def pytest_configure(config) -> None:
+    # ort-cpu's per-machine graph timing cache (rtpose.engine.graph_choice): a fresh one per
+    # test session, so tests neither read nor write the user's ~/.cache/rtpose
+    os.environ["RTPOSE_CACHE_DIR"] = tempfile.mkdtemp(prefix="rtpose-cache-")
 
 
 def _need(path: Path) -> Path:
@@ -32,6 +40,12 @@ def flies_video_path() -> Path:
 @pytest.fixture(scope="session")
 def minimal_labels_path() -> Path:
     return _need(data_dir() / "minimal" / "minimal_instance.pkg.slp")
+
+
+@pytest.fixture(scope="session")
+def cases_dir() -> Path:
+    """Small real inputs that once broke rtpose (``RTPOSE_DATA/../cases``, see its README)."""
+    return _need(data_dir().parent / "cases")
 
 
 @pytest.fixture(scope="session")

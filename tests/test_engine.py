@@ -189,5 +189,113 @@ def test_bench_reports_latency(tmp_path, flies_video_path):
     result = json.loads(out.read_text())
     lat = result["latency_ms"]
     assert result["engine"] == "ort-cpu" and result["n"] == 10 and result["device"]
+    assert result["graph"] in ("fp32", "int8") and result["graph_reason"] and result["self_check"]["passed"]
     assert 0 < lat["p50"] <= lat["p99"] <= lat["max"] and result["fps"] > 0
     assert result["fps_at_batch_size"]["2"] > 0 and png.stat().st_size > 1000
+
+
+# ---------------------------------------------------------------- self-checking exports
+
+
+def _perturbed(tmp_path: Path, graph_file: str) -> Path:
+    """A copy of the shipped export with one weight of ``graph_file`` changed."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = tmp_path / "perturbed"
+    shutil.copytree(SHIPPED, out)
+    model = onnx.load(str(out / graph_file))
+    name = "instance.backbone.stem.0.weight" + ("_quantized" if "int8" in graph_file else "")
+    init = next(i for i in model.graph.initializer if i.name == name)
+    w = numpy_helper.to_array(init).copy()
+    i = int(np.abs(w.astype(np.float32)).argmax())  # the largest kernel value of one filter, turned over
+    w.flat[i] = -127 * np.sign(w.flat[i]) if "int8" in graph_file else -8 * w.flat[i]
+    init.CopyFrom(numpy_helper.from_array(w, name))
+    onnx.save(model, str(out / graph_file))
+    return out
+
+
+def test_shipped_export_passes_its_self_check_here(capsys, tmp_path):
+    """`rtpose check`: both graphs reproduce the references on this CPU (whatever it is),
+    and it says which graph ort-cpu would run."""
+    spec = ExportSpec.load(SHIPPED)
+    assert set(spec.graphs) == {"fp32", "int8"}
+    assert (SHIPPED / "reference.npz").stat().st_size < 200_000  # a few masked frames, not whole videos
+    out = tmp_path / "check.json"
+    assert cli(["check", "-m", str(SHIPPED), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("ok   ") == 2 and "ort-cpu would run: " in text
+    result = json.loads(out.read_text())
+    assert result["passed"] and [g["graph"] for g in result["graphs"]] == ["fp32", "int8"]
+    assert result["choice"]["graph"] in ("fp32", "int8") and result["choice"]["reason"]
+    fp32 = result["graphs"][0]
+    assert fp32["frames_same_count"] == fp32["frames"] >= 2 and fp32["ids_same"] == fp32["ids_total"]
+
+
+def test_engine_says_which_graph_runs_and_why(engine):
+    assert engine.graph in ("fp32", "int8") and engine.check is not None and engine.check.passed
+    reason = engine.graph_reason
+    if engine.graph == "int8":
+        assert "passes its self-check and is faster here" in reason
+    else:
+        assert "not faster here" in reason or "fails its self-check" in reason
+
+
+def test_graph_choice_follows_the_timing_cached_per_machine(tmp_path, monkeypatch):
+    """The decision rule on the cached timing: int8 only where it is faster by FASTER."""
+    from rtpose.engine.graph_choice import CACHE_FILE, FASTER
+
+    monkeypatch.setenv("RTPOSE_CACHE_DIR", str(tmp_path))
+    first = load_engine(SHIPPED, "ort-cpu")
+    assert "just timed" in first.graph_reason
+    cache = json.loads((tmp_path / CACHE_FILE).read_text())
+    (key, entry), = cache.items()
+    for int8_ms, expected in ((5.0, "int8"), (10.0 * FASTER + 0.5, "fp32")):
+        entry["ms"] = {"fp32": 10.0, "int8": int8_ms}
+        (tmp_path / CACHE_FILE).write_text(json.dumps({key: entry}))
+        again = load_engine(SHIPPED, "ort-cpu")
+        assert again.graph == expected and "timed at the first load here" in again.graph_reason
+        assert f"{int8_ms:.1f} vs 10.0 ms" in again.graph_reason
+
+
+def test_precision_can_be_forced(flies_video_path, tmp_path, capsys):
+    assert load_engine(SHIPPED, "ort-cpu", precision="fp32").graph == "fp32"
+    forced = load_engine(SHIPPED, "ort-cpu", precision="int8")
+    assert forced.graph == "int8" and forced.graph_reason == "forced"
+    with pytest.raises(RtposeError, match="unknown precision 'fp16'"):
+        load_engine(SHIPPED, "ort-cpu", precision="fp16")
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200", "--fp32",
+                "-o", str(tmp_path / "p.slp")]) == 0
+    assert "ran the fp32 graph (forced)" in capsys.readouterr().out
+
+
+def test_an_export_with_one_weight_changed_is_refused(tmp_path, capsys):
+    bad = _perturbed(tmp_path, "model.onnx")
+    with pytest.raises(RtposeError) as error:
+        load_engine(bad, "ort-cpu", precision="fp32")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{bad}: the fp32 graph on ort-cpu fails its self-check")
+    assert "export it again" in message
+    assert cli(["check", "-m", str(bad)]) == 1
+    assert "FAIL fp32 graph" in capsys.readouterr().out
+
+
+def test_a_broken_int8_graph_falls_back_to_fp32_or_is_refused_when_forced(tmp_path):
+    bad = _perturbed(tmp_path, "model.int8.onnx")
+    chosen = load_engine(bad, "ort-cpu")
+    assert chosen.graph == "fp32" and "int8 fails its self-check here" in chosen.graph_reason
+    with pytest.raises(RtposeError, match=r"the int8 graph on ort-cpu fails its self-check.*run the fp32 graph"):
+        load_engine(bad, "ort-cpu", precision="int8")
+
+
+def test_a_format_1_export_still_loads_unchecked(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(SHIPPED / "model.int8.onnx", old / "model.onnx")
+    spec = json.loads((SHIPPED / "rtpose.json").read_text())
+    spec["format_version"] = 1
+    del spec["graphs"]
+    (old / "rtpose.json").write_text(json.dumps(spec))
+    loaded = load_engine(old, "ort-cpu")
+    assert loaded.graph == "int8" and loaded.check is None and "unchecked" in loaded.graph_reason
+    assert cli(["check", "-m", str(old)]) == 2

@@ -17,6 +17,7 @@ from rtpose.cli import main as cli_main
 from rtpose.data.labels import class_names, load_labels, node_names
 from rtpose.data.predictions import write_predictions
 from rtpose.eval import metrics
+from rtpose.errors import RtposeError
 from rtpose.eval.evaluate import evaluate
 from rtpose.eval.oks import greedy_match, similarity
 from rtpose.poses import Poses
@@ -156,6 +157,10 @@ def test_empty_predictions_score_zero(tmp_path, flies, flies_labels_path, flies_
     truth, nodes, classes = flies
     frames = [(f, Poses.empty(len(nodes), len(classes))) for f in frames]
     path = write_predictions(tmp_path / "empty.slp", flies_video_path, nodes, [], classes, frames)
+    if not frames and unpredicted == "skip":  # no frame pairs: nothing to score is an error, not a 0
+        with pytest.raises(RtposeError, match="nothing to score"):
+            evaluate(flies_labels_path, path, frames=FRAMES, unpredicted=unpredicted)
+        return
     r = evaluate(flies_labels_path, path, frames=FRAMES, unpredicted=unpredicted)
     assert (r["map"], r["mar"], r["n_matched"], r["n_pred"]) == (0.0, 0.0, 0, 0)
     assert r["n_gt"] == (600 if unpredicted == "missed" else 2 * len(frames))

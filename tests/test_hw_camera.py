@@ -37,6 +37,7 @@ def test_replay_paces_frames_at_the_requested_rate(flies_video_path):
         assert camera.frame_rate == 150 and camera.frame_shape == (1024, 1024)
         frames = read_all(camera)
         assert camera.read() is None  # the source has ended, and stays ended
+        assert frames[0].image.dtype == np.uint8 and frames[0].image.shape == (1024, 1024)
     assert [f.index for f in frames] == list(range(75))
     assert [f.seq for f in frames] == list(range(75))
     t_exposure = np.array([f.t_exposure for f in frames])
@@ -46,34 +47,35 @@ def test_replay_paces_frames_at_the_requested_rate(flies_video_path):
     assert late_ms.min() >= 0  # never handed over before its exposure time
     assert np.median(late_ms) < 2.0 and np.percentile(late_ms, 90) < 6.0, late_ms
     assert camera.dropped == 0
-    assert frames[0].image.dtype == np.uint8 and frames[0].image.shape == (1024, 1024)
+    with pytest.raises(CameraError, match="after close"):  # pixels are decoded on first use, while open
+        frames[1].image
 
 
 def test_replay_frame_range_plays_those_frames_of_the_video(flies_video_path):
-    with ReplayCamera(flies_video_path, fps=500, frames="1200-1219") as camera:
+    with VideoReader(flies_video_path) as reader, ReplayCamera(flies_video_path, fps=500, frames="1200-1219") as camera:
         frames = read_all(camera)
-    assert [f.index for f in frames] == list(range(1200, 1220))
-    with VideoReader(flies_video_path) as reader:
+        assert [f.index for f in frames] == list(range(1200, 1220))
         for frame, (index, image) in zip(frames, reader.frames(range(1200, 1220))):
             np.testing.assert_array_equal(frame.image, image, err_msg=f"frame {index}")
+
 
 
 def test_replay_loop_repeats_the_range_with_identical_images(flies_video_path):
     with ReplayCamera(flies_video_path, fps=150, frames="0-11", loop=True) as camera:
         frames = [camera.read() for _ in range(30)]
         assert camera.dropped == 0
+        for first, again in zip(frames[:12], frames[12:24]):
+            np.testing.assert_array_equal(first.image, again.image)
     assert [f.index for f in frames] == [*range(12), *range(12), *range(6)]
-    for first, again in zip(frames[:12], frames[12:24]):
-        np.testing.assert_array_equal(first.image, again.image)
     np.testing.assert_allclose(np.diff([f.t_exposure for f in frames]), 1 / 150, atol=1e-9)
 
 
 def test_replay_loop_of_a_range_inside_the_video(flies_video_path):
     with ReplayCamera(flies_video_path, fps=40, frames="700-707", loop=True) as camera:
         frames = [camera.read() for _ in range(12)]
+        with VideoReader(flies_video_path) as reader:
+            np.testing.assert_array_equal(frames[8].image, reader.read(700))
     assert [f.index for f in frames] == [*range(700, 708), *range(700, 704)]
-    with VideoReader(flies_video_path) as reader:
-        np.testing.assert_array_equal(frames[8].image, reader.read(700))
 
 
 def test_replay_keeps_its_schedule_and_drops_for_a_slow_reader(flies_video_path):

@@ -192,23 +192,34 @@ def test_ai_stream_hands_out_each_sample_once_in_order():
 
 
 def test_memory_stays_bounded_and_old_input_is_refused():
-    daq = sim(ai_rate_hz=1000.0, ai_buffer_s=0.05)
+    """Edges no kept input sample can see are forgotten, whatever the write rate: the bound
+    is computed from the writes' own times, and the loop runs until enough writes are
+    older than the kept input (no fixed time window, so a loaded machine only takes longer)."""
+    buffer_s = 0.05
+    daq = sim(ai_rate_hz=1000.0, ai_buffer_s=buffer_s)
     small_log = SimDaq(daq.device, ao_log_capacity=16)
     small_log.open()
-    writes = 0
-    end = clock.now() + 0.25
-    while clock.now() < end:
-        daq.write("calibration", writes % 5)
-        small_log.write("calibration", writes % 5)
-        writes += 1
-    assert writes > 3000
-    # edges older than the kept input are forgotten (in batches of 1024 writes)
-    assert daq.retained_edges < writes * (0.05 / 0.25) + 2 * 1024 + 2
+    times: list[float] = []
+
+    def enough() -> bool:  # 3072 writes older than the input kept at the last forgetting
+        return len(times) > 4096 and np.searchsorted(times, times[-1024] - 2 * buffer_s) >= 3 * 1024
+
+    while len(times) % 256 or not enough():
+        times.append(daq.write("calibration", len(times) % 5))
+        small_log.write("calibration", (len(times) - 1) % 5)
+    writes = len(times)
+    # edges are forgotten every 1024 writes, so the last forgetting came after write
+    # writes - 1024; it kept the edges arriving within the input buffer then, the one in
+    # force before them (per output), and every write since
+    kept_from = times[-1024] - buffer_s - daq.loopback_delay_s - 2 / daq.ai_rate_hz
+    bound = writes - int(np.searchsorted(times, kept_from)) + len(daq.ao_channels)
+    assert daq.retained_edges <= bound
+    assert daq.retained_edges < writes - 2 * 1024  # thousands of older edges were forgotten
     with pytest.raises(DaqError, match="no longer kept"):
         daq.read_ai(daq.t0, daq.t0 + 0.01)
-    times, volts = small_log.ao_history()
-    assert len(times) == 16 and small_log.ao_write_count == writes + 2  # + the zeroing at open
-    assert volts[-1] == (writes - 1) % 5 and np.all(np.diff(times) >= 0)
+    t, volts = small_log.ao_history()
+    assert len(t) == 16 and small_log.ao_write_count == writes + 2  # + the zeroing at open
+    assert volts[-1] == (writes - 1) % 5 and np.all(np.diff(t) >= 0)
     daq.close()
     small_log.close()
 

@@ -92,6 +92,15 @@ def test_bad_type_names_field_and_line(write):
     assert message.startswith(f"{path}:9: arena.px_per_mm: ") and "number" in message
 
 
+def test_model_precision_is_auto_int8_or_fp32(write):
+    assert load_protocol(write()).protocol.model.precision == "auto"
+    forced = write(replace=("  export_dir: models/flies13\n", "  export_dir: models/flies13\n  precision: fp32\n"))
+    assert load_protocol(forced).protocol.model.precision == "fp32"
+    path = write(replace=("  export_dir: models/flies13\n", "  export_dir: models/flies13\n  precision: fp16\n"))
+    message = error_of(path)
+    assert message.startswith(f"{path}:8: model.precision: ") and "'int8'" in message, message
+
+
 def test_bad_camera_backend_names_field_and_line(write):
     path = write(replace=("backend: replay", "backend: webcam"))
     message = error_of(path)

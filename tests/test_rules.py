@@ -148,6 +148,29 @@ def test_nothing_of_python_is_reachable(text):
         Expression.parse_condition(text, ["d", "lambda"])
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("  d < 1", 0.0), ("d > 1\n  and d < 5", 1.0), ("d >\t1", 1.0),  # white space of any kind, anywhere
+    ("if > 1", 1.0), ("lambda + True == 3", 1.0),  # features named like Python's keywords are features
+    ("007 > d", 1.0), ("d < 1.", 0.0), ("1e0 < d", 1.0),  # numbers as before, leading zeros too
+    ("-(d) < 0", 1.0), ("not not (d > 1)", 1.0), ("abs(-d) == d", 1.0), ("max(min(d, 1), 0) == 1", 1.0),
+])
+def test_rules_python_reads_differently_parse_as_before(text, expected):
+    """Python's parser gives the grammar; the rule language's words and numbers stay ours."""
+    assert evaluate(text, d=3.0, **{"if": 3.0, "lambda": 1.0, "True": 2.0}) == expected
+
+
+@pytest.mark.parametrize("text, column, words", [
+    ("d ** 2 < 1", 4, "found '*'"), ("d // 2 < 1", 4, "found '/'"),  # not operators of ours
+    ("d is 1", 3, "unexpected 'is'"), ("d in d", 3, "unexpected 'in'"), ("1_0 < 2", 2, "unexpected '_0'"),
+    ("max(d 1) < 2", 7, "expected ')' to close 'max(' at column 1, found '1'"), ("(d, 1) < 2", 3, "close the '('"),
+    ("abs(d,) < 2", 7, "found ')'"), ("(d)(1) < 2", 4, "unexpected '('"), ("d < not d", 5, "'not' cannot stand"),
+    ("x < 1 and", 1, "unknown feature 'x'"),  # a name is checked where it stands, before what follows
+])
+def test_what_python_would_accept_or_word_otherwise_is_ours_to_refuse(text, column, words):
+    error = parse_error(text)
+    assert error.column == column and words in error.message, str(error)
+
+
 def test_runaway_nesting_is_an_error_not_a_crash():
     with pytest.raises(ExpressionError, match="nested deeper"):
         Expression.parse_condition("(" * 500 + "d" + ")" * 500 + " < 1", ["d"])

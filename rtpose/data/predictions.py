@@ -65,10 +65,14 @@ def write_predictions(
     edges: Sequence[tuple[int, int] | tuple[str, str]],
     class_names: Sequence[str],
     frames: Iterable[tuple[int, Poses]],
+    provenance: dict | None = None,
 ) -> Path:
     """Write ``(frame_idx, Poses)`` pairs of one video as a SLEAP predictions file.
 
-    Identity -1 means "no class assigned" and gets no track. Returns the path written.
+    Identity -1 means "no class assigned" and gets no track. ``provenance`` (JSON-able
+    values) is stored in the file's provenance, e.g. the frames that could not be read.
+    ``video_path`` may be a SLEAP package (.pkg.slp): the file then refers to its embedded
+    images, as SLEAP does for predictions on a package. Returns the path written.
     """
     path = Path(path)
     if path.suffix.lower() != ".slp":
@@ -77,7 +81,7 @@ def write_predictions(
     tracks = [sio.Track(name=str(name)) for name in class_names]
     # Opening the video (when it is here) stores its shape and colour mode in the file,
     # which SLEAP's GUI and sleap-io's video matching use; a missing video is no error.
-    video = sio.Video(filename=str(video_path), open_backend=Path(video_path).exists())
+    video = _video_of(Path(video_path))
     labeled_frames = []
     for frame_idx, poses in frames:
         if poses.points.shape[1:] != (len(skeleton.nodes), 2):
@@ -88,7 +92,8 @@ def write_predictions(
         labeled_frames.append(sio.LabeledFrame(
             video=video, frame_idx=int(frame_idx), instances=poses_to_instances(poses, skeleton, tracks)
         ))
-    labels = sio.Labels(labeled_frames=labeled_frames, videos=[video], skeletons=[skeleton], tracks=tracks)
+    labels = sio.Labels(labeled_frames=labeled_frames, videos=[video], skeletons=[skeleton], tracks=tracks,
+                        provenance=dict(provenance or {}))
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         sio.save_slp(labels, str(path), verbose=False)
@@ -97,6 +102,12 @@ def write_predictions(
     finally:
         video.close()
     return path
+
+
+def _video_of(video_path: Path) -> sio.Video:
+    if video_path.suffix.lower() == ".slp":  # a package: its embedded video, as sleap-io reads it
+        return load_labels(video_path).videos[0]
+    return sio.Video(filename=str(video_path), open_backend=video_path.exists())
 
 
 @attrs.define

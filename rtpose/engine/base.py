@@ -20,14 +20,36 @@ from rtpose.export.spec import ExportSpec
 from rtpose.poses import Poses
 
 
+PRECISIONS = ("auto", "int8", "fp32")  # which graph of the export to run; auto: the engine decides
+
+
 class Engine(abc.ABC):
-    """A loaded, warmed-up model. Not thread-safe: one inference thread owns it."""
+    """A loaded, warmed-up model. Not thread-safe: one inference thread owns it.
+
+    Backends implement ``device`` and ``run_raw``; everything else (frame preparation,
+    identity assignment) is shared. ``rtpose.engine.base.ENGINES`` maps names to backends
+    and ``load_engine`` opens one.
+
+    ``graph`` says which arithmetic runs (``fp32``, ``int8``, ``fp16``) and ``graph_reason``
+    why; ``check`` is the self-check against the export's references (rtpose.engine.selfcheck),
+    None for an export without references.
+
+    Args:
+        export_dir: An export directory (rtpose.export.spec lists its files).
+
+    Raises:
+        RtposeError: The directory holds no readable ``rtpose.json`` or misses a graph it names.
+    """
 
     name: str = ""
+    reduced_precision: bool = False  # True: checked with the int8/FP16 bounds, not fp32's
 
     def __init__(self, export_dir: str | Path):
         self.export_dir = Path(export_dir)
         self.spec = ExportSpec.load(self.export_dir)
+        self.graph = "fp32"
+        self.graph_reason = ""
+        self.check = None
 
     @property
     @abc.abstractmethod
@@ -39,20 +61,79 @@ class Engine(abc.ABC):
         """Run the graph on a prepared ``(B, 1, H, W)`` uint8 batch; outputs by name."""
 
     def infer(self, frame: np.ndarray) -> Poses:
+        """Poses of one frame: what the live loop calls, at batch size 1.
+
+        Args:
+            frame: ``(H, W)`` uint8 grey, or ``(H, W, 3)`` BGR (converted to grey), at most
+                the exported ``frame_height x frame_width`` (smaller frames are zero-padded at
+                the bottom and right, so coordinates are unchanged).
+
+        Returns:
+            ``Poses`` in full-frame pixels: ``points (n, nodes, 2)`` float32 (NaN below the
+            export's ``point_threshold``), ``point_scores (n, nodes)``, ``instance_scores
+            (n,)``, ``identity (n,)`` (one instance per class by Hungarian assignment, -1 for
+            instances beyond the number of classes) and ``identity_scores (n, classes)``;
+            ``n`` is at most the export's ``max_instances``.
+
+        Raises:
+            RtposeError: The frame is larger than the exported size.
+        """
         return self.infer_batch([frame])[0]
 
     def infer_batch(self, frames: Sequence[np.ndarray] | np.ndarray) -> list[Poses]:
+        """Poses of several frames in one run of the graph (offline ``predict``).
+
+        Args:
+            frames: A sequence of frames as ``infer`` takes them, or a ``(B, H, W)`` array.
+
+        Returns:
+            One ``Poses`` per frame, in order, as ``infer`` returns them.
+
+        Raises:
+            RtposeError: A frame is larger than the exported size.
+        """
         batch = np.stack([prepare_frame(f, self.spec) for f in frames])[:, None]
         raw = self.run_raw(batch)
         return [raw_to_poses(raw, i, self.spec) for i in range(batch.shape[0])]
 
     def warmup(self, n: int = 5) -> None:
+        """Run ``n`` blank frames so that the first real frame is not slowed by lazy initialisation."""
         frame = np.zeros((self.spec.frame_height, self.spec.frame_width), np.uint8)
         for _ in range(n):
             self.infer(frame)
 
     def close(self) -> None:
-        pass
+        """Release the runtime's resources (a GPU context, a session); the engine is unusable after."""
+
+    def self_check(self):
+        """Run the graph on the export's references (rtpose.engine.selfcheck).
+
+        Returns:
+            The CheckResult, or None where the export has no references.
+
+        Raises:
+            RtposeError: The graph does not reproduce the references on this machine.
+        """
+        from rtpose.engine.selfcheck import FP32_BOUNDS, REDUCED_BOUNDS, load_references, refusal, run_check
+
+        refs = load_references(self.export_dir, self.spec)
+        if refs is None:
+            self.graph_reason += " (unchecked: the export has no reference outputs; re-export it with this rtpose)"
+            return None
+        bounds = REDUCED_BOUNDS if self.reduced_precision or self.graph != "fp32" else FP32_BOUNDS
+        self.check = run_check(self.run_raw, refs, self.spec, bounds, self.graph)
+        if not self.check.passed:
+            raise refusal(self.export_dir, self.name, self.check, self.refusal_fix())
+        return self.check
+
+    def refusal_fix(self) -> str:
+        """What a user can do about a failed self-check (the end of the one-line error)."""
+        return ("the export was damaged or changed after it was written, or this runtime computes it differently: "
+                "export it again with `rtpose export`, or try another --engine")
+
+    def describe_graph(self) -> str:
+        """``int8 graph (why)``: for predict, bench and the run summary."""
+        return f"{self.graph} graph" + (f" ({self.graph_reason.strip()})" if self.graph_reason else "")
 
 
 def prepare_frame(frame: np.ndarray, spec: ExportSpec) -> np.ndarray:
@@ -108,14 +189,32 @@ ENGINES = {
 }
 
 
-def load_engine(export_dir: str | Path, name: str = "ort-cpu", **options) -> Engine:
-    """Open ``export_dir`` with the named runtime and warm it up."""
+def load_engine(export_dir: str | Path, name: str = "ort-cpu", precision: str = "auto", **options) -> Engine:
+    """Open ``export_dir`` with the named runtime, warm it up and self-check it.
+
+    The self-check runs the graph on the export's references (rtpose.engine.selfcheck).
+
+    Args:
+        export_dir: an export directory (rtpose.export.spec).
+        name: one of ``ENGINES``.
+        precision: ``auto`` (the engine picks: ort-cpu runs int8 where it passes its
+            self-check and is faster here), ``int8`` or ``fp32`` to force a graph.
+        **options: the engine's own options (e.g. ``threads`` for ONNX Runtime).
+
+    Raises:
+        RtposeError: unknown engine or precision, a runtime that is not installed, or a
+            graph that does not reproduce the export's reference outputs on this machine.
+    """
     import importlib
 
     if name not in ENGINES:
         raise RtposeError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    if precision not in PRECISIONS:
+        raise RtposeError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     module_name, cls_name = ENGINES[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    engine = cls(export_dir, **options)
+    engine = cls(export_dir, precision=precision, **options)
     engine.warmup()
+    if engine.check is None:  # ort-cpu has checked the graph it chose already
+        engine.self_check()
     return engine

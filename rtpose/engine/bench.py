@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from rtpose.engine.base import Engine, load_engine
-from rtpose.engine.frames import read_ahead, resolve_input
+from rtpose.data.video import describe_indices
+from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import RtposeError
 from rtpose.machine import describe
+
+DEFAULT_FRAMES = 100  # frames timed without --frames: the first ones the input holds
 
 
 def time_batch1(engine: Engine, frames: list[np.ndarray], warmup: int) -> np.ndarray:
@@ -70,15 +74,23 @@ def plot_histogram(ms: np.ndarray, path: str | Path, title: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    video, indices = resolve_input(args.input, args.frames or "0-99")
-    frames = [f for _, f in read_ahead(video, indices)]
+    video, indices = resolve_input(args.input, args.frames)
+    if args.frames is None:
+        indices = indices[:DEFAULT_FRAMES]  # the first 100 the input holds, or all of a shorter one
+    report = DecodeReport()
+    frames = [f for _, f in read_ahead(video, indices, report=report)]
+    for note in report.notes():
+        print(f"warning: {args.input}: {note}", file=sys.stderr)
     if not frames:
-        raise RtposeError("no frames to time")
-    engine = load_engine(args.model, args.engine)
+        raise RtposeError(f"{args.input}: no frames to time")
+    indices = [i for i in indices if i not in set(report.missing)]
+    engine = load_engine(args.model, args.engine, args.precision)
     ms = time_batch1(engine, frames, args.warmup)
     result = {
         "engine": engine.name, "device": engine.device, "model": str(args.model),
-        "frames": f"{indices[0]}-{indices[-1]}", "n": len(frames), "batch_size": 1,
+        "graph": engine.graph, "graph_reason": engine.graph_reason.strip(),
+        "self_check": engine.check.to_dict() if engine.check is not None else None,
+        "frames": describe_indices(indices), "n": len(frames), "batch_size": 1,
         "latency_ms": summarize(ms), "fps": float(1e3 / ms.mean()), "machine": describe(),
     }
     if args.batch_size > 1:
@@ -92,13 +104,14 @@ def main(args: argparse.Namespace) -> int:
         result["best_fps"] = sweep[best]
     lat = result["latency_ms"]
     print(f"{engine.name} on {engine.device}, model {args.model}, frames {result['frames']} (n={len(frames)})")
+    print(f"graph: {engine.describe_graph()}")
     print(f"batch 1 round trip: p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f}  p99 {lat['p99']:.2f}  "
           f"max {lat['max']:.2f}  -> {result['fps']:.0f} frames/s")
     if "throughput_fps" in result:
         sweep_text = "  ".join(f"b{b}: {f:.0f}" for b, f in result["throughput_fps"].items())
         print(f"throughput (frames/s): {sweep_text}; best {result['best_fps']:.0f} at batch {result['best_batch_size']}")
     m = result["machine"]
-    print(f"machine: {m['cpu']}, {m['cpu_count']} cores, onnxruntime {m['onnxruntime']}")
+    print(f"machine: {m['cpu']} ({' '.join(m['cpu_flags'])}), {m['cpu_count']} cores, onnxruntime {m['onnxruntime']}")
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(result, indent=2))

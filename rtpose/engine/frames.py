@@ -1,7 +1,11 @@
-"""Where offline commands get their frames: a video, or the video of a .slp file.
+"""Where offline commands get their frames: a video, the video of a .slp file, or the
+images embedded in a SLEAP package (.pkg.slp).
 
 Decoding runs in a thread ahead of inference (OpenCV releases the GIL), so a batch-1
-engine never waits on the decoder.
+engine never waits on the decoder. Frames that cannot be read (see
+:mod:`rtpose.data.video`: undecodable frames, a stream shorter than its container says)
+are either raised or, given a :class:`DecodeReport`, skipped and recorded in it, so the
+caller keeps the frames that did decode.
 """
 
 from __future__ import annotations
@@ -11,15 +15,20 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+import attrs
 import numpy as np
 
 from rtpose.data.labels import load_labels, resolve_video_path
-from rtpose.data.video import VideoReader, parse_frame_range
+from rtpose.data.video import FrameNotDecoded, StreamEnded, VideoReader, describe_indices
 from rtpose.errors import RtposeError
 
 
 def resolve_input(path: str | Path, frames: str | None, only_labeled: bool = False) -> tuple[Path, list[int]]:
-    """The video to read and the frame indices to predict on."""
+    """The video to read and the frame indices to predict on.
+
+    A .slp with embedded images (a package) is read itself, and its frames are the ones
+    it holds (``frames`` picks among them); a .slp without is read through its video.
+    """
     path = Path(path)
     if not path.exists():
         raise RtposeError(f"{path}: no such file")
@@ -29,9 +38,10 @@ def resolve_input(path: str | Path, frames: str | None, only_labeled: bool = Fal
             raise RtposeError(f"{path}: the labels have no video")
         if len(labels.videos) > 1:
             raise RtposeError(f"{path}: has {len(labels.videos)} videos; predict on one video file at a time")
-        video = resolve_video_path(labels.videos[0], path)
+        embedded = type(labels.videos[0].backend).__name__ == "HDF5Video"
+        video = path if embedded else resolve_video_path(labels.videos[0], path)
         with VideoReader(video) as reader:
-            indices = list(parse_frame_range(frames, reader.n_frames))
+            indices = reader.select(frames)
         if only_labeled:
             labeled = {lf.frame_idx for lf in labels.labeled_frames}
             indices = [i for i in indices if i in labeled]
@@ -39,11 +49,52 @@ def resolve_input(path: str | Path, frames: str | None, only_labeled: bool = Fal
     if only_labeled:
         raise RtposeError("--only-labeled needs a .slp input")
     with VideoReader(path) as reader:
-        return path, list(parse_frame_range(frames, reader.n_frames))
+        return path, reader.select(frames)
 
 
-def read_ahead(video: Path, indices: list[int], depth: int = 64) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, frame) in order, decoded by a background thread up to ``depth`` ahead."""
+@attrs.define
+class DecodeReport:
+    """What :func:`read_ahead` could not read, filled in as it goes.
+
+    Attributes:
+        not_decoded: frames that did not decode (later frames did).
+        stream_frames: when the stream ended before the last frame asked for, the
+            frames it really holds; None otherwise.
+        past_end: frames asked for that lie past that end.
+        declared: frames the container declared (0 until the reader opened).
+    """
+
+    not_decoded: list[int] = attrs.field(factory=list)
+    stream_frames: int | None = None
+    past_end: list[int] = attrs.field(factory=list)
+    declared: int = 0
+
+    @property
+    def missing(self) -> list[int]:
+        """Every frame asked for that was not read, in order."""
+        return sorted(self.not_decoded + self.past_end)
+
+    def notes(self) -> list[str]:
+        """One line per kind of loss, for the user (empty when nothing was lost)."""
+        out = []
+        if self.not_decoded:
+            out.append(f"{len(self.not_decoded)} frame(s) could not be decoded, the first {self.not_decoded[0]} "
+                       f"({describe_indices(self.not_decoded)})")
+        if self.stream_frames is not None:
+            out.append(f"the stream ends after {self.stream_frames} frames (0-{self.stream_frames - 1}), not the "
+                       f"{self.declared} its container declares: {len(self.past_end)} frame(s) asked for lie past "
+                       f"its end")
+        return out
+
+
+def read_ahead(video: Path, indices: list[int], depth: int = 64,
+               report: DecodeReport | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, frame) in order, decoded by a background thread up to ``depth`` ahead.
+
+    Without ``report`` a frame that cannot be read raises (:class:`FrameNotDecoded`,
+    :class:`StreamEnded`); with it, such frames are left out and recorded there, and the
+    stream's end ends the iteration.
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
@@ -51,10 +102,23 @@ def read_ahead(video: Path, indices: list[int], depth: int = 64) -> Iterator[tup
     def decode() -> None:
         try:
             with VideoReader(video) as reader:
-                for i in indices:
+                if report is not None:
+                    report.declared = reader.n_frames
+                for pos, i in enumerate(indices):
                     if stop.is_set():
                         return
-                    q.put((i, reader.read(i)))
+                    try:
+                        q.put((i, reader.read(i)))
+                    except FrameNotDecoded:
+                        if report is None:
+                            raise
+                        report.not_decoded.append(i)
+                    except StreamEnded as exc:
+                        if report is None:
+                            raise
+                        report.stream_frames = exc.frames_read
+                        report.past_end = list(indices[pos:])
+                        break
         except BaseException as exc:  # hand decoder errors to the consumer
             q.put(exc)
         q.put(done)

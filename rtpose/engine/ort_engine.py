@@ -1,9 +1,15 @@
 """ONNX Runtime engines: CPU (default), CUDA and TensorRT execution providers.
 
-All three run the same ``model.onnx``. CPU settings favour batch-1 latency: intra-op
-threads = physical cores, sequential execution, full graph optimisation (NCHWc
-convolution layouts). TensorRT builds an FP16 engine on first load and caches it beside
-the model, so later loads are fast.
+CPU settings favour batch-1 latency: intra-op threads = physical cores, sequential
+execution, full graph optimisation (NCHWc convolution layouts). TensorRT builds an FP16
+engine on first load and caches it beside the model, so later loads are fast.
+
+Which graph runs (rtpose.export.spec): the GPU providers run the fp32 ``model.onnx``
+unless told ``precision="int8"``. ``ort-cpu`` with ``precision="auto"`` runs the int8
+graph only where it passes its self-check on this machine (rtpose.engine.selfcheck) and
+is faster here than fp32: both graphs are timed on a reference frame, interleaved, at
+the first load on a machine, and the decision is cached per machine, ONNX Runtime
+version, thread count and graph contents (rtpose.engine.graph_choice).
 """
 
 from __future__ import annotations
@@ -16,14 +22,14 @@ import onnxruntime as ort
 
 from rtpose.engine.base import Engine
 from rtpose.errors import RtposeError
-from rtpose.export.spec import INPUT_NAME, MODEL_FILE, OUTPUT_NAMES
+from rtpose.export.spec import INPUT_NAME, OUTPUT_NAMES
 from rtpose.machine import cpu_name
 
 
 class _OrtEngine(Engine):
     providers: list = ["CPUExecutionProvider"]
 
-    def __init__(self, export_dir: str | Path, threads: int | None = None):
+    def __init__(self, export_dir: str | Path, threads: int | None = None, precision: str = "auto"):
         super().__init__(export_dir)
         needed = self.providers[0] if isinstance(self.providers[0], str) else self.providers[0][0]
         if needed not in ort.get_available_providers():
@@ -37,10 +43,33 @@ class _OrtEngine(Engine):
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
         opts.inter_op_num_threads = 1
         self.threads = opts.intra_op_num_threads
-        self.session = ort.InferenceSession(str(self.export_dir / MODEL_FILE), opts, providers=self._providers())
+        self._options = opts
+        self.session = self._choose(precision)
+
+    def _open(self, precision: str) -> ort.InferenceSession:
+        if precision not in self.spec.graphs:
+            raise RtposeError(f"{self.export_dir}: no {precision} graph in this export (it has "
+                              f"{', '.join(self.spec.graphs)}){'; export with --int8' if precision == 'int8' else ''}")
+        path = self.export_dir / self.spec.graphs[precision]
+        return ort.InferenceSession(str(path), self._options, providers=self._providers())
+
+    def _choose(self, precision: str) -> ort.InferenceSession:
+        """The session of the graph to run; sets ``graph`` and ``graph_reason``."""
+        if precision == "auto":
+            precision = "fp32" if "fp32" in self.spec.graphs else next(iter(self.spec.graphs))
+            self.graph_reason = "the GPU runs the fp32 graph" if precision == "fp32" else "the export's only graph"
+        else:
+            self.graph_reason = "forced"
+        self.graph = precision
+        return self._open(precision)
 
     def _providers(self) -> list:
         return list(self.providers)
+
+    def refusal_fix(self) -> str:
+        if self.graph == "int8":
+            return "run the fp32 graph (--fp32, or precision: fp32 in the protocol's model section)"
+        return super().refusal_fix()
 
     @property
     def device(self) -> str:
@@ -54,9 +83,22 @@ class _OrtEngine(Engine):
 class OrtCpuEngine(_OrtEngine):
     name = "ort-cpu"
 
+    def _choose(self, precision: str) -> ort.InferenceSession:
+        from rtpose.engine.graph_choice import choose_cpu_graph
+
+        if precision != "auto" or set(self.spec.graphs) != {"fp32", "int8"}:
+            session = super()._choose(precision)
+            if precision == "auto":
+                self.graph_reason = "the export's only graph"
+            return session
+        choice = choose_cpu_graph(self, {p: self._open(p) for p in ("fp32", "int8")})
+        self.graph, self.graph_reason, self.check = choice.graph, choice.reason, choice.check
+        return choice.session
+
 
 class OrtCudaEngine(_OrtEngine):
     name = "ort-cuda"
+    reduced_precision = True  # cuDNN may use TF32 for fp32 convolutions
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
     @property
@@ -66,6 +108,7 @@ class OrtCudaEngine(_OrtEngine):
 
 class OrtTensorRtEngine(_OrtEngine):
     name = "ort-tensorrt"
+    reduced_precision = True  # FP16 engine
     providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
     def _providers(self) -> list:

@@ -1,9 +1,17 @@
-"""``rtpose predict``: poses for every chosen frame of a video, written as SLEAP .slp."""
+"""``rtpose predict``: poses for every chosen frame of a video, written as SLEAP .slp.
+
+Nothing decoded is lost: frames that cannot be read (undecodable, or past the real end
+of a stream whose container declared more) are left out of the .slp, listed in its
+provenance (``rtpose.frames_not_read``) and in a warning, and ``rtpose predict`` exits
+with :data:`EXIT_FRAMES_MISSING` instead of 0. Without ``--frames``, a stream shorter than
+its container declares is simply a shorter video: every frame it holds is predicted.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -12,9 +20,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rtpose.data.predictions import write_predictions
 from rtpose.engine.base import load_engine
 from rtpose.engine.continuity import IdentityContinuity
-from rtpose.engine.frames import read_ahead, resolve_input
+from rtpose.data.video import describe_indices
+from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import RtposeError
 from rtpose.poses import Poses
+
+EXIT_FRAMES_MISSING = 3  # predictions written, but some frames asked for could not be read
 
 
 def default_output(input_path: Path) -> Path:
@@ -28,16 +39,31 @@ def default_output(input_path: Path) -> Path:
 
 def predict(model: str | Path, input_path: str | Path, frames: str | None = None, output: str | Path | None = None,
             batch_size: int = 1, engine_name: str = "ort-cpu", only_labeled: bool = False,
-            progress: bool = True, continuity: bool = True) -> Path:
+            progress: bool = True, continuity: bool = True, report: DecodeReport | None = None,
+            precision: str = "auto") -> Path:
+    """Predict poses on ``frames`` of ``input_path`` and write them to ``output`` (.slp).
+
+    ``report``, when given, receives the frames that could not be read (see the module
+    docstring); the caller decides what they mean for its exit status. ``precision``:
+    which graph of the export (rtpose.engine.base.load_engine).
+
+    Raises:
+        RtposeError: bad input, model or output path (nothing is written), or a graph
+            that fails its self-check on this machine.
+    """
     if batch_size < 1:
         raise RtposeError("--batch-size must be at least 1")
     video, indices = resolve_input(input_path, frames, only_labeled)
     if not indices:
         raise RtposeError(f"{input_path}: no frames to predict on")
+    if Path(video).suffix.lower() == ".slp":
+        print(f"{Path(video).name} is a package: predicting on the {len(indices)} frame(s) it holds that were asked "
+              f"for ({describe_indices(indices)})")
+    report = report if report is not None else DecodeReport()
     output = Path(output) if output else default_output(Path(input_path))
     if not output.parent.is_dir():
         raise RtposeError(f"{output}: its folder does not exist")
-    engine = load_engine(model, engine_name)
+    engine = load_engine(model, engine_name, precision)
     spec = engine.spec
     follow = IdentityContinuity(spec.n_classes) if continuity else None
     results: list[tuple[int, Poses]] = []
@@ -55,24 +81,37 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
             done = len(results)
             bar.update(task, completed=done, fps=f"{done / (time.perf_counter() - t0):.0f}")
 
-        for idx, frame in read_ahead(video, indices):
+        for idx, frame in read_ahead(video, indices, report=report):
             pending.append((idx, frame))
             if len(pending) == batch_size:
                 flush()
         if pending:
             flush()
     wall = time.perf_counter() - t0
-    write_predictions(output, video, spec.node_names, spec.edges, spec.class_names, results)
+    for note in report.notes():
+        print(f"warning: {input_path}: {note}", file=sys.stderr)
+    if report.stream_frames is not None and frames is None:
+        report.past_end.clear()  # no range asked for: the video is just shorter than declared
+    provenance = {"rtpose.frames_not_read": report.missing} if report.missing else {}
+    if report.stream_frames is not None:
+        provenance["rtpose.stream_frames"] = report.stream_frames
+    write_predictions(output, video, spec.node_names, spec.edges, spec.class_names, results, provenance=provenance)
     n_inst = sum(len(p) for _, p in results)
     print(f"{len(results)} frames, {n_inst} instances -> {output} ({len(results) / wall:.0f} frames/s, "
           f"{engine.name} on {engine.device})")
+    print(f"ran the {engine.describe_graph()}")
     if follow is not None and follow.followed:
         print(f"identities followed from the previous frame where the identity head was not decisive: "
               f"{follow.followed} frames (--no-continuity: the head alone)")
+    if report.missing:
+        print(f"warning: {len(report.missing)} frame(s) asked for have no poses ({describe_indices(report.missing)}); "
+              f"the poses of the {len(results)} that were read are in {output}", file=sys.stderr)
     return output
 
 
 def main(args: argparse.Namespace) -> int:
+    """Exit status: 0, or :data:`EXIT_FRAMES_MISSING` when frames asked for could not be read."""
+    report = DecodeReport()
     predict(args.model, args.input, args.frames, args.output, args.batch_size, args.engine, args.only_labeled,
-            continuity=not args.no_continuity)
-    return 0
+            continuity=not args.no_continuity, report=report, precision=args.precision)
+    return EXIT_FRAMES_MISSING if report.missing else 0

@@ -2,8 +2,9 @@
 from a CUDA graph.
 
 The engine needs only the export directory: it rebuilds the pipeline modules from
-``rtpose.json``'s ``architecture`` and loads their weights from ``model.onnx``'s
-initializers by name (the exporter keeps torch's parameter names). Static shapes, a
+``rtpose.json``'s ``architecture`` and loads their weights from the fp32 ``model.onnx``'s
+initializers by name (the exporter keeps torch's parameter names; a format-1 export's
+int8 graph is dequantised). Static shapes, a
 pinned host buffer and one captured graph per batch size make a frame's round trip one
 host-to-device copy, one graph launch and one device-to-host copy.
 """
@@ -41,7 +42,8 @@ def pipeline_from_export(export_dir: str | Path, spec: ExportSpec | None = None)
     )
     pipeline.eval()
     fold_batchnorm(pipeline)  # same module structure as at export time
-    graph = onnx.load(str(export_dir / MODEL_FILE), load_external_data=True)
+    graph_file = spec.graphs.get("fp32") or next(iter(spec.graphs.values()), MODEL_FILE)
+    graph = onnx.load(str(export_dir / graph_file), load_external_data=True)
     weights = {init.name: numpy_helper.to_array(init) for init in graph.graph.initializer}
     weights.update(_dequantized_weights(graph.graph, weights))
     state = pipeline.state_dict()
@@ -79,8 +81,15 @@ def _dequantized_weights(graph, weights: dict[str, np.ndarray]) -> dict[str, np.
 class TorchCudaEngine(Engine):
     name = "torch-cuda"
 
-    def __init__(self, export_dir: str | Path, fp16: bool = True, cuda_graphs: bool = True, device_index: int = 0):
+    def __init__(self, export_dir: str | Path, fp16: bool = True, cuda_graphs: bool = True, device_index: int = 0,
+                 precision: str = "auto"):
         super().__init__(export_dir)
+        if precision == "int8":
+            raise RtposeError("engine torch-cuda runs the fp32 weights in FP16; the int8 graph is for ort-cpu")
+        fp16 = fp16 and precision != "fp32"
+        self.graph = "fp16" if fp16 else "fp32"
+        self.reduced_precision = fp16
+        self.graph_reason = "forced" if precision == "fp32" else "torch-cuda runs the fp32 weights in FP16"
         try:
             import torch
         except ImportError:

@@ -33,9 +33,11 @@ def voc(
     this curve; count those separately (``n_unmatched_pred``).
 
     Returns:
-        ``(ap, ar)``, each ``(len(thresholds),)``.
+        ``(ap, ar)``, each ``(len(thresholds),)``; NaN when ``n_gt`` is 0.
     """
     n_thresholds = len(thresholds)
+    if n_gt == 0:  # nothing to find: precision and recall are undefined, not 0
+        return np.full(n_thresholds, np.nan), np.full(n_thresholds, np.nan)
     if match_oks.size == 0:  # nothing found (or nothing to find): 0, as sleap-nn reports
         return np.zeros(n_thresholds), np.zeros(n_thresholds)
     ranked = match_oks[np.argsort(-match_scores, kind="stable")]

@@ -13,7 +13,10 @@ what should have been found) and the predictions file has that frame:
   and labels usually cover a sample of the frames a model ran on.
 
 Frames of the last two kinds are counted (``n_frames_gt_only``, ``n_frames_pred_only``)
-and a warning says when they change what is scored.
+and a warning says when they change what is scored. When no labeled frame has a
+predicted frame there is nothing to score, and that is an error naming both files'
+videos (unless ``unpredicted="missed"`` and the videos pair: then every labeled
+instance was missed, a score of 0 that means something).
 
 Videos are paired with sleap-io's ``Labels.match`` (path, then file identity, then
 shape and pose cues), the same pairing sleap-nn's evaluator uses, so a predictions file
@@ -114,6 +117,15 @@ def _object_row(values: list) -> np.ndarray:
     return row
 
 
+def _video_names(labels: sio.Labels) -> str:
+    """The videos of a labels file for a message: file names, a package's source video beside it."""
+    names = []
+    for v in labels.videos:
+        source = getattr(v, "source_video", None)
+        names.append(f"{v.filename} (frames of {source.filename})" if source is not None else str(v.filename))
+    return ", ".join(names) or "none"
+
+
 def pair_frames(
     gt_path: str | Path,
     pred_path: str | Path,
@@ -124,6 +136,10 @@ def pair_frames(
 
     ``unpredicted``: "skip" or "missed", what a labeled frame without a predicted frame
     counts as (see the module docstring).
+
+    Raises:
+        RtposeError: a file cannot be read, the skeletons differ, there are no labeled
+            instances, or no frame pairs (see the module docstring).
     """
     if unpredicted not in ("skip", "missed"):
         raise ValueError(f"unpredicted must be 'skip' or 'missed', not {unpredicted!r}")
@@ -185,6 +201,11 @@ def pair_frames(
             where = " in the frames asked for"
         raise RtposeError(f"{gt_path}: no user-labeled instances{where} to score against")
 
+    paired = sum(1 for r in pred_rows if r is not None)
+    if not paired and (unpredicted == "skip" or not pred_to_gt_video):
+        raise RtposeError(
+            f"no frame of {pred_path} (video {_video_names(pred)}) pairs with a labeled frame of {gt_path} "
+            f"(video {_video_names(gt)}): nothing to score")
     scored = set(keys)
     pred_only = [k for k in predicted if k not in scored]
     if n_gt_only:

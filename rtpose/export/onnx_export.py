@@ -1,11 +1,14 @@
-"""Trained model directory -> export directory (``model.onnx`` + ``rtpose.json``).
+"""Trained model directory -> export directory (rtpose.export.spec lists its files).
 
 The two networks and all the steps between them become one ONNX graph (see
 rtpose.nn.pipeline). BatchNorm is folded into the convolutions first, so the graph's
 weights are plain conv kernels whose initializer names equal the torch parameter names;
 the torch-cuda engine rebuilds the same modules from ``architecture`` and reloads those
-weights by name. The export checks itself: ONNX Runtime must reproduce torch's points on
-a real frame before the directory is written.
+weights by name from the fp32 ``model.onnx``. With ``--int8`` an int8 graph is written
+beside it (rtpose.export.quantize). The export checks itself before the directory is
+written: ONNX Runtime must reproduce torch's points on a real frame, the int8 graph must
+stay near fp32 on held-out frames, and the fp32 graph's outputs on a few real frames are
+stored as the references every engine load reproduces (rtpose.engine.selfcheck).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch
 
 from rtpose import __version__
 from rtpose.errors import RtposeError
-from rtpose.export.spec import INPUT_NAME, MODEL_FILE, OUTPUT_NAMES, ExportSpec
+from rtpose.export.spec import INPUT_NAME, INT8_MODEL_FILE, MODEL_FILE, OUTPUT_NAMES, REFERENCE_FILE, ExportSpec
 from rtpose.nn.models import centroid_arch_from_dict, instance_arch_from_dict
 from rtpose.nn.pipeline import TopDownPipeline
 from rtpose.nn.unet import fold_batchnorm
@@ -89,19 +92,36 @@ def parse_frame_size(text: str | None, info: dict) -> tuple[int, int]:
 
 def export(model_dir: str | Path, export_dir: str | Path, max_instances: int | None = None,
            frame_size: str | None = None, check_frame: np.ndarray | None = None,
-           int8_frames: tuple[list[np.ndarray], list[np.ndarray]] | None = None) -> ExportSpec:
-    """Write ``export_dir``; returns its spec. ``check_frame``: a real (H, W) uint8 frame
-    for the torch/ONNX Runtime agreement check (a blank frame checks nothing useful).
-    ``int8_frames``: (calibration frames, check frames) to quantise the convolutions to
-    int8 (rtpose.export.quantize); None keeps fp32."""
+           int8_frames: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
+           reference_frames: list[tuple[int, np.ndarray]] | None = None) -> ExportSpec:
+    """Write ``export_dir``; returns its spec.
+
+    Args:
+        model_dir: a model directory written by ``rtpose train``.
+        export_dir: created or overwritten (its graphs, references and spec).
+        max_instances: instances per frame (default: the model's classes).
+        frame_size: ``HxW`` the graph takes (default: the training video's).
+        check_frame: a real ``(H, W)`` uint8 frame for the torch/ONNX Runtime agreement
+            check (a blank frame checks nothing useful).
+        int8_frames: (calibration frames, check frames) to also write an int8 graph
+            (rtpose.export.quantize); None: fp32 only.
+        reference_frames: ``(video frame index, (H, W) uint8 frame)`` pairs whose fp32
+            outputs become the export's references; default: ``check_frame``.
+
+    Raises:
+        RtposeError: the model directory is incomplete, or a check fails.
+    """
     import onnxruntime as ort
+
+    from rtpose.engine.selfcheck import REDUCED_BOUNDS, make_references, run_check, save_references
 
     pipeline, info = build_pipeline(model_dir, max_instances)
     h, w = parse_frame_size(frame_size, info)
     spec = spec_from_info(info, pipeline.max_instances, (h, w))
     if check_frame is None:
         check_frame = np.zeros((h, w), np.uint8)
-    frame = torch.from_numpy(np.ascontiguousarray(check_frame[:h, :w]))[None, None]
+    fit = lambda f: _fit(f, h, w)
+    frame = torch.from_numpy(fit(check_frame))[None, None]
     export_dir = Path(export_dir)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / MODEL_FILE
@@ -124,22 +144,52 @@ def export(model_dir: str | Path, export_dir: str | Path, max_instances: int | N
             diff = np.nanmax(np.abs(expected[0][valid] - got[0][valid]))
             if diff > 0.1:
                 raise RtposeError(f"export check failed: ONNX Runtime points differ from torch by {diff:.3f} px")
+        run_fp32 = lambda batch: dict(zip(OUTPUT_NAMES, session.run(None, {INPUT_NAME: batch})))
+        refs = make_references(run_fp32, [fit(f) for _, f in reference_frames or [(-1, check_frame)]],
+                               [i for i, _ in reference_frames or [(-1, check_frame)]], spec)
+        spec.extra["references"] = {"file": REFERENCE_FILE, "video_frames": refs.frame_indices.tolist()}
+        int8_path = None
         if int8_frames is not None:
-            from rtpose.export.quantize import MAX_MEDIAN_SHIFT_PX, point_shift_px, quantize_int8
+            from rtpose.export.quantize import MAX_MEDIAN_SHIFT_PX, MAX_WEIGHT, point_shift_px, quantize_int8
 
             calibration, check = int8_frames
-            int8_path = Path(tmp) / "int8.onnx"
-            quantize_int8(onnx_path, int8_path, calibration)
-            shift = point_shift_px(onnx_path, int8_path, check or calibration[:10])
+            int8_path = Path(tmp) / INT8_MODEL_FILE
+            quantize_int8(onnx_path, int8_path, [fit(f) for f in calibration])
+            shift = point_shift_px(onnx_path, int8_path, [fit(f) for f in check or calibration[:10]])
             if shift["median"] > MAX_MEDIAN_SHIFT_PX:
                 raise RtposeError(f"int8 check failed: points moved {shift['median']:.2f} px (median) from fp32; "
                                   "export without --int8")
+            int8_session = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
+            own = run_check(lambda batch: dict(zip(OUTPUT_NAMES, int8_session.run(None, {INPUT_NAME: batch}))),
+                            refs, spec, REDUCED_BOUNDS, "int8")
+            if not own.passed:
+                raise RtposeError(f"int8 check failed on the reference frames: {'; '.join(own.failures)}; "
+                                  "export without --int8")
             spec.extra["quantization"] = {"type": "int8 static QDQ, Conv except the confidence-map outputs, "
-                                                  "per-channel weights, percentile calibration",
+                                                  "per-channel 7-bit weights (|w| <= 64), uint8 activations, "
+                                                  "percentile calibration",
+                                          "max_abs_weight": MAX_WEIGHT,
                                           "calibration_frames": len(calibration),
-                                          "shift_vs_fp32_px": shift}
-            onnx_path = int8_path
+                                          "shift_vs_fp32_px": shift,
+                                          "self_check_at_export": own.to_dict()}
+            spec.graphs["int8"] = INT8_MODEL_FILE
         export_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(onnx_path, export_dir / MODEL_FILE)
+        if int8_path is not None:
+            shutil.copy(int8_path, export_dir / INT8_MODEL_FILE)
+        else:
+            (export_dir / INT8_MODEL_FILE).unlink(missing_ok=True)  # a stale one from an earlier export
+        save_references(refs, export_dir)
     spec.save(export_dir)
     return spec
+
+
+def _fit(frame: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A frame cut or zero-padded to exactly ``(h, w)`` uint8."""
+    frame = np.asarray(frame)
+    if frame.shape == (h, w):
+        return np.ascontiguousarray(frame)
+    out = np.zeros((h, w), np.uint8)
+    fh, fw = min(h, frame.shape[0]), min(w, frame.shape[1])
+    out[:fh, :fw] = frame[:fh, :fw]
+    return out

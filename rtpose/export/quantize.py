@@ -1,16 +1,44 @@
-"""Static int8 quantisation of the exported graph's convolutions, with an accuracy check.
+"""Static int8 quantisation of the exported graph's convolutions, portable across x86-64 CPUs.
 
-On CPUs with int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI) ONNX Runtime runs
-quantised convolutions about twice as fast as fp32. Only ``Conv`` is quantised
-(per-channel int8 weights, uint8 activations, QDQ format): resizing, peak finding and
-sub-pixel refinement stay fp32, so coordinates keep their precision, and so do the last
-convolutions that write the confidence maps, whose peak shapes the integral refinement
-reads. Activation ranges are calibrated on training frames only, by percentile rather
-than min/max, so that a few outlier activations do not coarsen every other value's
-step. On the flies13 validation frames these two choices took int8 from 0.017 mAP below
-fp32 to level with it at the same speed. The exporter then measures how far the int8
-graph's points move from the fp32 graph's on held-out frames and refuses a quantisation
-that moves them too far.
+What is quantised: only ``Conv`` (per-channel symmetric int8 weights, uint8 activations,
+QDQ format). Resizing, peak finding and sub-pixel refinement stay fp32, so coordinates
+keep their precision, and so do the last convolutions that write the confidence maps,
+whose peak shapes the integral refinement reads. Activation ranges are calibrated on
+training frames only, by percentile rather than min/max, so that a few outlier
+activations do not coarsen every other value's step.
+
+Why 7-bit weights (ONNX Runtime's ``reduce_range``: int8 weights in [-64, 64]): ONNX
+Runtime runs a u8 (activation) x s8 (weight) convolution as an integer GEMM whose inner
+loop depends on the CPU:
+
+- with AVX-512 VNNI or AVX-VNNI, ``vpdpbusd`` multiplies four u8 x s8 pairs and adds
+  them straight into an int32 accumulator: exact for any int8 weights;
+- with AVX2 or AVX-512BW but no VNNI, ``vpmaddubsw`` multiplies u8 x s8 pairs and adds
+  each two neighbouring products into a *saturating int16*, before ``vpmaddwd`` widens to
+  int32. Two products can reach 2 x 255 x 127 = 64770 > 32767, so full-range weights
+  clip some sums: on a 2-core AMD EPYC Zen 3 (AVX2, no VNNI) this export's earlier
+  full-range graph lost 0.1 OKS mAP (issue 9). With |w| <= 64 the worst pair is
+  2 x 255 x 64 = 32640 <= 32767: nothing can saturate, on any of these paths;
+- U8U8 graphs and CPUs with neither path (SSE4.1) widen both operands to int16 and use
+  ``pmaddwd`` into int32: exact, but on AVX2 no faster than fp32 (issue 9: 13.8 vs 14.1 ms).
+
+So the same int8 graph computes the same integers on every x86-64 CPU ONNX Runtime
+runs on; the one bit of weight precision it costs is measured below and in the model
+card. What was verified, and how: ONNX Runtime's own quantisation docs
+(``onnxruntime.quantization.quantize.quantize_static``'s docstring in the installed
+package) recommend ``reduce_range=True`` on x86-64 CPUs without VNNI "to reduce the risk
+of integer saturation"; ``quant_utils.ONNX_INT_TYPE_REDUCED_RANGE`` maps int8 to
+[-64, 64]; ``quantize_int8`` refuses a graph with any weight outside it; and the
+saturation itself is reproduced on a VNNI machine by running ONNX Runtime under
+``qemu-x86_64 -cpu Haswell`` (``bench/int8_portability.py``): a full-range graph moves
+points there, the 7-bit graph gives the same integers as with VNNI. The instruction
+names come from ONNX Runtime's MLAS kernels (its C++ source is not in the Python
+package; the Haswell run is the behavioural check).
+
+The exporter then measures how far the int8 graph's points move from the fp32 graph's
+on held-out frames and refuses a quantisation that moves them too far; every engine
+load checks it again on this machine against the export's references
+(rtpose.engine.selfcheck).
 """
 
 from __future__ import annotations
@@ -25,9 +53,24 @@ from rtpose.export.spec import INPUT_NAME
 
 MAX_MEDIAN_SHIFT_PX = 0.5  # int8 may not move the typical point more than this
 CALIBRATION_PERCENTILE = 99.999  # activation range: this percentile of |x| over the calibration frames
+MAX_WEIGHT = 64  # |int8 weight| <= 64: 2 * 255 * 64 = 32640 fits vpmaddubsw's int16 (see above)
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, calibration_frames: list[np.ndarray]) -> None:
+def quantize_int8(fp32_path: Path, out_path: Path, calibration_frames: list[np.ndarray], weight_bits: int = 7,
+                  keep_fp32: tuple[str, ...] = ()) -> None:
+    """Write the int8 graph of ``fp32_path`` to ``out_path``.
+
+    Args:
+        fp32_path: the exported fp32 graph.
+        out_path: where the int8 graph goes.
+        calibration_frames: ``(H, W)`` uint8 training frames for the activation ranges.
+        weight_bits: 7 (the export's choice, see the module docstring) or 8 (full int8
+            range: exact only on CPUs with VNNI; for comparisons in bench/).
+        keep_fp32: weight-name prefixes of further convolutions to leave in fp32.
+
+    Raises:
+        RtposeError: no calibration frames, or a weight outside the 7-bit range.
+    """
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -49,8 +92,32 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_frames: list[np.n
         quantize_static(str(prepared), str(out_path), Frames(), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=["Conv"], per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
-                        nodes_to_exclude=confmap_convs(prepared),
-                        extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
+                        nodes_to_exclude=confmap_convs(prepared) + convs_named(prepared, keep_fp32),
+                        reduce_range=weight_bits == 7, extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
+    largest = largest_weight(out_path)
+    if weight_bits == 7 and largest > MAX_WEIGHT:
+        raise RtposeError(f"int8 export: a quantised weight is {largest} > {MAX_WEIGHT}; it could saturate on "
+                          "CPUs without VNNI (this onnxruntime ignored reduce_range)")
+
+
+def largest_weight(int8_path: Path) -> int:
+    """The largest |value| of the graph's int8 weight initializers (``*_quantized``)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(int8_path), load_external_data=False).graph
+    values = [numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("_quantized")]
+    return max((int(np.abs(v.astype(np.int32)).max()) for v in values if v.dtype == np.int8), default=0)
+
+
+def convs_named(onnx_path: Path, prefixes: tuple[str, ...]) -> list[str]:
+    """The convolutions whose weight names start with one of ``prefixes``."""
+    import onnx
+
+    if not prefixes:
+        return []
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return [n.name for n in graph.node if n.op_type == "Conv" and n.input[1].startswith(tuple(prefixes))]
 
 
 def confmap_convs(onnx_path: Path) -> list[str]:
@@ -81,15 +148,10 @@ def point_shift_px(fp32_path: Path, int8_path: Path, frames: list[np.ndarray]) -
 
 def matched_point_shifts(points_a: np.ndarray, points_b: np.ndarray) -> np.ndarray:
     """Distances between corresponding nodes of two sets of instances ``(n, nodes, 2)``,
-    instances paired by position (Hungarian), not by slot: two animals with nearly equal
-    centroid scores may come out of top-k in either order."""
-    from scipy.optimize import linear_sum_assignment
+    instances paired by position (rtpose.engine.selfcheck.match_instances)."""
+    from rtpose.engine.selfcheck import match_instances
 
     if len(points_a) == 0 or len(points_b) == 0:
         return np.zeros(0, np.float32)
-    dist = np.linalg.norm(points_a[:, None] - points_b[None], axis=-1)  # (na, nb, nodes)
-    found = np.isfinite(dist)
-    n_found = found.sum(axis=-1)
-    cost = np.where(n_found > 0, np.where(found, dist, 0).sum(axis=-1) / np.maximum(n_found, 1), 1e6)
-    rows, cols = linear_sum_assignment(cost)
+    rows, cols, dist = match_instances(points_a, points_b)
     return dist[rows, cols].ravel()

@@ -1,8 +1,21 @@
-"""``rtpose.json``: everything a runtime needs besides ``model.onnx``.
+"""``rtpose.json``: everything a runtime needs besides the graphs.
 
 Written by the exporter, read by every engine. No torch here: the live path imports
 this module. ``format_version`` is bumped on any incompatible change; a runtime refuses
 a newer one with a clear message instead of misreading it.
+
+An export directory (format 2) holds:
+
+- ``model.onnx``: the fp32 graph, always. It is the reference every other graph is
+  checked against, and the torch-cuda engine rebuilds its networks from its weights.
+- ``model.int8.onnx``: the int8 graph, when exported with ``--int8``
+  (rtpose.export.quantize).
+- ``reference.npz``: a few real input frames and the fp32 graph's outputs on them,
+  written at export time (rtpose.engine.selfcheck); every engine load reproduces them.
+- ``rtpose.json``: this spec; ``graphs`` names the graph files by precision.
+
+Format 1 (before the self-check) had one ``model.onnx``, int8 when ``extra`` said
+``quantization``, and no references; it still loads, unchecked.
 """
 
 from __future__ import annotations
@@ -15,9 +28,11 @@ import attrs
 
 from rtpose.errors import RtposeError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SPEC_FILE = "rtpose.json"
-MODEL_FILE = "model.onnx"
+MODEL_FILE = "model.onnx"  # the fp32 graph
+INT8_MODEL_FILE = "model.int8.onnx"
+REFERENCE_FILE = "reference.npz"
 
 # Graph I/O names, fixed so that every runtime binds them the same way.
 INPUT_NAME = "frames"  # (B, 1, H, W) uint8
@@ -45,6 +60,8 @@ class ExportSpec:
     format_version: int = FORMAT_VERSION
     rtpose_version: str = ""
     extra: dict[str, Any] = attrs.field(factory=dict)
+    # precision ("fp32", "int8") -> graph file in the export directory
+    graphs: dict[str, str] = attrs.field(factory=lambda: {"fp32": MODEL_FILE})
 
     @property
     def n_nodes(self) -> int:
@@ -90,4 +107,10 @@ class ExportSpec:
             raise RtposeError(f"{export_dir / SPEC_FILE}: missing keys {', '.join(missing)}")
         d = {k: v for k, v in d.items() if k in known}
         d["edges"] = [tuple(e) for e in d["edges"]]
-        return cls(**d)
+        if version < 2:  # one model.onnx, int8 where the exporter quantised it
+            d["graphs"] = {"int8" if "quantization" in d.get("extra", {}) else "fp32": MODEL_FILE}
+        spec = cls(**d)
+        for precision, name in spec.graphs.items():
+            if not (export_dir / name).exists():
+                raise RtposeError(f"{export_dir}: missing {name}, its {precision} graph (export with `rtpose export`)")
+        return spec

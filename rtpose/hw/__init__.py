@@ -5,7 +5,7 @@ DAQs: ``sim`` (outputs looped back to inputs with an exact, configurable delay),
 ``nidaqmx`` (NI). Vendor SDKs are imported only when their backend opens.
 """
 
-from rtpose.hw.camera import Camera, Frame, make_camera, open_camera
+from rtpose.hw.camera import Camera, Frame
 from rtpose.hw.config import (
     CameraConfig,
     DaqConfig,
@@ -14,11 +14,14 @@ from rtpose.hw.config import (
     ReplayCameraConfig,
     SimDaqConfig,
     SpinnakerCameraConfig,
+    open_camera,
+    open_daq,
     parse_camera_config,
     parse_daq_config,
 )
-from rtpose.hw.daq import AiStream, AiTrace, Daq, make_daq, open_daq
-from rtpose.hw.errors import CameraError, CameraTimeout, DaqError, DriverMissing
+from rtpose.hw.daq import AiStream, AiTrace, Daq
+from rtpose.hw.errors import CameraError, CameraTimeout, DaqError, DriverMissing, FrameLost
+from rtpose.hw.registry import make_camera, make_daq
 
 __all__ = [
     "AiStream",
@@ -27,6 +30,7 @@ __all__ = [
     "CameraConfig",
     "CameraError",
     "CameraTimeout",
+    "FrameLost",
     "Daq",
     "DaqConfig",
     "DaqError",

@@ -10,13 +10,10 @@ exposed but dropped because the reader was late.
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import attrs
 import numpy as np
-
-if TYPE_CHECKING:
-    from rtpose.hw.config import OpenCvCameraConfig, ReplayCameraConfig, SpinnakerCameraConfig
 
 
 @attrs.frozen
@@ -29,10 +26,39 @@ class Frame:
     """
 
     index: int  # frame index in the source (video frame number; camera frame ID)
-    image: np.ndarray = attrs.field(repr=lambda a: f"array{a.shape}")  # (H, W) uint8
+    # (H, W) uint8, or a function giving them and when they became available (see ``image``)
+    _image: np.ndarray | Callable[[], tuple[np.ndarray, float]] = attrs.field(alias="image", repr=False)
     t_exposure: float
-    t_arrival: float
+    _t_arrival: float = attrs.field(alias="t_arrival")
     seq: int = attrs.field(default=attrs.Factory(lambda self: self.index, takes_self=True))  # exposures since open
+    _decoded: list = attrs.field(factory=list, init=False, repr=False, eq=False)  # [(pixels, t_available)]
+
+    @property
+    def image(self) -> np.ndarray:
+        """The pixels, (H, W) uint8.
+
+        A replayed frame decodes them here, on first use: like a real camera's, a frame
+        that nobody looks at (one the loop drops) costs nothing.
+
+        Raises:
+            CameraError: the pixels could not be had (``FrameLost``: the daemon drops the frame).
+        """
+        if not callable(self._image):
+            return self._image
+        if not self._decoded:
+            self._decoded.append(self._image())
+        return self._decoded[0][0]
+
+    @property
+    def t_arrival(self) -> float:
+        """When rtpose had the pixels (``rtpose.clock`` seconds).
+
+        Handed over by the driver, or, for a replayed frame decoded on first use, when the
+        decoding finished (decoding is the replay's readout).
+        """
+        if self._decoded:
+            return max(self._t_arrival, self._decoded[0][1])
+        return self._t_arrival
 
 
 class Camera(abc.ABC):
@@ -46,7 +72,24 @@ class Camera(abc.ABC):
 
     @abc.abstractmethod
     def read(self, timeout_s: float = 1.0) -> Frame | None:
-        """The next frame; ``None`` when the source has ended or the camera was closed."""
+        """The oldest frame the camera still holds, waiting up to ``timeout_s`` for one.
+
+        Call from one thread. ``close`` from another thread ends a blocked ``read`` (it
+        then returns ``None``).
+
+        Args:
+            timeout_s: Seconds to wait for a frame.
+
+        Returns:
+            The frame (``image`` ``(H, W)`` uint8; ``t_exposure``/``t_arrival`` in
+            ``rtpose.clock`` seconds), or ``None`` when a finite source has ended or the
+            camera was closed.
+
+        Raises:
+            CameraTimeout: No frame within ``timeout_s``: the daemon takes this as "the
+                camera stopped delivering" and stops the run with 0 V on every output.
+            CameraError: The device failed (the driver's exception is its ``__cause__``).
+        """
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -73,35 +116,3 @@ class Camera(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def make_camera(config: "ReplayCameraConfig | OpenCvCameraConfig | SpinnakerCameraConfig") -> Camera:
-    """The camera a validated config describes, not yet open (vendor SDKs are imported on open)."""
-    if config.backend == "replay":
-        from rtpose.hw.replay import ReplayCamera
-
-        return ReplayCamera.from_config(config)
-    if config.backend == "opencv":
-        from rtpose.hw.opencv_camera import OpenCvCamera
-
-        return OpenCvCamera.from_config(config)
-    if config.backend == "spinnaker":
-        from rtpose.hw.spinnaker import SpinnakerCamera
-
-        return SpinnakerCamera.from_config(config)
-    raise ValueError(f"unknown camera backend {config.backend!r}")  # the config types make this unreachable
-
-
-def open_camera(config) -> Camera:
-    """Make and open the camera a config (or a raw ``camera`` mapping) describes.
-
-    Use it as a context manager so that an exception closes the camera:
-    ``with open_camera(cfg) as camera: ...``.
-    """
-    from rtpose.hw.config import parse_camera_config
-
-    if isinstance(config, dict):
-        config = parse_camera_config(config)
-    camera = make_camera(config)
-    camera.open()
-    return camera

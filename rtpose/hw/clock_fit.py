@@ -26,6 +26,19 @@ import numpy as np
 
 
 class DeviceClock:
+    """A device counter -> host ``rtpose.clock`` seconds, refitted as observations arrive; thread-safe.
+
+    Args:
+        ticks_per_s: The counter's nominal rate (1e9 for a camera's nanosecond timestamp,
+            the sample rate for a DAQ's sample number).
+        bin_s: Host seconds per bin; one observation (the tightest) is kept per bin.
+        window_bins: Bins in the least-squares fit: the fit follows drift over about
+            ``bin_s * window_bins`` seconds.
+
+    Raises:
+        ValueError: ``ticks_per_s`` is not positive.
+    """
+
     def __init__(self, ticks_per_s: float, bin_s: float = 1.0, window_bins: int = 60):
         if ticks_per_s <= 0:
             raise ValueError("ticks_per_s must be > 0")
@@ -40,6 +53,7 @@ class DeviceClock:
 
     @property
     def ready(self) -> bool:
+        """Whether any observation has been made, so that ``to_host`` and ``to_ticks`` can answer."""
         return self._fit is not None
 
     def observe_bracket(self, ticks: int, host_before: float, host_after: float) -> None:
@@ -79,7 +93,17 @@ class DeviceClock:
         self._fit = (float(offset), float(drift))
 
     def to_host(self, ticks):
-        """Host monotonic seconds of counter value(s) ``ticks`` (int or integer array)."""
+        """Host monotonic seconds of counter value(s).
+
+        Args:
+            ticks: An int, or an integer array of any shape.
+
+        Returns:
+            A float for an int, else a float64 array of ``ticks``'s shape.
+
+        Raises:
+            RuntimeError: No observation yet (see ``ready``).
+        """
         with self._lock:
             if self._fit is None or self._reference is None:
                 raise RuntimeError("no clock observations yet")
@@ -100,4 +124,5 @@ class DeviceClock:
 
     @property
     def drift_ppm(self) -> float:
+        """How fast the device's counter runs against the host clock, in parts per million (0 before a fit)."""
         return 0.0 if self._fit is None else self._fit[1] * 1e6

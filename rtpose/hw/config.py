@@ -10,55 +10,25 @@ file is looked up in the working directory, then in the repository, where
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
 
-from rtpose.errors import RtposeError
-from rtpose.hw.firmware import DaqDevice, SpinnakerDevice, StrictModel, describe_validation_error, load_device_file
-from rtpose.paths import REPO_ROOT, data_dir
+from rtpose.config import ConfigError, StrictModel, describe_errors, expand_vars, resolve_path, validate
+from rtpose.hw import registry
+from rtpose.hw.firmware import DaqDevice, SpinnakerDevice, load_device_file
 
-_VARIABLE = re.compile(r"\$(\w+)|\$\{([^}]*)\}")
-
-
-def expand_path(text: str) -> str:
-    """``$VAR``/``${VAR}`` and ``~`` expanded; an unset variable is an error, never silently left in."""
-
-    def substitute(match: re.Match) -> str:
-        name = match.group(1) or match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if name == "RTPOSE_DATA":
-            return str(data_dir())
-        raise ValueError(f"environment variable {name} in {text!r} is not set")
-
-    return os.path.expanduser(_VARIABLE.sub(substitute, text))
-
-
-def resolve_device_file(text: str) -> Path:
-    """A device file by absolute path, or relative to the working directory, else to the repository."""
-    path = Path(expand_path(text))
-    if path.is_absolute():
-        candidates = [path]
-    else:
-        candidates = [Path.cwd() / path, REPO_ROOT / path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    places = dict.fromkeys(str(c.parent) for c in candidates)
-    raise ValueError(f"{text}: no such device file (looked in {', '.join(places)})")
+if TYPE_CHECKING:
+    from rtpose.hw.camera import Camera
+    from rtpose.hw.daq import Daq
 
 
 def _checked_device_file(text: str, model: type) -> str:
     """Resolve and validate a device file while the protocol is checked; the absolute path is kept."""
-    path = resolve_device_file(text)
-    try:
-        load_device_file(path, model)
-    except RtposeError as exc:
-        raise ValueError(str(exc)) from None
+    path = resolve_path(text)
+    load_device_file(path, model)  # a ConfigError is a ValueError: pydantic files it under device_file
     return str(path)
 
 
@@ -81,7 +51,7 @@ class ReplayCameraConfig(StrictModel):
     @field_validator("path")
     @classmethod
     def _video_exists(cls, value: str) -> str:
-        path = expand_path(value)
+        path = expand_vars(value)
         if not Path(path).is_file():
             raise ValueError(f"{path}: no such video file")
         return path
@@ -117,7 +87,7 @@ class OpenCvCameraConfig(StrictModel):
             if not value:
                 raise ValueError("device must be an index or a URL")
             if "://" not in value:
-                value = expand_path(value)
+                value = expand_vars(value)
         return value
 
 
@@ -153,7 +123,8 @@ class SpinnakerCameraConfig(StrictModel):
             try:
                 device = SpinnakerDevice.model_validate({**device.model_dump(), **overrides})
             except ValidationError as exc:
-                raise ValueError(describe_validation_error(exc, "with this protocol's overrides")) from None
+                raise ValueError(f"{self.device_file} with this protocol's overrides: "
+                                 f"{describe_errors(exc.errors())}") from None
         self._device = device
         return self
 
@@ -216,8 +187,17 @@ CameraConfig = Annotated[
 ]
 DaqConfig = Annotated[Union[SimDaqConfig, NidaqConfig], Field(discriminator="backend")]
 
-CAMERA_BACKENDS = frozenset({"replay", "opencv", "spinnaker"})
-DAQ_BACKENDS = frozenset({"sim", "nidaqmx"})
+# The names a protocol may give, from the registry; each must have its config model above.
+CAMERA_BACKENDS = frozenset(registry.CAMERAS)
+DAQ_BACKENDS = frozenset(registry.DAQS)
+
+
+def _tags(union: Any) -> frozenset[str]:
+    return frozenset(get_args(m.model_fields["backend"].annotation)[0] for m in get_args(get_args(union)[0]))
+
+
+if _tags(CameraConfig) != CAMERA_BACKENDS or _tags(DaqConfig) != DAQ_BACKENDS:
+    raise ImportError("rtpose.hw.registry and the config unions of rtpose.hw.config name different backends")
 
 _camera_adapter: TypeAdapter = TypeAdapter(CameraConfig)
 _daq_adapter: TypeAdapter = TypeAdapter(DaqConfig)
@@ -235,12 +215,38 @@ def parse_daq_config(data: Any, where: str = "daq") -> SimDaqConfig | NidaqConfi
 
 def _parse(adapter: TypeAdapter, data: Any, where: str, backends: frozenset[str]) -> Any:
     if isinstance(data, dict) and "backend" not in data:
-        raise RtposeError(f"{where}.backend: required key is missing (one of {', '.join(sorted(backends))})")
+        raise ConfigError(f"{where}.backend: required key is missing (one of {', '.join(sorted(backends))})")
     if isinstance(data, dict) and data.get("backend") not in backends:
-        raise RtposeError(
+        raise ConfigError(
             f"{where}.backend: unknown backend {data.get('backend')!r} (one of {', '.join(sorted(backends))})"
         )
-    try:
-        return adapter.validate_python(data)
-    except ValidationError as exc:
-        raise RtposeError(describe_validation_error(exc, where, skip_tags=backends)) from None
+    return validate(adapter, data, prefix=tuple(where.split(".")), unions={(): backends})
+
+
+def open_camera(config: Any) -> "Camera":
+    """Make and open the camera a config (or a raw ``camera`` mapping) describes.
+
+    Use it as a context manager so that an exception closes the camera:
+    ``with open_camera(cfg) as camera: ...``.
+
+    Raises:
+        ConfigError: A raw mapping is not a valid camera section.
+        CameraError: The camera cannot be opened (``DriverMissing`` without its SDK).
+    """
+    return _open(config, parse_camera_config, registry.make_camera)
+
+
+def open_daq(config: Any) -> "Daq":
+    """Make and open the DAQ a config (or a raw ``daq`` mapping) describes; outputs start at 0 V.
+
+    Raises:
+        ConfigError: A raw mapping is not a valid daq section.
+        DaqError: The device cannot be opened (``DriverMissing`` without its driver).
+    """
+    return _open(config, parse_daq_config, registry.make_daq)
+
+
+def _open(config: Any, parse: Any, make: Any) -> Any:
+    device = make(parse(config) if isinstance(config, dict) else config)
+    device.open()
+    return device

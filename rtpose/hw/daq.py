@@ -16,6 +16,7 @@ seconds are kept, so a run of hours has bounded memory.
 from __future__ import annotations
 
 import abc
+import logging
 import math
 import threading
 
@@ -24,6 +25,8 @@ import numpy as np
 
 from rtpose.hw.errors import DaqError
 from rtpose.hw.firmware import DaqDevice
+
+log = logging.getLogger(__name__)
 
 # A time that falls on a sample, give or take float rounding: (t - t0) * rate loses ~1e-8
 # samples when t and t0 are large monotonic readings, far more than one ulp of the product.
@@ -55,6 +58,7 @@ class AoLog:
         self.count = 0  # every write ever logged
 
     def append(self, t: float, channel: int, volts: float) -> None:
+        """Log one write: ``rtpose.clock`` seconds, channel index, volts written (overwrites the oldest when full)."""
         slot = self.count % self.capacity
         self._t[slot], self._channel[slot], self._volts[slot] = t, channel, volts
         self.count += 1
@@ -126,6 +130,7 @@ class Daq(abc.ABC):
 
     @property
     def is_open(self) -> bool:
+        """Opened and not yet closed: writes are accepted."""
         return self._is_open and not self._closed
 
     def open(self) -> None:
@@ -161,6 +166,11 @@ class Daq(abc.ABC):
     # -- outputs ------------------------------------------------------------------------
 
     def ao_range(self, channel: str) -> tuple[float, float]:
+        """``(low, high)`` volts of an output channel, from the device file.
+
+        Raises:
+            DaqError: ``channel`` is not an analog output of the device file.
+        """
         self._check_output(channel)
         return self.device.ao[channel].range_volts
 
@@ -209,6 +219,7 @@ class Daq(abc.ABC):
                     t = self._write_zero_hardware(channel)
                 except Exception as exc:  # keep zeroing the others
                     failures.append(f"{channel}: {exc}")
+                    log.error("%s: writing 0 V to %s failed", self.name, channel, exc_info=exc)
                 else:
                     self._record(channel, 0.0, t)
             if failures:
@@ -221,6 +232,7 @@ class Daq(abc.ABC):
 
     @property
     def clip_counts(self) -> dict[str, int]:
+        """Per output channel: writes clipped into its range so far."""
         return dict(self._clip_counts)
 
     def ao_history(self, channel: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -232,6 +244,7 @@ class Daq(abc.ABC):
 
     @property
     def ao_write_count(self) -> int:
+        """Analog-output writes since open, zeroing included."""
         return self._ao_log.count
 
     # -- inputs -------------------------------------------------------------------------
@@ -299,6 +312,11 @@ class AiStream:
         self.next_sample = next_sample
 
     def read(self) -> AiTrace:
+        """The samples acquired since the last ``read`` (possibly none), in order.
+
+        Raises:
+            DaqError: The reader fell further behind than the ``ai_buffer_s`` kept.
+        """
         first_kept, end = self._daq._ai_span()
         if self.next_sample < first_kept:
             raise DaqError(
@@ -309,27 +327,3 @@ class AiStream:
         trace = self._daq._trace(self.next_sample, stop)
         self.next_sample = stop
         return trace
-
-
-def make_daq(config) -> Daq:
-    """The DAQ a validated config describes, not yet open (vendor drivers are imported on open)."""
-    if config.backend == "sim":
-        from rtpose.hw.sim_daq import SimDaq
-
-        return SimDaq.from_config(config)
-    if config.backend == "nidaqmx":
-        from rtpose.hw.nidaq import NidaqDaq
-
-        return NidaqDaq.from_config(config)
-    raise ValueError(f"unknown DAQ backend {config.backend!r}")  # the config types make this unreachable
-
-
-def open_daq(config) -> Daq:
-    """Make and open the DAQ a config (or a raw ``daq`` mapping) describes; outputs start at 0 V."""
-    from rtpose.hw.config import parse_daq_config
-
-    if isinstance(config, dict):
-        config = parse_daq_config(config)
-    daq = make_daq(config)
-    daq.open()
-    return daq

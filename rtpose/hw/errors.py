@@ -21,6 +21,19 @@ class CameraTimeout(CameraError):
     """No frame arrived within the read timeout: the daemon treats this as "the camera stopped delivering"."""
 
 
+class FrameLost(CameraError):
+    """A frame was handed over but its pixels cannot be had.
+
+    A replayed frame that does not decode, or lies past the real end of its stream;
+    ``seq`` is the frame's exposure number. The daemon counts it as dropped and goes on;
+    the camera says on its next read whether the source ended.
+    """
+
+    def __init__(self, message: str, seq: int):
+        super().__init__(message)
+        self.seq = seq
+
+
 class DaqError(RtposeError):
     """A DAQ could not be opened, written or read (unknown channel, closed device, driver failure)."""
 

@@ -12,18 +12,13 @@ import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from rtpose.errors import RtposeError
+from rtpose.config import ConfigError, StrictModel, load_tree, validate
+
+__all__ = ["AiChannel", "AoChannel", "DaqDevice", "SpinnakerDevice", "StrictModel", "load_device_file"]
 
 CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-class StrictModel(BaseModel):
-    """Unknown keys are typos until proven otherwise; settings never change after loading."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _check_range(value: tuple[float, float]) -> tuple[float, float]:
@@ -174,53 +169,23 @@ class SpinnakerDevice(StrictModel):
         return self
 
 
-def describe_validation_error(exc: ValidationError, where: str, skip_tags: frozenset[str] = frozenset()) -> str:
-    """One line naming the first bad field as ``where.key.sub`` and what is wrong with it.
-
-    ``skip_tags`` drops the discriminator values pydantic puts into error locations of
-    tagged unions (``camera.replay.fps`` -> ``camera.fps``).
-    """
-    errors = exc.errors()
-    first = errors[0]
-    parts = [where] if where else []
-    for item in first["loc"]:
-        if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item not in skip_tags:
-            parts.append(str(item))
-    field = ".".join(parts) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif first["type"] == "missing":
-        message = "required key is missing"
-    else:
-        message = first["msg"].removeprefix("Value error, ")
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return f"{field}: {message}{more}"
-
-
 Device = TypeVar("Device", bound=BaseModel)
 
 
 def load_device_file(path: str | Path, model: type[Device]) -> Device:
-    """Read and validate one firmware file; any problem is one line naming the file and the key."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise RtposeError(f"{path}: cannot read device file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise RtposeError(f"{path}: not valid YAML{line}") from None
-    if not isinstance(data, dict):
-        raise RtposeError(f"{path}: a device file is a mapping of keys, got {type(data).__name__}")
+    """Read and validate one device file.
+
+    Args:
+        path: The YAML file.
+        model: ``DaqDevice`` or ``SpinnakerDevice``; the file's ``kind`` must be the model's.
+
+    Raises:
+        ConfigError: One line naming the file, the key's line and the key
+            (``sim_daq.yaml:7: ao.opto_led.range_volts: ...``).
+    """
+    data, lines = load_tree(path, what="device file")
     expected_kind = model.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
     if data.get("kind") != expected_kind:
-        raise RtposeError(f"{path}: kind is {data.get('kind')!r}, but a {expected_kind} device file is needed here")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise RtposeError(f"{path}: {describe_validation_error(exc, '')}") from None
+        line = f":{lines[('kind',)]}" if ("kind",) in lines else ""
+        raise ConfigError(f"{path}{line}: kind is {data.get('kind')!r}, but a {expected_kind} device file is needed here")
+    return validate(model, data, path, lines)

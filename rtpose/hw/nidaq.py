@@ -24,6 +24,7 @@ nidaqmx-python's documented API.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 
@@ -35,6 +36,8 @@ from rtpose.hw.clock_fit import DeviceClock
 from rtpose.hw.daq import Daq
 from rtpose.hw.errors import DaqError, DriverMissing, import_driver
 from rtpose.hw.firmware import DaqDevice
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "install it with `pip install nidaqmx` and NI's NI-DAQmx driver (Linux: NI's driver packages; "
@@ -184,7 +187,7 @@ class _NidaqDriver:
                 self._ai_reader = self._reader_cls(self.ai_task.in_stream)
         except Exception as exc:
             self.close()
-            raise self._translate(exc, "opening the tasks") from None
+            raise self._translate(exc, "opening the tasks") from exc
 
     @staticmethod
     def _terminal(constants, name: str):
@@ -202,7 +205,7 @@ class _NidaqDriver:
         try:
             self._ao_writer.write_one_sample(self.ao_values, timeout=1.0)
         except Exception as exc:
-            raise self._translate(exc, f"writing {self.plan.ao[index].physical}") from None
+            raise self._translate(exc, f"writing {self.plan.ao[index].physical}") from exc
         return clock.now()
 
     def write_zero_fresh(self, index: int) -> float:
@@ -213,7 +216,7 @@ class _NidaqDriver:
                 task.ao_channels.add_ao_voltage_chan(channel.physical, min_val=channel.min_volts, max_val=channel.max_volts)
                 task.write(0.0, auto_start=True)
         except Exception as exc:
-            raise self._translate(exc, f"zeroing {channel.physical}") from None
+            raise self._translate(exc, f"zeroing {channel.physical}") from exc
         self.ao_values[index] = 0.0
         return clock.now()
 
@@ -225,8 +228,8 @@ class _NidaqDriver:
             if task is not None:
                 try:
                     task.close()
-                except Exception:
-                    pass  # closing is best effort; the outputs were zeroed before this
+                except Exception:  # closing is best effort; the outputs were zeroed before this
+                    log.warning("nidaqmx: closing a task failed", exc_info=True)
         self.ai_task = self.ao_task = None
 
 

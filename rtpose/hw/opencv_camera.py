@@ -10,6 +10,7 @@ late, a video path (finite, not live) instead waits for the reader.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 
 import cv2
@@ -18,6 +19,8 @@ from rtpose import clock
 from rtpose.data.video import to_gray
 from rtpose.hw.camera import Camera, Frame
 from rtpose.hw.errors import CameraError, CameraTimeout
+
+log = logging.getLogger(__name__)
 
 
 class OpenCvCamera(Camera):
@@ -45,6 +48,7 @@ class OpenCvCamera(Camera):
         self._grabber: threading.Thread | None = None
         self._source_ended = False
         self._failure: str | None = None
+        self._failure_cause: BaseException | None = None
         self._dropped = 0
         self._seq = 0
 
@@ -140,8 +144,10 @@ class OpenCvCamera(Camera):
                         self._failure = f"{self.name}: the device stopped delivering frames"
                     break
                 self._push(to_gray(image), t_arrival)
-        except Exception as exc:  # reported by read() in the reader's thread
+        except Exception as exc:  # reported by read() in the reader's thread, with this as its cause
             self._failure = f"{self.name}: grabbing failed: {exc}"
+            self._failure_cause = exc
+            log.error("%s: grabbing failed", self.name, exc_info=exc)
         finally:
             with self._ready:
                 self._source_ended = True
@@ -157,7 +163,7 @@ class OpenCvCamera(Camera):
                     return None
                 if self._source_ended:
                     if self._failure:
-                        raise CameraError(self._failure)
+                        raise CameraError(self._failure) from self._failure_cause
                     return None
                 remaining = deadline - clock.now()
                 if remaining <= 0:

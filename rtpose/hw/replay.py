@@ -1,29 +1,53 @@
 """A video file played back as a live camera: the simulated camera of every dry run and test.
 
 Frame ``seq`` k of the playback is exposed at ``t0 + k / fps`` on the monotonic clock,
-where ``t0`` is the end of ``open()``; ``t_exposure`` is exactly that scheduled time.
-Decoding runs ahead in its own thread, so a frame is handed over at its time instead of
-a decode later. Like a camera, the playback never waits for its reader: a reader that
-falls more than ``buffer_frames`` behind loses the oldest frames (counted in
-``dropped``), and the schedule carries on. That makes replay timestamps look like a real
-camera's with zero exposure and readout time.
+where ``t0`` is the end of ``open()``; ``t_exposure`` is exactly that scheduled time, and
+the frame shows source frame ``k`` of the range (modulo its length when looping). Like a
+camera, the playback never waits for its reader: a reader that falls more than
+``buffer_frames`` behind loses the oldest frames (counted in ``dropped``), and the
+schedule carries on. That makes replay timestamps look like a real camera's with zero
+exposure and readout time.
+
+Like a real camera, a frame nobody looks at costs nothing: ``read`` hands over frames
+whose pixels are decoded on first use of ``Frame.image`` (in the thread that uses them),
+so the frames the loop drops (replaced in its frame slot, or lost from the camera's
+buffer) are never decoded, and a camera faster than the machine does not starve the
+engine of CPU. Reaching the next frame used skips the ones between by grabbing or
+seeking, whichever the stream makes cheaper (see ``rtpose.data.video.VideoReader``);
+when looping, a second reader is positioned at the start of the range in the
+background, so the wrap costs no seek. While its reader uses most frames, a thread
+decodes each next frame ahead of its exposure, so a reader that keeps up gets its
+pixels without waiting for them. Decoding is the replay's readout: ``Frame.t_arrival``
+is when the pixels were ready (the hand-over, or later for a frame decoded on use).
+
+A container may declare more frames than its stream holds (see ``rtpose.data.video``):
+the real end of the stream ends the playback ("source ended") like the end of the
+range, or, when looping, is the end of the range from then on.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
-import queue
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from rtpose import clock
-from rtpose.data.video import VideoReader, parse_frame_range
+from rtpose.data.video import FrameNotDecoded, StreamEnded, VideoReader
 from rtpose.errors import RtposeError
 from rtpose.hw.camera import Camera, Frame
-from rtpose.hw.errors import CameraError, CameraTimeout
+from rtpose.hw.errors import CameraError, CameraTimeout, FrameLost
 
-_END = object()  # the decoder reached the end of a non-looping range
-_DECODE_GRACE_S = 0.25  # how long a frame that is due may wait for the decoder before that is an error
+
+_RECENT_FRAMES = 16  # decoded frames kept for a second use
+_USE_WINDOW = 32  # frames over which the share of used frames is measured
+
+
+class _Busy(Exception):
+    """The decoder is in use (a prefetch does not wait for it)."""
 
 
 class ReplayCamera(Camera):
@@ -42,16 +66,26 @@ class ReplayCamera(Camera):
         self._frames_text = frames
         self.loop = loop
         self.buffer_frames = buffer_frames
-        self.decode_ahead = decode_ahead
+        self.decode_ahead = decode_ahead  # accepted for old protocol files; frames are decoded on first use
         self._fps = 0.0
         self._shape = (0, 0)
-        self._indices: range = range(0)
-        self._decoded: queue.Queue = queue.Queue(maxsize=decode_ahead)
+        self._order: list[int] = []  # source frame indices of the range, in playback order
+        self._length = 0  # how many of them exist (fewer once the stream is found to end early)
         self._stop = threading.Event()
-        self._decoder: threading.Thread | None = None
+        self._lock = threading.Lock()  # one decode at a time; close waits for it
+        self._reader: VideoReader | None = None
+        self._standby: _Standby | None = None
+        self._recent: dict[int, tuple[np.ndarray, float]] = {}  # last decoded frames by source index, oldest first
+        self._next_up: tuple[int, int] | None = None  # (seq, source index) of the next exposure, to decode ahead
+        self._handed_over = threading.Event()
+        self._prefetcher: threading.Thread | None = None
+        self._delivered = self._used = 0  # frames handed over and used, in the current window
+        self._use_ratio = 0.0  # share of the frames handed over that the reader used (last window; none yet)
         self._t0 = 0.0
         self._next_seq = 0
+        self._pos = 0  # position in _order of the frame next_seq shows
         self._dropped = 0
+        self.decoded = 0  # frames whose pixels were decoded (the others were only skipped over)
         self._opened = False
         self._ended = False
 
@@ -79,9 +113,9 @@ class ReplayCamera(Camera):
         return self._dropped
 
     @property
-    def frame_indices(self) -> range:
-        """Source frame indices played (once per loop)."""
-        return self._indices
+    def frame_indices(self) -> list[int]:
+        """Source frame indices played (once per loop); shorter once the stream is found to end early."""
+        return self._order[: self._length]
 
     @property
     def t0(self) -> float:
@@ -93,81 +127,39 @@ class ReplayCamera(Camera):
             return
         reader = VideoReader(self.path)
         try:
-            self._indices = parse_frame_range(self._frames_text, reader.n_frames)
+            self._order = reader.select(self._frames_text)
+            self._length = len(self._order)
             self._fps = float(self._requested_fps or reader.fps)
             if not self._fps > 0:
                 raise RtposeError(f"{self.path}: the file declares no frame rate; set camera.fps")
             self._shape = reader.shape
+            first = self._order[0]
+            try:  # decode the first frame before the clock runs, as a camera has it at its exposure
+                if first > 0 and not reader.is_package:
+                    reader.read(first - 1)  # positioned first: no seek
+                self._recent[first] = (reader.read(first), clock.now())
+                self.decoded = 1
+            except (FrameNotDecoded, StreamEnded):
+                pass
         except BaseException:
             reader.close()
             raise
+        self._reader = reader
         self._stop.clear()
-        self._decoder = threading.Thread(target=self._decode, args=(reader,), name="replay-decoder", daemon=True)
-        self._decoder.start()
-        # Start the clock only once the first frames are decoded, so frame 0 is on time.
-        wanted = min(self.decode_ahead, len(self._indices))
-        deadline = clock.now() + 30.0
-        while self._decoded.qsize() < wanted and self._decoder.is_alive() and clock.now() < deadline:
-            self._stop.wait(0.002)
+        self._prefetcher = threading.Thread(target=self._prefetch, name="replay-prefetch", daemon=True)
+        self._prefetcher.start()
         self._t0 = clock.now()
-        self._next_seq = 0
-        self._dropped = 0
+        self._next_seq = self._pos = self._dropped = 0
         self._ended = False
         self._opened = True
 
-    def _decode(self, reader: VideoReader) -> None:
-        """Decode the range in playback order (again and again when looping) into the queue.
-
-        Seeking back to the start of the range costs up to a keyframe interval of decoding
-        (~0.1-0.2 s for the fly clip), so when looping a second reader is positioned there in
-        the background during each pass, and the wrap just switches readers.
-        """
-        standby: _Standby | None = None
-        try:
-            while not self._stop.is_set():
-                if self.loop:
-                    standby = _Standby(self.path, self._indices.start)
-                for index in self._indices:
-                    image = reader.read(index)
-                    if not self._put((index, image)):
-                        return
-                if not self.loop:
-                    self._put(_END)
-                    return
-                assert standby is not None
-                reader.close()
-                reader = standby.take()
-                standby = None
-        except BaseException as exc:  # handed to the reader thread, which raises it
-            self._put(exc)
-        finally:
-            reader.close()
-            if standby is not None:
-                standby.discard()
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._decoded.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _take(self, timeout_s: float):
-        try:
-            item = self._decoded.get(timeout=max(timeout_s, 0.0))
-        except queue.Empty:
-            raise CameraTimeout(
-                f"{self.name}: frame {self._next_seq} not decoded within {timeout_s:.3g} s of its time "
-                f"(decoding is slower than {self._fps:g} FPS on this machine)"
-            ) from None
-        if isinstance(item, BaseException):
-            raise CameraError(f"{self.name}: decoding failed: {item}") from item
-        return item
-
     def _finished(self) -> bool:
-        return not self.loop and self._next_seq >= len(self._indices)
+        return self._length == 0 or (not self.loop and self._pos >= self._length)
+
+    def _advance(self, n: int) -> None:
+        """Move the playback ``n`` exposures on (without decoding anything)."""
+        self._next_seq += n
+        self._pos = (self._pos + n) % self._length if self.loop else self._pos + n
 
     def read(self, timeout_s: float = 1.0) -> Frame | None:
         if not self._opened:
@@ -178,15 +170,13 @@ class ReplayCamera(Camera):
         deadline = now + timeout_s
         # Frames exposed so far are seq 0..newest; the camera keeps only the last buffer_frames.
         newest = math.floor((now - self._t0) * self._fps)
-        while self._next_seq < newest - self.buffer_frames + 1 and not self._finished():
-            # Catching up after a stalled reader decodes every dropped frame; that may take
-            # longer than timeout_s, which bounds waiting for an exposure, not the catch-up.
-            item = self._take(max(deadline - clock.now(), _DECODE_GRACE_S))
-            if item is _END:
-                self._ended = True
-                return None
-            self._next_seq += 1
-            self._dropped += 1
+        if not self.loop:  # a finite source stops exposing at its last frame, which the buffer keeps
+            newest = min(newest, self._length - 1)
+        behind = newest - self.buffer_frames + 1 - self._next_seq
+        if behind > 0 and not self._finished():
+            lost = behind if self.loop else min(behind, self._length - self._pos)
+            self._dropped += lost
+            self._advance(lost)
         if self._finished():
             self._ended = True
             return None
@@ -201,26 +191,115 @@ class ReplayCamera(Camera):
         wait = t_exposure - clock.now()
         if wait > 0 and self._stop.wait(wait):
             return None
-        item = self._take(max(deadline - clock.now(), _DECODE_GRACE_S))
-        if item is _END:
+        if self._finished():  # the stream was found to end while we waited
             self._ended = True
             return None
-        index, image = item
-        frame = Frame(index=index, image=image, t_exposure=t_exposure, t_arrival=clock.now(), seq=self._next_seq)
-        self._next_seq += 1
+        index = self._order[self._pos]
+        frame = Frame(index=index, image=functools.partial(self._pixels, self._next_seq, index),
+                      t_exposure=t_exposure, t_arrival=clock.now(), seq=self._next_seq)
+        self._delivered += 1
+        self._advance(1)
+        if not self._finished():  # the next frame, decoded ahead if the reader uses most frames
+            self._next_up = (self._next_seq, self._order[self._pos])
+            self._handed_over.set()
         return frame
 
-    def close(self) -> None:
-        """Stop decoding; a ``read`` blocked in another thread returns ``None``. A closed replay does not reopen."""
-        self._stop.set()
-        decoder = self._decoder
-        if decoder is not None and decoder is not threading.current_thread():
-            decoder.join(timeout=2.0)
-        while True:  # free the decoded frames
+    def _pixels(self, seq: int, index: int, prefetch: bool = False) -> tuple[np.ndarray, float]:
+        """Decode source frame ``index`` (for exposure ``seq``): ``(pixels, when they were ready)``.
+
+        Called on first use of ``Frame.image``, or by ``read`` to use idle time (``prefetch``).
+
+        Raises:
+            FrameLost: the frame did not decode, or lies past the real end of the stream.
+            CameraError: the camera is closed.
+        """
+        if not self._lock.acquire(blocking=not prefetch):
+            raise _Busy()  # a prefetch never waits for the reader's own decode
+        try:
+            if not prefetch:
+                self._used += 1
+            reader = self._reader
+            if reader is None:
+                raise CameraError(f"{self.name}: frame {seq} used after close")
+            if bisect.bisect_left(self._order, index) >= self._length:
+                raise FrameLost(f"{self.name}: source frame {index} lies past the end of the stream", seq)
+            if index in self._recent:
+                return self._recent[index]
+            reader = self._reader = self._reader_for(reader, index)
             try:
-                self._decoded.get_nowait()
-            except queue.Empty:
-                break
+                image = reader.read(index)
+            except FrameNotDecoded as exc:
+                raise FrameLost(f"{self.name}: {exc}", seq) from None
+            except StreamEnded as exc:
+                self._length = bisect.bisect_left(self._order, exc.frames_read)
+                raise FrameLost(f"{self.name}: {exc}", seq) from None
+            done = clock.now()
+            self.decoded += 1
+            # Kept for a second use (a loop, a late reader) that would otherwise seek back.
+            self._recent[index] = (image, done)
+            while len(self._recent) > _RECENT_FRAMES:
+                del self._recent[next(iter(self._recent))]
+            return image, done
+        finally:
+            self._lock.release()
+
+    def _prefetch(self) -> None:
+        """Thread: decode the next exposure's frame ahead of its time, so that a reader that
+        keeps up gets its pixels at the exposure, as from a camera. Only while the reader
+        uses most frames (else it would mostly decode frames the loop drops), and never in
+        ``read``'s thread, which stays as cheap as a camera driver's."""
+        while not self._stop.is_set():
+            if not self._handed_over.wait(0.1):
+                continue
+            self._handed_over.clear()
+            upcoming, self._next_up = self._next_up, None
+            if upcoming is None:
+                continue
+            if self._delivered >= _USE_WINDOW:  # the share of frames used, over the last window
+                self._use_ratio = self._used / self._delivered
+                self._used = self._delivered = 0
+            if self._use_ratio < 0.5:
+                continue
+            try:
+                self._pixels(*upcoming, prefetch=True)
+            except (CameraError, _Busy):
+                pass  # the reader meets an error on use; a busy decoder is the reader's
+
+    def _reader_for(self, reader: VideoReader, index: int) -> VideoReader:
+        """The reader to decode ``index`` with: when looping, a reader positioned at the
+        start of the range replaces the current one at the wrap, and a new one is readied
+        from mid-range on."""
+        if not self.loop or reader.is_package:
+            return reader
+        start = self._order[0]
+        if index < reader.position and self._standby is not None and index >= start:
+            standby, self._standby = self._standby, None
+            fresh = standby.take()
+            reader.close()
+            reader = fresh
+        if self._standby is None and index >= start + self._length // 2:
+            self._standby = _Standby(self.path, start)
+        return reader
+
+    def close(self) -> None:
+        """Stop; a ``read`` blocked in another thread returns ``None``, and a frame used after
+        this raises ``CameraError``. A closed replay does not reopen."""
+        self._stop.set()
+        prefetcher = self._prefetcher
+        if prefetcher is not None and prefetcher is not threading.current_thread():
+            prefetcher.join(timeout=5.0)
+        locked = self._lock.acquire(timeout=5.0)  # never release a capture in the middle of a decode
+        try:
+            if self._reader is not None and locked:
+                self._reader.close()
+                self._reader = None
+            self._recent.clear()
+            if self._standby is not None:
+                self._standby.discard()
+                self._standby = None
+        finally:
+            if locked:
+                self._lock.release()
 
 
 class _Standby:

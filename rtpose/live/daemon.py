@@ -39,6 +39,7 @@ what ends a blocked ``read``.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import signal
 import sys
@@ -52,7 +53,7 @@ from rtpose import __version__, clock
 from rtpose.engine.base import Engine, load_engine
 from rtpose.engine.continuity import IdentityContinuity
 from rtpose.errors import RtposeError
-from rtpose.hw import AiTrace, Camera, CameraTimeout, Daq, make_camera, make_daq
+from rtpose.hw import AiTrace, Camera, CameraTimeout, Daq, FrameLost, make_camera, make_daq
 from rtpose.live.frameslot import FrameSlot
 from rtpose.live.memory import limit_malloc_arenas
 from rtpose.live.outputs import OutputsClosed, OutputStage
@@ -60,15 +61,19 @@ from rtpose.live.protocol import LoadedProtocol
 from rtpose.live.publisher import Publisher
 from rtpose.live.recorder import Recorder
 from rtpose.live.records import DropRecord, FrameRecord, LatencyHistogram, OutputEvent
-from rtpose.live.summary import build_summary
+from rtpose.live.runlog import RunLog
+from rtpose.live.summary import build_summary, safe_value
 from rtpose.rules import TriggerProgram
 
-DROP_REASONS = ("camera", "replaced", "shutdown", "error")
+DROP_REASONS = ("camera", "replaced", "shutdown", "error", "lost")
 # While one thread runs Python (the engine's pre- and post-processing), another waits up
 # to the interpreter's switch interval (5 ms by default) for the GIL. The output timer
 # must write a pulse's off edge within a fraction of a millisecond of its deadline, so
 # the run uses a shorter interval (measured: off-edge lateness p90 3.7 ms -> 0.6 ms).
 SWITCH_INTERVAL_S = 0.0005
+RUN_LOG = "run.log"  # in the recording directory: see rtpose.live.runlog
+
+log = logging.getLogger(__name__)
 
 
 class CameraStalled(RtposeError):
@@ -127,6 +132,7 @@ class Daemon:
         self.publisher: Publisher | None = None
         self.recorder: Recorder | None = None
         self.run_dir: Path | None = None
+        self.run_log: RunLog | None = None
 
         self._stop = threading.Event()  # threads: finish now
         self._wake = threading.Event()  # supervisor: look again now (set by threads, never by signal handlers)
@@ -187,11 +193,16 @@ class Daemon:
                 self._fail("main", exc)
             finally:
                 self._shutdown()
+            result = self._result()
+            log.info("stopped: %s; frames %s%s", result.stop_reason, self.frame_counts(),
+                     f"; error: {result.error}" if result.error else "")
+            return result
         finally:
             sys.setswitchinterval(previous_interval)
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
-        return self._result()
+            if self.run_log is not None:
+                self.run_log.close()
 
     def request_stop(self, reason: str = "requested") -> None:
         """Stop the run from another thread (as Ctrl-C would); ``run`` then returns."""
@@ -216,7 +227,7 @@ class Daemon:
             options = {}
             if p.model.engine == "ort-cpu":
                 options["threads"] = p.model.threads or live_cpu_threads()
-            self.engine = load_engine(loaded.export_dir, p.model.engine, **options)
+            self.engine = load_engine(loaded.export_dir, p.model.engine, p.model.precision, **options)
         if self.camera is None:
             self.camera = make_camera(p.camera)  # not open yet: nothing is exposed before the DAQ is at 0 V
         if p.publisher.enabled:
@@ -230,6 +241,10 @@ class Daemon:
                                 on_error=lambda exc: self._fail("recorder", exc))
             recorder.start()  # refuses a directory that already holds a recording
             self.recorder, self.run_dir = recorder, run_dir
+            self.run_log = RunLog(run_dir / RUN_LOG).start()
+            log.info("run %s: protocol %s, engine %s on %s, camera %s, daq %s, recording %s", loaded.name,
+                     loaded.path, getattr(self.engine, "name", "?"), getattr(self.engine, "device", "?"),
+                     p.camera.backend, p.daq.backend if p.daq is not None else "none", run_dir)
         if self.daq is None and p.daq is not None:
             self.daq = make_daq(p.daq)
         if self.daq is not None:
@@ -275,6 +290,7 @@ class Daemon:
             "model": str(self.loaded.export_dir),
             "engine": getattr(self.engine, "name", ""),
             "engine_device": getattr(self.engine, "device", ""),
+            "engine_graph": getattr(self.engine, "graph", ""),
             "camera": camera,
             "video": str(p.camera.path) if p.camera.backend == "replay" else None,
             "channels": dict(self.program.channels),
@@ -341,8 +357,13 @@ class Daemon:
                     raise RuntimeError(f"frame seq {frame.seq} came after seq {last_seq}: it would be processed twice")
                 last_seq = frame.seq
                 try:
+                    image = frame.image  # a replayed frame is decoded here, on first use
+                except FrameLost:  # its pixels do not exist: a replay past its stream's end, or undecodable
+                    self._dropped(DropRecord("lost", frame.seq, frame=frame.index, arrival=frame.t_arrival))
+                    continue
+                try:
                     infer_start = self.inferring_since = clock.now()
-                    poses = engine.infer(frame.image)
+                    poses = engine.infer(image)
                     if follow is not None:
                         poses = follow(poses, frame.index)
                     infer_end = clock.now()
@@ -399,6 +420,10 @@ class Daemon:
             first = self._error is None
             if first:
                 self._error = (where, exc)
+        if isinstance(exc, KeyboardInterrupt):
+            log.info("interrupted (%s)", where)
+        else:  # the whole traceback, with its causes, goes to run.log; the terminal shows one line
+            log.error("%s failed%s", where, "" if first else " (after an earlier failure)", exc_info=exc)
         self._stop.set()
         self._wake.set()
         if first and self.outputs is not None:
@@ -406,6 +431,7 @@ class Daemon:
                 self.outputs.close()
             except BaseException as zero_exc:  # the supervisor's shutdown tries again
                 self.shutdown_problems.append(f"zeroing after the {where} failure: {zero_exc}")
+                log.error("zeroing after the %s failure failed", where, exc_info=zero_exc)
 
     def _install_signal_handlers(self) -> dict:
         if not self.handle_signals or threading.current_thread() is not threading.main_thread():
@@ -468,6 +494,7 @@ class Daemon:
             thread.join(timeout=5.0)
             if thread.is_alive():
                 self.shutdown_problems.append(f"thread {thread.name} did not stop within 5 s")
+                log.warning("thread %s did not stop within 5 s", thread.name)
         leftover = self.slot.drain()
         if leftover is not None:
             self._dropped(DropRecord("shutdown", leftover.seq, frame=leftover.index, arrival=leftover.t_arrival))
@@ -506,11 +533,13 @@ class Daemon:
             action()
         except BaseException as exc:
             self.shutdown_problems.append(f"{what}: {type(exc).__name__}: {exc}")
+            log.warning("shutdown: %s failed", what, exc_info=exc)
             if what == "write 0 V" and self.daq is not None:
                 try:  # one more go, straight at the DAQ
                     self.daq.zero_all()
                 except BaseException as again:
                     self.shutdown_problems.append(f"write 0 V (again): {again}")
+                    log.error("shutdown: write 0 V failed again", exc_info=again)
 
     # -- the outcome ---------------------------------------------------------------------
 
@@ -542,7 +571,8 @@ class Daemon:
         return {"t": clock.now(), "reason": self.stop_reason(), "error": self.error_message(),
                 "frames": self.frame_counts(), "final_volts": dict(self.final_volts),
                 "t_zeroed": self.t_zeroed, "camera": {"name": getattr(self.camera, "name", ""),
-                                                      "fps": _safe(lambda: self.camera.frame_rate)}}
+                                                      "fps": safe_value("the camera's frame rate",
+                                                                   lambda: self.camera.frame_rate)}}
 
     def frame_counts(self) -> dict[str, Any]:
         dropped = sum(self.drops.values())
@@ -562,13 +592,6 @@ def _read_text(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
-
-
-def _safe(getter):
-    try:
-        return getter()
-    except Exception:
-        return None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""``rtpose listen [ADDRESS] [-o FILE] [--count N] [--topic poses]``: watch or record a daemon's stream.
+"""``rtpose listen [ADDRESS] [-o FILE] [--count N] [--topic poses] [--latest]``: watch or record a daemon's stream.
 
 Prints one line per message (frame, how old the frame was when its output was written,
 how late the message reached us, instances found, the rules that hold), or, with ``-o``,
@@ -6,6 +6,11 @@ appends each payload to FILE as it comes: the payloads are msgpack maps, so FILE
 msgpack stream (read it with ``msgpack.Unpacker(open(FILE, "rb"))``). Ctrl-C stops it
 cleanly. Both ends use the monotonic clock, so the "late" figure is meaningful on the
 machine running the daemon.
+
+By default every message is received in order; a listener slower than the daemon (a
+slow terminal, a slow sink) then falls behind by as many messages as the sockets and the
+kernel buffer (see ``rtpose.live.publisher``). ``--latest`` sets ``ZMQ_CONFLATE``: each
+message received is the newest one published, and the ones in between are skipped.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import zmq
 
 from rtpose import clock
 from rtpose.errors import RtposeError
+from rtpose.live.publisher import split_message
 
 
 def describe(message: dict[str, Any], received: float) -> str:
@@ -36,13 +42,19 @@ def describe(message: dict[str, Any], received: float) -> str:
 
 
 def listen(address: str, topic: str = "poses", count: int | None = None, output: str | None = None,
-           stop: threading.Event | None = None, out=sys.stdout) -> int:
-    """Receive until ``count`` messages, ``stop`` is set, or Ctrl-C; returns how many were received."""
+           stop: threading.Event | None = None, out=sys.stdout, latest: bool = False) -> int:
+    """Receive until ``count`` messages, ``stop`` is set, or Ctrl-C; returns how many were received.
+
+    ``latest``: keep only the newest message (``ZMQ_CONFLATE``), for a listener slower
+    than the stream.
+    """
     stop = stop or threading.Event()
     context = zmq.Context()
     socket = context.socket(zmq.SUB)
     socket.setsockopt(zmq.LINGER, 0)
-    socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    if latest:
+        socket.setsockopt(zmq.CONFLATE, 1)  # before connect: the pipe is made with it
+    socket.setsockopt(zmq.SUBSCRIBE, topic.encode() + b" ")
     received = 0
     sink = None
     try:
@@ -60,17 +72,19 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
         while not stop.is_set() and (count is None or received < count):
             if not poller.poll(100):  # short polls keep Ctrl-C and `stop` responsive
                 continue
-            parts = socket.recv_multipart()
+            data = socket.recv()
             now = clock.now()
-            if len(parts) != 2:
+            try:
+                _, payload = split_message(data)
+            except ValueError:
                 continue
             received += 1
             if sink is not None:
-                sink.write(parts[1])
+                sink.write(payload)
                 sink.flush()
             else:
                 try:
-                    message = msgpack.unpackb(parts[1], raw=False)
+                    message = msgpack.unpackb(payload, raw=False)
                 except (ValueError, msgpack.ExtraData) as exc:
                     print(f"(undecodable message: {exc})", file=out)
                     continue
@@ -90,8 +104,9 @@ def main(args: argparse.Namespace) -> int:
         previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     try:
         where = f" -> {args.output}" if args.output else ""
-        print(f"listening on {args.address} (topic {args.topic}){where}; Ctrl-C to stop", file=sys.stderr)
-        received = listen(args.address, args.topic, args.count, args.output, stop)
+        mode = ", newest message only" if args.latest else ""
+        print(f"listening on {args.address} (topic {args.topic}{mode}){where}; Ctrl-C to stop", file=sys.stderr)
+        received = listen(args.address, args.topic, args.count, args.output, stop, latest=args.latest)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

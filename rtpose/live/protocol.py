@@ -16,16 +16,20 @@ protocols work from the repository root and from anywhere else; the recording di
 is relative to the working directory. ``${VAR}`` is expanded everywhere and
 ``${RTPOSE_DATA}`` defaults to the shared data directory.
 
-A full example (``experiments/male_approach_replay.yaml``)::
+A full example (as ``experiments/male_approach_replay.yaml``; a path with ``${...}`` is
+quoted, since ``{`` opens a YAML flow mapping)::
 
     name: male_approach_replay           # default: the file name; names the recording
-    camera: {backend: replay, path: ${RTPOSE_DATA}/flies13/clip.mp4, fps: 150}
-    model: {export_dir: models/flies13, engine: ort-cpu}   # threads: N (default: cores - 1)
+    camera: {backend: replay, path: "${RTPOSE_DATA}/flies13/clip.mp4", fps: 150}
+    model: {export_dir: models/flies13, engine: ort-cpu}   # threads: N (default: cores - 1), precision: auto/int8/fp32
     arena: {px_per_mm: 30.3}
     identities: [female, male]           # must be classes of the model
-    features: {...}                      # see rtpose.rules
-    rules: {...}
-    outputs: {opto_led: {channel: opto_led, pulse: {...}}}  # channel: a DAQ output name
+    features:                            # see rtpose.rules
+      head_to_abdomen: {distance: [male.head, female.abdomen]}
+    rules:
+      close: "head_to_abdomen < 2"
+    outputs:                             # channel: a DAQ output name
+      opto_led: {channel: opto_led, pulse: {rule: close, volts: 5.0, duration_ms: 25, refractory_ms: 500}}
     daq: {backend: sim}                  # device_file: firmware_configs/sim_daq.yaml
     publisher: {enabled: true, address: "tcp://127.0.0.1:5555", topic: poses, hwm: 100}
     recorder: {enabled: true, path: "runs/{name}-{time}", export_slp: false}
@@ -37,28 +41,25 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
 
 import attrs
-import pydantic
 from pydantic import ConfigDict, Field, field_validator
 
+from rtpose.config import ConfigError, StrictModel, describe_errors, load_tree, resolve_path, validate
 from rtpose.engine.base import ENGINES
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
-from rtpose.hw.config import CameraConfig, DaqConfig
-from rtpose.paths import REPO_ROOT
+from rtpose.hw.config import CAMERA_BACKENDS, DAQ_BACKENDS, CameraConfig, DaqConfig
 from rtpose.rules import TriggerSections, reference_errors
-from rtpose.yamlconf import apply_overrides, expand_tree, load_yaml
 
-_CAMERA_BACKENDS = ("replay", "opencv", "spinnaker")
-_DAQ_BACKENDS = ("sim", "nidaqmx")
+# pydantic puts a tagged union's tag into error locations: camera.replay.fps -> camera.fps
+_UNIONS = {("camera",): CAMERA_BACKENDS, ("daq",): DAQ_BACKENDS}
 _ADDRESS = re.compile(r"^(tcp|ipc|inproc)://\S+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class _Section(pydantic.BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Section = StrictModel
 
 
 class ModelSection(_Section):
@@ -67,6 +68,9 @@ class ModelSection(_Section):
     export_dir: str
     engine: str = "ort-cpu"
     threads: int | None = Field(None, ge=1, le=256)  # ONNX Runtime intra-op threads; None: all cores but one
+    # which graph of the export: auto (ort-cpu runs int8 where it passes its self-check and
+    # is faster here, rtpose.engine.graph_choice), int8 or fp32 to force one
+    precision: Literal["auto", "int8", "fp32"] = "auto"
     # where the identity head calls two animals the same class, keep the previous frame's
     # identities, matched by position (rtpose/engine/continuity.py); false: the head alone
     identity_continuity: bool = True
@@ -175,22 +179,15 @@ def load_protocol(path: str | Path, overrides: Iterable[str] = (), duration: flo
     ``RtposeError("file:line: field: message")``.
     """
     path = Path(path)
-    tree, lines = load_yaml(path)
     overrides = list(overrides)
     if duration is not None:
         overrides.append(f"duration={duration!r}")
-    try:
-        tree = expand_tree(apply_overrides(tree, overrides))
-    except (AttributeError, TypeError, IndexError):  # --set through a scalar or past a list's end
-        raise RtposeError(f"--set {' '.join(overrides)}: a key goes through a value that is not a section") from None
-    try:
-        protocol = Protocol.model_validate(tree)
-    except pydantic.ValidationError as exc:
-        raise RtposeError(_describe(exc.errors(), path, lines)) from None
+    tree, lines = load_tree(path, overrides)
+    protocol = validate(Protocol, tree, path, lines, unions=_UNIONS)
     export_dir, spec, problems = cross_check(protocol)
     if problems:
-        raise RtposeError(_describe([{"loc": loc, "msg": msg, "type": "cross_check"} for loc, msg in problems],
-                                    path, lines))
+        errors = [{"loc": loc, "msg": msg, "type": "cross_check"} for loc, msg in problems]
+        raise ConfigError(describe_errors(errors, path, lines))
     assert export_dir is not None and spec is not None
     return LoadedProtocol(protocol, path, protocol.name or _default_name(path), export_dir, spec)
 
@@ -237,52 +234,6 @@ def _output_channel_problems(protocol: Protocol) -> list[tuple[tuple, str]]:
     return problems
 
 
-def resolve_path(text: str) -> Path:
-    """A relative path in the working directory if it is there, else in the repository root."""
-    path = Path(text).expanduser()
-    if path.is_absolute():
-        return path
-    for base in (Path.cwd(), REPO_ROOT):
-        if (base / path).exists():
-            return (base / path).resolve()
-    raise RtposeError(f"{text}: not found in {Path.cwd()} or {REPO_ROOT}")
-
-
 def _default_name(path: Path) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)
     return stem if _NAME.match(stem) else f"run_{stem}"
-
-
-def _clean_loc(loc: Iterable) -> tuple[str, ...]:
-    """Field path without pydantic's union tags (``camera.replay.fps`` -> ``camera.fps``)."""
-    loc = [str(p) for p in loc]
-    if len(loc) > 1 and ((loc[0] == "camera" and loc[1] in _CAMERA_BACKENDS)
-                         or (loc[0] == "daq" and loc[1] in _DAQ_BACKENDS)):
-        del loc[1]
-    return tuple(loc)
-
-
-def _message(error: dict) -> str:
-    kind, msg = error.get("type"), str(error.get("msg", ""))
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required but missing"
-    if kind == "union_tag_not_found":
-        return "needs a 'backend'"
-    if kind == "union_tag_invalid":
-        ctx = error.get("ctx") or {}
-        return f"unknown backend {ctx.get('tag')!r} (one of {ctx.get('expected_tags')})"
-    return msg.removeprefix("Value error, ")
-
-
-def _describe(errors: list[dict], path: Path, lines: dict[tuple, int]) -> str:
-    """``file:line: field: message (and N more)`` for the first error; the line of the nearest key."""
-    first = errors[0]
-    loc = _clean_loc(first["loc"])
-    if first.get("type") == "union_tag_invalid":
-        loc = loc + ("backend",)
-    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-    field = ".".join(loc) or "(top level)"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{path}{f':{line}' if line else ''}: {field}: {_message(first)}{more}"

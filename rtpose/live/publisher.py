@@ -2,11 +2,15 @@
 
 Subscribers (a plotting script, a second rig computer, ``rtpose listen``) must never
 slow the loop, so the loop only ``offer``s a record to a bounded queue (a full queue
-loses the record and counts it), this module's thread does the encoding and the send,
-and the socket's send high-water mark makes ZeroMQ drop messages for a subscriber that
-falls behind instead of buffering without end.
+loses the record and counts it), and this module's thread does the encoding and a send
+that never waits.
 
-Message: two frames, ``[topic, payload]``; the payload is a msgpack map::
+Message: one ZeroMQ frame, the topic, a space, then the payload, a msgpack map::
+
+    b"poses " + msgpack
+
+One frame, not ``[topic, payload]``, so that a subscriber can keep only the newest
+message with ``ZMQ_CONFLATE``, which does not work with multipart messages. The payload:
 
     frame          int    index in the source (video frame, camera frame ID)
     t              map    exposure, arrival, infer_start, infer_end, output: monotonic seconds
@@ -16,19 +20,34 @@ Message: two frames, ``[topic, payload]``; the payload is a msgpack map::
     features       map    name -> number, or null when it could not be computed
     rules          map    name -> bool
 
+**Where messages wait, and how old they get.** Between the loop and a subscriber's
+code, messages queue in: the publisher's queue (``queue_size``; it only fills when this
+thread falls behind, and then loses records, counted as ``queue_overflow``); the PUB
+socket's per-subscriber queue (``hwm`` messages; beyond it ZeroMQ drops *new* messages
+for that subscriber, silently, so the publisher cannot count them); the kernel's TCP
+send and receive buffers (hundreds of kilobytes: hundreds of messages, which no
+high-water mark limits); and the SUB socket's queue (its ``RCVHWM``, 1000 messages by
+default). A subscriber that reads slower than we publish therefore gets every message
+in order until those fill, then a stream as old as all of them: seconds. Staleness is
+bounded only on the subscriber's side: a subscriber that wants the newest pose sets
+``ZMQ_CONFLATE`` (``rtpose listen --latest``); its socket then keeps only the last
+message, its I/O thread keeps the kernel buffers drained, and what it reads is never
+older than one transfer (milliseconds on one machine), whatever its pace. A subscriber
+that wants every message must read at least as fast as we publish.
+
 Subscribe with, e.g.::
 
     sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.CONFLATE, 1)             # newest message only (before connect)
+    sub.setsockopt(zmq.SUBSCRIBE, b"poses ")    # topic and its space: not "poses_x"
     sub.connect("tcp://127.0.0.1:5555")
-    sub.setsockopt(zmq.SUBSCRIBE, b"poses")
-    topic, payload = sub.recv_multipart()
+    topic, payload = split_message(sub.recv())  # or sub.recv().partition(b" ")
     message = msgpack.unpackb(payload)
 """
 
 from __future__ import annotations
 
 import math
-import queue
 import threading
 from typing import Any, Callable, Sequence
 
@@ -38,8 +57,26 @@ import zmq
 from rtpose import clock
 from rtpose.errors import RtposeError
 from rtpose.live.records import FrameRecord
+from rtpose.live.worker import QueueWorker
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+
+
+def frame_message(topic: bytes, payload: bytes) -> bytes:
+    """One ZeroMQ frame: ``topic``, a space, ``payload`` (see the module docstring)."""
+    return topic + b" " + payload
+
+
+def split_message(data: bytes) -> tuple[bytes, bytes]:
+    """``(topic, payload)`` of a received frame.
+
+    Raises:
+        ValueError: the frame has no space after a topic.
+    """
+    topic, space, payload = data.partition(b" ")
+    if not space:
+        raise ValueError("not a 'topic payload' message")
+    return topic, payload
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -75,93 +112,75 @@ def message_for(record: FrameRecord, class_names: Sequence[str]) -> dict[str, An
     }
 
 
-class Publisher:
-    """A PUB socket owned by one thread, fed through a bounded queue."""
+class Publisher(QueueWorker[FrameRecord]):
+    """A PUB socket owned by one thread, fed through a bounded queue (``offer`` never waits)."""
 
     def __init__(self, address: str = DEFAULT_ADDRESS, topic: str = "poses", hwm: int = 100,
                  queue_size: int = 256, class_names: Sequence[str] = (),
-                 on_error: Callable[[BaseException], None] = lambda exc: None):
+                 on_error: Callable[[BaseException], None] | None = None):
+        super().__init__("rtpose-publisher", queue_size, batch_max=1, on_error=on_error)
         self.address = address
-        self._on_error = on_error
         self.topic = topic.encode()
         self.hwm = hwm
         self.class_names = list(class_names)
-        self._queue: queue.Queue[FrameRecord] = queue.Queue(maxsize=queue_size)
-        self._stop = threading.Event()
         self._bound = threading.Event()
         self._bind_error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None  # what ended the thread early, if anything
-        self.offered = 0
-        self.overflow = 0  # records the loop could not queue (publisher thread behind)
+        self._context: zmq.Context | None = None
+        self._socket: zmq.Socket | None = None
         self.sent = 0
-        self.not_sent = 0  # send refused by ZeroMQ (would block)
+        self.not_sent = 0  # send refused by ZeroMQ (would block; a PUB socket drops at its HWM without telling)
         self.max_send_s = 0.0
         self.endpoint = ""  # what was bound (tcp://127.0.0.1:PORT, after a wildcard port too)
 
     def start(self) -> None:
-        """Bind (in the publisher thread) and wait for it; a bad or busy address raises here."""
-        self._thread = threading.Thread(target=self._run, name="rtpose-publisher", daemon=True)
-        self._thread.start()
+        """Bind (in the publisher thread) and wait for it; a bad or busy address raises here.
+
+        Raises:
+            RtposeError: The address cannot be bound (busy, or not an address of this machine).
+        """
+        self.start_thread()
         self._bound.wait(10.0)
         if self._bind_error is not None:
-            self._thread.join(1.0)
+            self.stop(1.0)
             raise RtposeError(f"publisher: cannot bind {self.address} ({self._bind_error})")
 
-    def offer(self, record: FrameRecord) -> bool:
-        """Queue a record without waiting; False (and counted) when the queue is full."""
-        self.offered += 1
+    def setup(self) -> None:
+        """Create the socket and bind it, in the thread that will use it (ZeroMQ sockets are not thread-safe)."""
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.PUB)
         try:
-            self._queue.put_nowait(record)
-            return True
-        except queue.Full:
-            self.overflow += 1
-            return False
-
-    def _run(self) -> None:
-        context = zmq.Context()
-        socket = context.socket(zmq.PUB)
-        try:
-            socket.setsockopt(zmq.SNDHWM, self.hwm)
-            socket.setsockopt(zmq.LINGER, 0)
-            try:
-                socket.bind(self.address)
-                self.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
-            except zmq.ZMQError as exc:
-                self._bind_error = exc
-                return
-            finally:
-                self._bound.set()
-            self._serve(socket)
-        except BaseException as exc:
-            self.error = exc
-            self._on_error(exc)
+            self._socket.setsockopt(zmq.SNDHWM, self.hwm)
+            self._socket.setsockopt(zmq.LINGER, 0)
+            self._socket.bind(self.address)
+            self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        except zmq.ZMQError as exc:
+            self._bind_error = exc  # start() raises it in the caller's thread; nothing to serve
+            self._stop.set()
         finally:
-            socket.close(linger=0)
-            context.term()
+            self._bound.set()
 
-    def _serve(self, socket: zmq.Socket) -> None:
-        while True:
-            try:
-                record = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return
-                continue
+    def handle(self, batch: list[FrameRecord]) -> None:
+        """Encode and send, never waiting: a send ZeroMQ refuses is counted in ``not_sent``."""
+        for record in batch:
             payload = msgpack.packb(message_for(record, self.class_names), use_bin_type=True)
             start = clock.now()
             try:
-                socket.send_multipart([self.topic, payload], flags=zmq.NOBLOCK)
+                self._socket.send(frame_message(self.topic, payload), flags=zmq.NOBLOCK)
                 self.sent += 1
             except zmq.Again:
                 self.not_sent += 1
             self.max_send_s = max(self.max_send_s, clock.now() - start)
 
+    def cleanup(self) -> None:
+        """Close the socket at once (queued messages for slow subscribers are dropped) and the context."""
+        if self._socket is not None:
+            self._socket.close(linger=0)
+        if self._context is not None:
+            self._context.term()
+
     def close(self, timeout_s: float = 2.0) -> None:
         """Send what is queued (up to ``timeout_s``), then close the socket."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        self.stop(timeout_s)
 
     def stats(self) -> dict[str, Any]:
         return {"address": self.endpoint or self.address, "offered": self.offered, "sent": self.sent,

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import queue
-import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -40,6 +38,7 @@ import numpy as np
 from rtpose import clock
 from rtpose.errors import RtposeError
 from rtpose.live.records import DropRecord, FrameRecord, OutputEvent
+from rtpose.live.worker import QueueWorker
 from rtpose.poses import Poses
 
 FORMAT = "rtpose-recording"
@@ -77,24 +76,20 @@ def encode(item: FrameRecord | DropRecord | OutputEvent) -> dict[str, Any]:
     raise TypeError(f"cannot record {type(item).__name__}")
 
 
-class Recorder:
+class Recorder(QueueWorker["FrameRecord | DropRecord | OutputEvent"]):
     """Appends records from a bounded queue in its own thread; ``offer`` never waits."""
 
     def __init__(self, directory: str | Path, header: dict[str, Any], queue_size: int = 4096,
-                 fsync_s: float = 1.0, on_error: Callable[[BaseException], None] = lambda exc: None):
+                 fsync_s: float = 1.0, on_error: Callable[[BaseException], None] | None = None):
+        super().__init__("rtpose-recorder", queue_size, batch_max=512, on_error=on_error)
         self.directory = Path(directory)
         self.path = self.directory / RECORD_FILE
         self._header = {"type": "header", "format": FORMAT, "version": VERSION, **header}
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._fsync_s = fsync_s
-        self._on_error = on_error
-        self._stop = threading.Event()
         self._end: dict[str, Any] | None = None
         self._file = None
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-        self.offered = 0
-        self.overflow = 0
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self._last_sync = 0.0
         self.written = 0
         self._overflow_reported = 0
 
@@ -109,61 +104,38 @@ class Recorder:
             raise RtposeError(f"recorder: cannot create {self.path} ({exc.strerror})") from None
         self._file.write(msgpack.packb(self._header, use_bin_type=True))
         self._file.flush()
-        self._thread = threading.Thread(target=self._run, name="rtpose-recorder", daemon=True)
-        self._thread.start()
+        self._last_sync = clock.now()
+        self.start_thread()
 
-    def offer(self, item: FrameRecord | DropRecord | OutputEvent) -> bool:
-        self.offered += 1
-        try:
-            self._queue.put_nowait(item)
-            return True
-        except queue.Full:
-            self.overflow += 1
-            return False
-
-    def _run(self) -> None:
-        packer = msgpack.Packer(use_bin_type=True)
-        last_sync = clock.now()
-        try:
-            while True:
-                try:
-                    batch = [self._queue.get(timeout=0.1)]
-                except queue.Empty:
-                    if self._stop.is_set():
-                        break
-                    continue
-                while len(batch) < 512:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                chunks = [packer.pack(encode(item)) for item in batch]
-                lost = self.overflow - self._overflow_reported
-                if lost:
-                    chunks.append(packer.pack({"type": "overflow", "lost": lost, "t": clock.now()}))
-                    self._overflow_reported += lost
-                self._file.write(b"".join(chunks))
-                self._file.flush()
-                self.written += len(batch)
-                if clock.now() - last_sync >= self._fsync_s:
-                    os.fsync(self._file.fileno())
-                    last_sync = clock.now()
-            if self._end is not None:
-                self._file.write(packer.pack({"type": "end", **self._end}))
-            self._file.flush()
+    def handle(self, batch: list) -> None:
+        """Append a batch, with an ``overflow`` record for what the queue lost since the last; flush."""
+        chunks = [self._packer.pack(encode(item)) for item in batch]
+        lost = self.overflow - self._overflow_reported
+        if lost:
+            chunks.append(self._packer.pack({"type": "overflow", "lost": lost, "t": clock.now()}))
+            self._overflow_reported += lost
+        self._file.write(b"".join(chunks))
+        self._file.flush()
+        self.written += len(batch)
+        if clock.now() - self._last_sync >= self._fsync_s:
             os.fsync(self._file.fileno())
-        except BaseException as exc:
-            self.error = exc
-            self._on_error(exc)
-        finally:
-            self._file.close()
+            self._last_sync = clock.now()
+
+    def finish(self) -> None:
+        """The ``end`` record, then flush and fsync."""
+        if self._end is not None:
+            self._file.write(self._packer.pack({"type": "end", **self._end}))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def cleanup(self) -> None:
+        """Close the file."""
+        self._file.close()
 
     def close(self, end: dict[str, Any] | None = None, timeout_s: float = 10.0) -> None:
         """Write what is queued, then ``end`` (the run's outcome), and close the file."""
         self._end = end
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        self.stop(timeout_s)
 
     def stats(self) -> dict[str, Any]:
         return {"path": str(self.path), "offered": self.offered, "written": self.written,

@@ -70,7 +70,8 @@ class DropRecord:
     ``reason``: ``camera`` (the camera or its driver dropped ``count`` exposures from
     ``seq`` on because the reader was late; no images), ``replaced`` (a newer frame took
     its place in the slot), ``shutdown`` (in the slot when the run stopped), ``error``
-    (its processing raised).
+    (its processing raised), ``lost`` (its pixels could not be had: a replayed frame that
+    did not decode or lay past the real end of its stream).
     """
 
     reason: str

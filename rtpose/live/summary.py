@@ -15,12 +15,16 @@ previous one) to the DAQ write, minus inference. The wait behind a busy engine i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from rtpose import __version__
 
 if TYPE_CHECKING:
     from rtpose.live.daemon import Daemon
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def build_summary(daemon: "Daemon") -> dict[str, Any]:
@@ -46,9 +50,10 @@ def build_summary(daemon: "Daemon") -> dict[str, Any]:
         "stop": {"reason": daemon.stop_reason(), "error": daemon.error_message(),
                  "problems_during_shutdown": list(daemon.shutdown_problems)},
         "model": {"export_dir": str(loaded.export_dir), "engine": protocol.model.engine,
-                  "device": getattr(daemon.engine, "device", None)},
-        "camera": {"name": getattr(camera, "name", None), "fps": _safe(lambda: camera.frame_rate),
-                   "frame_shape": _safe(lambda: list(camera.frame_shape))},
+                  "device": getattr(daemon.engine, "device", None), "graph": getattr(daemon.engine, "graph", None),
+                  "graph_reason": getattr(daemon.engine, "graph_reason", "").strip() or None},
+        "camera": {"name": getattr(camera, "name", None), "fps": safe_value("the camera's frame rate", lambda: camera.frame_rate),
+                   "frame_shape": safe_value("the camera's frame shape", lambda: list(camera.frame_shape))},
         "daq": getattr(daemon.daq, "name", None),
         "frames": frames,
         "triggers": sum(triggers.values()),
@@ -66,10 +71,15 @@ def build_summary(daemon: "Daemon") -> dict[str, Any]:
     }
 
 
-def _safe(getter):
+def safe_value(what: str, getter: Callable[[], T]) -> T | None:
+    """``getter()``, or ``None`` for a figure a summary can do without (a camera that never opened).
+
+    The exception is not lost: it goes to the ``rtpose`` log (``run.log``) with its traceback.
+    """
     try:
         return getter()
     except Exception:
+        log.warning("could not read %s", what, exc_info=True)
         return None
 
 
@@ -88,6 +98,9 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
     table.add_row("ran", f"{summary['wall_s']} s" if summary["wall_s"] is not None else "-")
     table.add_row("model", f"{summary['model']['export_dir']} on {summary['model']['engine']} "
                            f"({summary['model']['device']})")
+    if summary["model"].get("graph"):
+        table.add_row("graph", summary["model"]["graph"] + (f" ({summary['model']['graph_reason']})"
+                                                            if summary["model"].get("graph_reason") else ""))
     cam = summary["camera"]
     table.add_row("camera", f"{cam['name']} at {_num(cam['fps'])} FPS")
     by_reason = ", ".join(f"{k} {v}" for k, v in frames["dropped_by_reason"].items() if v) or "none"

@@ -29,6 +29,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainSeriali
                       ValidationError, ValidationInfo, field_validator, model_validator)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from rtpose.config import StrictModel
 from rtpose.rules.expression import RESERVED_WORDS, Expression, ExpressionError, did_you_mean
 
 MAX_ABS_VOLTS = 10.0  # the usual analog-output range; the DAQ section narrows it per channel
@@ -77,8 +78,8 @@ def _point_ref(value: Any) -> PointRef:
 PointField = Annotated[PointRef, PlainValidator(_point_ref), PlainSerializer(str, return_type=str)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+class _Section(StrictModel):
+    model_config = ConfigDict(populate_by_name=True)
 
 
 # --- features -------------------------------------------------------------------------

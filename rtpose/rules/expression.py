@@ -1,11 +1,14 @@
-"""The trigger language: a tiny grammar of its own, parsed once, never Python ``eval``.
+"""The trigger language: Python's expression grammar cut down to what a trigger needs, never ``eval``.
 
 Protocol files are written by people and read by a process that drives an LED into an
 animal's brain, so the language can do only what a trigger needs: numbers, feature
 names, ``+ - * /``, unary minus, parentheses, ``abs(x)``, ``min(a, b, ...)``,
 ``max(a, b, ...)``, comparisons ``< <= > >= == !=`` (chainable, ``0.5 < d < 2``), and
 ``and``/``or``/``not``. There is no attribute access, no strings, and no other calls, so
-``__import__('os')`` is a parse error, not a security review.
+``__import__('os')`` is a parse error, not a security review. Python's own parser
+(``ast.parse(text, mode="eval")``) reads the grammar, precedence and chained comparisons;
+only the node types above are accepted, and the tree is compiled by us, never run by
+Python. Errors name the rule's own words and a 1-based column.
 
 Missing data. A feature is NaN when a node or an animal was not found. Conditions use
 three-valued (Kleene) logic: a comparison with NaN on either side is *unknown*;
@@ -25,7 +28,9 @@ list by slot index. Truth values travel as floats: 1.0 true, 0.0 false, NaN unkn
 
 from __future__ import annotations
 
+import ast
 import difflib
+import keyword
 import math
 import re
 from typing import Callable, Collection, Iterator, Mapping, Sequence
@@ -53,41 +58,6 @@ class ExpressionError(RtposeError):
         self.message = message
         self.column = column
         super().__init__(f"{message} at column {column}")
-
-
-# --- tokens ---------------------------------------------------------------------------
-
-_TOKEN = re.compile(
-    r"(?P<space>\s+)"
-    r"|(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<op><=|>=|==|!=|[<>+\-*/(),])"
-)
-
-
-@attrs.frozen
-class Token:
-    kind: str  # "number", "name", "op" or "end"
-    text: str
-    column: int
-
-
-def tokenize(text: str) -> list[Token]:
-    if len(text) > MAX_LENGTH:
-        raise ExpressionError(f"rule is longer than {MAX_LENGTH} characters", MAX_LENGTH + 1)
-    tokens = []
-    position = 0
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None:
-            char = text[position]
-            hint = " (write '==' to compare)" if char == "=" else ""
-            raise ExpressionError(f"unexpected character {char!r}{hint}", position + 1)
-        if match.lastgroup != "space":
-            tokens.append(Token(match.lastgroup, match.group(), position + 1))
-        position = match.end()
-    tokens.append(Token("end", "", len(text) + 1))
-    return tokens
 
 
 # --- syntax tree ----------------------------------------------------------------------
@@ -160,149 +130,220 @@ class Not:
 Node = Number | FeatureRef | Negate | Arithmetic | Call | Compare | Logic | Not
 
 
-# --- parser ---------------------------------------------------------------------------
+# --- tokens ---------------------------------------------------------------------------
+#
+# Python's own parser (``ast.parse(text, mode="eval")``) gives the grammar: precedence,
+# chained comparisons, columns. Two small passes around it keep what Python does not
+# give: this scan, which refuses any character outside the language and checks the
+# order of tokens, so every error names the rule's own words and column ("expected ')'
+# to close 'max(' at column 1, found '1'"), and ``_Converter``, which accepts only the
+# whitelisted node types and checks types while it builds the tree below.
+
+_TOKEN = re.compile(
+    r"(?P<space>\s+)"
+    r"|(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<op><=|>=|==|!=|\*\*|//|[<>+\-*/(),])"
+)
+_BINARY = frozenset(COMPARISONS + ("+", "-", "*", "/"))
 
 
-class _Parser:
-    """Recursive descent, lowest precedence first: or, and, not, comparison, + -, * /, unary."""
+@attrs.frozen
+class Token:
+    kind: str  # "number", "name", "op" or "end"
+    text: str
+    column: int
 
-    def __init__(self, text: str, known_features: Collection[str] | None):
-        self.tokens = tokenize(text)
-        self.index = 0
-        self.depth = 0
+
+def tokenize(text: str) -> list[Token]:
+    """The rule's tokens with their 1-based columns, ending with an ``end`` token.
+
+    Raises:
+        ExpressionError: A character outside the language, or a rule over ``MAX_LENGTH``.
+    """
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"rule is longer than {MAX_LENGTH} characters", MAX_LENGTH + 1)
+    tokens = []
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None:
+            char = text[position]
+            hint = " (write '==' to compare)" if char == "=" else ""
+            raise ExpressionError(f"unexpected character {char!r}{hint}", position + 1)
+        if match.lastgroup != "space":
+            tokens.append(Token(match.lastgroup, match.group(), position + 1))
+        position = match.end()
+    tokens.append(Token("end", "", len(text) + 1))
+    return tokens
+
+
+def _check_order(tokens: list[Token], known_features: Collection[str] | None) -> None:
+    """Each token may follow the one before it; parentheses match; nesting stays within ``MAX_NESTING``;
+    with ``known_features``, every feature name is one of them.
+
+    Raises:
+        ExpressionError: At the first token out of place.
+    """
+    expect_operand = True
+    opened: list[tuple[Token, Token | None, int]] = []  # "(", its function name, prefixes pending before it
+    prefixes = level = 0  # unary operators and "not" waiting for their operand; all nesting
+    for i, token in enumerate(tokens):
+        previous = tokens[i - 1] if i else None
+        following = tokens[i + 1] if token.kind != "end" else token
+        if expect_operand:
+            if token.kind == "number" or (token.kind == "name" and token.text not in RESERVED_WORDS):
+                if following.text == "(" and following.kind == "op":
+                    if token.kind == "name":
+                        raise ExpressionError(f"unknown function '{token.text}' (only {', '.join(FUNCTIONS)})",
+                                              token.column)
+                if token.kind == "name" and known_features is not None and token.text not in known_features:
+                    raise ExpressionError(f"unknown feature '{token.text}'{did_you_mean(token.text, known_features)}",
+                                          token.column)
+                expect_operand, level, prefixes = False, level - prefixes, 0
+            elif token.text in FUNCTIONS and following.text == "(" and following.kind == "op":
+                pass  # the "(" comes next
+            elif token.text in ("-", "+") and token.kind == "op" or token.text == "not":
+                if token.text == "not" and previous is not None and previous.text not in ("(", ",", "and", "or", "not"):
+                    raise ExpressionError("'not' cannot stand here", token.column)
+                prefixes, level = prefixes + 1, level + 1
+            elif token.text == "(" and token.kind == "op":
+                function = previous if previous is not None and previous.text in FUNCTIONS else None
+                opened.append((token, function, prefixes))
+                prefixes, level = 0, level + 1
+            elif token.kind == "name":
+                raise ExpressionError(f"'{token.text}' cannot stand here", token.column)
+            else:  # "**" and "//" are two tokens of ours: the first is the one out of place
+                found = f"'{token.text[0]}'" if token.text in ("**", "//") else _describe(token)
+                raise ExpressionError(f"expected a number, a feature name or '(', found {found}", token.column)
+            if level > MAX_NESTING:
+                raise ExpressionError(f"nested deeper than {MAX_NESTING} levels", token.column)
+            continue
+        if token.kind == "op" and token.text == ")" and opened:
+            _, _, pending = opened.pop()
+            level -= 1 + pending
+        elif token.kind == "op" and token.text == "," and opened and opened[-1][1] is not None:
+            expect_operand = True
+        elif token.kind == "op" and token.text in _BINARY or token.text in ("and", "or"):
+            expect_operand = True
+        elif token.text in ("**", "//"):
+            raise ExpressionError(f"expected a number, a feature name or '(', found '{token.text[1]}'",
+                                  token.column + 1)
+        elif opened:
+            paren, function, _ = opened[-1]
+            context = (f"to close '{function.text}(' at column {function.column}" if function is not None
+                       else f"to close the '(' at column {paren.column}")
+            raise ExpressionError(f"expected ')' {context}, found {_describe(token)}", token.column)
+        elif token.kind != "end":
+            raise ExpressionError(f"unexpected {_describe(token)}", token.column)
+
+
+def _python_text(text: str, tokens: list[Token]) -> str:
+    """``text`` as Python reads it, column for column: our names that are Python keywords become
+    placeholders of the same length (``_Converter`` reads names from the tokens), integers lose
+    leading zeros Python refuses, and every kind of white space is a plain space."""
+    chars = [" " if c.isspace() else c for c in text]
+    for token in tokens:
+        replacement = None
+        if token.kind == "name" and keyword.iskeyword(token.text) and token.text not in LOGIC_WORDS:
+            replacement = "_" * len(token.text)
+        elif token.kind == "number" and token.text.isdigit() and len(token.text) > 1 and token.text[0] == "0":
+            digits = token.text.lstrip("0") or "0"
+            replacement = (digits + ".").ljust(len(token.text))
+        if replacement is not None:
+            chars[token.column - 1:token.column - 1 + len(token.text)] = replacement
+    return "".join(chars)
+
+
+class _Converter:
+    """Python's tree of a rule -> ours, accepting only the whitelisted node types, checking types.
+
+    Columns follow the rule's words: a leaf, ``not``, a unary sign and a call have their own;
+    an operation takes its left operand's, so an error points inside parentheses.
+    """
+
+    def __init__(self, tokens: list[Token], indent: int, known_features: Collection[str] | None):
+        self.by_column = {token.column: token for token in tokens}
+        self.indent = indent  # leading spaces Python did not see
         self.known_features = known_features
+        self.depth = 0
 
-    @property
-    def token(self) -> Token:
-        return self.tokens[self.index]
+    def column(self, node: ast.expr) -> int:
+        return node.col_offset + 1 + self.indent
 
-    def advance(self) -> Token:
-        token = self.tokens[self.index]
-        self.index += 1
-        return token
+    def convert(self, node: ast.expr) -> Node:
+        method = getattr(self, f"_{type(node).__name__}", None)
+        if method is None:
+            raise ExpressionError(f"unexpected {_describe(self.by_column.get(self.column(node)))}", self.column(node))
+        return method(node)
 
-    def at(self, kind: str, *texts: str) -> bool:
-        return self.token.kind == kind and (not texts or self.token.text in texts)
+    def _Constant(self, node: ast.Constant) -> Node:
+        token = self.by_column[self.column(node)]
+        return Number(float(token.text), token.column)
 
-    def expect_op(self, text: str, context: str) -> Token:
-        if not self.at("op", text):
-            raise ExpressionError(f"expected {text!r} {context}, found {_describe(self.token)}", self.token.column)
-        return self.advance()
+    def _Name(self, node: ast.Name) -> Node:
+        token = self.by_column[self.column(node)]  # the rule's word, not Python's placeholder
+        if token.text in RESERVED_WORDS:
+            raise ExpressionError(f"'{token.text}' cannot stand here", token.column)
+        if self.known_features is not None and token.text not in self.known_features:
+            raise ExpressionError(f"unknown feature '{token.text}'{did_you_mean(token.text, self.known_features)}",
+                                  token.column)
+        return FeatureRef(token.text, token.column)
 
-    def parse(self) -> Node:
-        node = self.parse_or()
-        if self.token.kind != "end":
-            raise ExpressionError(f"unexpected {_describe(self.token)}", self.token.column)
-        return node
-
-    def nested(self) -> None:
+    def _UnaryOp(self, node: ast.UnaryOp) -> Node:
+        column = self.column(node)
         self.depth += 1
         if self.depth > MAX_NESTING:
-            raise ExpressionError(f"nested deeper than {MAX_NESTING} levels", self.token.column)
-
-    def parse_or(self) -> Node:
-        return self.parse_logic("or", self.parse_and)
-
-    def parse_and(self) -> Node:
-        return self.parse_logic("and", self.parse_not)
-
-    def parse_logic(self, word: str, parse_operand: Callable[[], Node]) -> Node:
-        first = parse_operand()
-        operands = [first]
-        while self.at("name", word):
-            self.advance()
-            operands.append(parse_operand())
-        if len(operands) == 1:
-            return first
-        for operand in operands:
-            _require(operand, CONDITION, f"'{word}' joins conditions")
-        return Logic(word, tuple(operands), first.column)
-
-    def parse_not(self) -> Node:
-        if self.at("name", "not"):
-            column = self.advance().column
-            self.nested()
-            operand = self.parse_not()
-            self.depth -= 1
+            raise ExpressionError(f"nested deeper than {MAX_NESTING} levels", column)
+        operand = self.convert(node.operand)
+        self.depth -= 1
+        if isinstance(node.op, ast.Not):
             _require(operand, CONDITION, "'not' negates a condition")
             return Not(operand, column)
-        return self.parse_comparison()
+        sign = "-" if isinstance(node.op, ast.USub) else "+"
+        _require(operand, NUMBER, f"unary '{sign}' applies to a number")
+        return Negate(operand, column) if sign == "-" else operand
 
-    def parse_comparison(self) -> Node:
-        left = self.parse_sum()
+    def _BinOp(self, node: ast.BinOp) -> Node:
+        operator = _ARITHMETIC.get(type(node.op))
+        left = self.convert(node.left)
+        right = self.convert(node.right)
+        if operator is None:  # the scan lets no other operator through
+            raise ExpressionError("unexpected operator", left.column)
+        return _arithmetic(operator, left, right)
+
+    def _Compare(self, node: ast.Compare) -> Node:
+        left = self.convert(node.left)
         comparisons: list[Node] = []
-        while self.at("op", *COMPARISONS):
-            operator = self.advance().text
-            right = self.parse_sum()
+        for op, comparator in zip(node.ops, node.comparators):
+            operator = _COMPARE.get(type(op))
+            right = self.convert(comparator)
+            if operator is None:
+                raise ExpressionError("unexpected comparison", right.column)
             _require(left, NUMBER, f"'{operator}' compares numbers")
             _require(right, NUMBER, f"'{operator}' compares numbers")
             comparisons.append(Compare(operator, left, right, left.column))
             left = right
-        if not comparisons:
-            return left
         if len(comparisons) == 1:
             return comparisons[0]
         return Logic("and", tuple(comparisons), comparisons[0].column)  # a < b < c
 
-    def parse_sum(self) -> Node:
-        node = self.parse_product()
-        while self.at("op", "+", "-"):
-            operator = self.advance().text
-            right = self.parse_product()
-            node = _arithmetic(operator, node, right)
-        return node
+    def _BoolOp(self, node: ast.BoolOp) -> Node:
+        word = "and" if isinstance(node.op, ast.And) else "or"
+        operands = [self.convert(value) for value in node.values]
+        for operand in operands:
+            _require(operand, CONDITION, f"'{word}' joins conditions")
+        return Logic(word, tuple(operands), operands[0].column)
 
-    def parse_product(self) -> Node:
-        node = self.parse_unary()
-        while self.at("op", "*", "/"):
-            operator = self.advance().text
-            right = self.parse_unary()
-            node = _arithmetic(operator, node, right)
-        return node
-
-    def parse_unary(self) -> Node:
-        if self.at("op", "-", "+"):
-            token = self.advance()
-            self.nested()
-            operand = self.parse_unary()
-            self.depth -= 1
-            _require(operand, NUMBER, f"unary '{token.text}' applies to a number")
-            return Negate(operand, token.column) if token.text == "-" else operand
-        return self.parse_atom()
-
-    def parse_atom(self) -> Node:
-        token = self.token
-        if token.kind == "number":
-            self.advance()
-            return Number(float(token.text), token.column)
-        if self.at("op", "("):
-            self.advance()
-            self.nested()
-            node = self.parse_or()
-            self.depth -= 1
-            self.expect_op(")", f"to close the '(' at column {token.column}")
-            return node
-        if token.kind == "name":
-            self.advance()
-            if self.at("op", "("):
-                return self.parse_call(token)
-            if token.text in RESERVED_WORDS:
-                raise ExpressionError(f"'{token.text}' cannot stand here", token.column)
-            self.check_feature(token)
-            return FeatureRef(token.text, token.column)
-        raise ExpressionError(f"expected a number, a feature name or '(', found {_describe(token)}", token.column)
-
-    def parse_call(self, name: Token) -> Node:
-        if name.text not in FUNCTIONS:
-            raise ExpressionError(f"unknown function '{name.text}' (only {', '.join(FUNCTIONS)})", name.column)
-        self.expect_op("(", f"after '{name.text}'")
-        self.nested()
-        arguments = [self.parse_or()]
-        while self.at("op", ","):
-            self.advance()
-            arguments.append(self.parse_or())
+    def _Call(self, node: ast.Call) -> Node:
+        name = self.by_column.get(self.column(node.func))
+        if not isinstance(node.func, ast.Name) or name is None or name.text not in FUNCTIONS or node.keywords:
+            raise ExpressionError(f"unexpected {_describe(name)}", self.column(node))
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise ExpressionError(f"nested deeper than {MAX_NESTING} levels", name.column)
+        arguments = [self.convert(argument) for argument in node.args]
         self.depth -= 1
-        self.expect_op(")", f"to close '{name.text}(' at column {name.column}")
         for argument in arguments:
             _require(argument, NUMBER, f"'{name.text}' takes numbers")
         if name.text == "abs" and len(arguments) != 1:
@@ -311,11 +352,30 @@ class _Parser:
             raise ExpressionError(f"'{name.text}' takes two or more numbers", name.column)
         return Call(name.text, tuple(arguments), name.column)
 
-    def check_feature(self, token: Token) -> None:
-        if self.known_features is None or token.text in self.known_features:
-            return
-        raise ExpressionError(f"unknown feature '{token.text}'{did_you_mean(token.text, self.known_features)}",
-                              token.column)
+
+_ARITHMETIC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+_COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+
+
+def _parse(text: str, known_features: Collection[str] | None) -> Node:
+    """Our tree of a rule: scan, check the order of tokens, ``ast.parse``, convert.
+
+    Raises:
+        ExpressionError: The first problem, with its 1-based column.
+    """
+    tokens = tokenize(text)
+    _check_order(tokens, known_features)
+    python = _python_text(text, tokens)
+    body = python.lstrip(" ")
+    indent = len(python) - len(body)
+    try:
+        tree = ast.parse(body, mode="eval").body
+    except SyntaxError as exc:  # the scan should have caught it; say what Python says
+        raise ExpressionError(f"not a rule ({exc.msg})", (exc.offset or len(body) + 1) + indent) from None
+    try:
+        return _Converter(tokens, indent, known_features).convert(tree)
+    except RecursionError:
+        raise ExpressionError(f"nested deeper than {MAX_NESTING} levels", 1) from None
 
 
 def _arithmetic(operator: str, left: Node, right: Node) -> Node:
@@ -331,7 +391,9 @@ def _require(node: Node, kind: str, why: str) -> None:
     raise ExpressionError(f"{why}, but this is {found}", node.column)
 
 
-def _describe(token: Token) -> str:
+def _describe(token: Token | None) -> str:
+    if token is None:
+        return "expression"
     return "the end of the rule" if token.kind == "end" else f"'{token.text}'"
 
 
@@ -359,7 +421,7 @@ class Expression:
     @classmethod
     def parse(cls, text: str, known_features: Collection[str] | None = None) -> "Expression":
         """Parse ``text``; with ``known_features``, names outside it are errors."""
-        tree = _Parser(text, known_features).parse()
+        tree = _parse(text, known_features)
         return cls(text, tree, frozenset(_feature_names(tree)))
 
     @classmethod

@@ -22,17 +22,42 @@ SAFE_VOLTS = 0.0
 
 
 class Output(Protocol):
+    """What drives one analog output: a state machine from time and rule states to volts.
+
+    Attributes:
+        name: The output's name in the protocol (``outputs.<name>``).
+        channel: The DAQ analog output it writes (a name of the device file's ``ao``).
+        safe_volts: What every exit path writes (0 V).
+    """
+
     name: str
     channel: str
     safe_volts: float
 
-    def update(self, t: float, rule_states: Mapping[str, bool], features: Mapping[str, float]) -> float: ...
+    def update(self, t: float, rule_states: Mapping[str, bool], features: Mapping[str, float]) -> float:
+        """Advance to a processed frame and return the volts to write now.
 
-    def volts_at(self, t: float) -> float: ...
+        Args:
+            t: ``rtpose.clock`` seconds of the write that follows (durations count from it).
+            rule_states: Every rule's state for this frame (unknown is ``False``).
+            features: Every feature's value for this frame (NaN where missing).
 
-    def next_deadline(self, now: float) -> float | None: ...
+        Returns:
+            Volts for the output's channel, within the protocol's declared range.
+        """
+        ...
 
-    def reset(self) -> None: ...
+    def volts_at(self, t: float) -> float:
+        """The volts this output holds at ``t`` without a new frame (after the last ``update``)."""
+        ...
+
+    def next_deadline(self, now: float) -> float | None:
+        """The next ``rtpose.clock`` time after ``now`` at which the volts change on their own, or ``None``."""
+        ...
+
+    def reset(self) -> None:
+        """Forget all state: no pulse in progress, counters at zero, volts at ``safe_volts``."""
+        ...
 
 
 class PulseOutput:
@@ -54,11 +79,13 @@ class PulseOutput:
         self.reset()
 
     def reset(self) -> None:
+        """See ``Output.reset``."""
         self.pulse_start: float | None = None
         self.pulse_count = 0
         self._rule_held = False
 
     def update(self, t: float, rule_states: Mapping[str, bool], features: Mapping[str, float]) -> float:
+        """Start a pulse at ``t`` if the rule asks for one and the refractory period is over; see ``Output.update``."""
         holds = bool(rule_states[self.rule])
         wants_pulse = holds and not (self.fire_on_onset and self._rule_held)
         self._rule_held = holds
@@ -68,6 +95,7 @@ class PulseOutput:
         return self.volts_at(t)
 
     def volts_at(self, t: float) -> float:
+        """``volts`` inside the pulse ``[start, start + duration)``, else 0 V."""
         start = self.pulse_start
         if start is not None and start <= t < start + self.duration_s:
             return self.volts
@@ -96,6 +124,7 @@ class FollowOutput:
         self.reset()
 
     def reset(self) -> None:
+        """See ``Output.reset``."""
         self.value = SAFE_VOLTS
 
     def volts_for(self, feature_value: float) -> float:
@@ -103,6 +132,7 @@ class FollowOutput:
         return min(self.high, max(self.low, self.v0 + (feature_value - self.f0) * self.slope))
 
     def update(self, t: float, rule_states: Mapping[str, bool], features: Mapping[str, float]) -> float:
+        """The feature's mapped volts; a missing feature holds the last value or goes to 0 V (``missing``)."""
         x = features[self.feature]
         if math.isfinite(x):
             self.value = self.volts_for(x)
@@ -111,13 +141,16 @@ class FollowOutput:
         return self.value
 
     def volts_at(self, t: float) -> float:
+        """The value of the last ``update``: a follow output changes only with frames."""
         return self.value
 
     def next_deadline(self, now: float) -> float | None:
+        """Always ``None``: nothing changes between frames."""
         return None
 
 
 def make_output(name: str, config: OutputConfig) -> Output:
+    """The output a validated ``outputs.<name>`` section describes (a pulse or a follow)."""
     if config.pulse is not None:
         return PulseOutput(name, config.channel, config.pulse)
     return FollowOutput(name, config.channel, config.follow)

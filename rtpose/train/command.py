@@ -6,7 +6,7 @@ import argparse
 
 from rtpose.train.config import TrainConfig
 from rtpose.train.trainer import train
-from rtpose.yamlconf import load_config
+from rtpose.config import load_config
 
 
 def main(args: argparse.Namespace) -> int:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from rtpose.config import StrictModel
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Strict(StrictModel):
+    model_config = ConfigDict(frozen=False)  # the trainer fills in the crop size on a copy
 
 
 class DataConfig(Strict):

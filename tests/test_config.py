@@ -1,0 +1,128 @@
+"""The configuration layer: protocols, training configs and device files report errors the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rtpose.cli import main as cli_main
+from rtpose.config import ConfigError, apply_overrides, expand_vars, load_config, load_yaml, resolve_path
+from rtpose.errors import RtposeError
+from rtpose.hw import parse_daq_config
+from rtpose.hw.firmware import DaqDevice, SpinnakerDevice, load_device_file
+from rtpose.live.protocol import load_protocol
+from rtpose.paths import REPO_ROOT
+from rtpose.train.config import TrainConfig
+
+SIM_DAQ = REPO_ROOT / "firmware_configs" / "sim_daq.yaml"
+
+
+def _misspelt_device_file(tmp_path: Path) -> tuple[Path, int]:
+    """The shipped sim DAQ file with ``range_volts`` of ``opto_led`` misspelt; returns it and that line."""
+    lines = SIM_DAQ.read_text().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if "range_volts: [0.0, 5.0]" in line)
+    lines[index] = lines[index].replace("range_volts", "range_volt")
+    path = tmp_path / "misspelt_daq.yaml"
+    path.write_text("".join(lines))
+    return path, index + 1
+
+
+def test_a_misspelt_key_in_a_device_file_names_its_line(tmp_path):
+    path, line = _misspelt_device_file(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        load_device_file(path, DaqDevice)
+    message = str(error.value)
+    assert message == f"{path}:{line}: ao.opto_led.range_volt: unknown key (did you mean 'range_volts'?)"
+    assert "\n" not in message
+    # inside a protocol's daq section, the same line behind the protocol's field
+    with pytest.raises(RtposeError) as error:
+        parse_daq_config({"backend": "sim", "device_file": str(path)})
+    assert str(error.value).startswith(f"daq.device_file: {path}:{line}: ao.opto_led.range_volt: unknown key")
+
+
+def test_a_bad_device_file_stops_rtpose_run_with_one_line(tmp_path, capsys):
+    path, line = _misspelt_device_file(tmp_path)
+    protocol = REPO_ROOT / "experiments" / "male_approach_replay.yaml"
+    code = cli_main(["run", str(protocol), "--set", f"daq.device_file={path}",
+                     "--set", f"recorder.path={tmp_path / 'never'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert err.startswith(f"error: {protocol}:")
+    assert f"daq.device_file: {path}:{line}: ao.opto_led.range_volt: unknown key" in err
+    assert not (tmp_path / "never").exists()
+
+
+def test_device_file_kind_and_yaml_errors_name_the_line(tmp_path):
+    with pytest.raises(ConfigError, match=rf"^{SIM_DAQ}:5: kind is 'daq', but a camera device file is needed here$"):
+        load_device_file(SIM_DAQ, SpinnakerDevice)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: daq\nao: [unclosed\n")
+    with pytest.raises(ConfigError, match=rf"^{broken}:\d: not valid YAML"):
+        load_device_file(broken, DaqDevice)
+    with pytest.raises(ConfigError, match=rf"^{tmp_path / 'absent.yaml'}: no such device file$"):
+        load_device_file(tmp_path / "absent.yaml", DaqDevice)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- kind: daq\n")
+    with pytest.raises(ConfigError, match="a device file is a mapping of keys at the top level, got list"):
+        load_device_file(listing, DaqDevice)
+
+
+def test_training_configs_and_protocols_word_errors_like_device_files(tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text("data:\n  labels: x.slp\ninstance:\n  optim:\n    lr: 0.001\n    bacth_size: 4\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(config, TrainConfig)
+    assert str(error.value) == f"{config}:6: instance.optim.bacth_size: unknown key"
+    with pytest.raises(ConfigError) as error:
+        load_config(config, TrainConfig, ["instance.optim.lr=-1", "instance.optim.bacth_size=null"])
+    # the override exists but the typo is reported first, then the count of the rest
+    assert str(error.value) == f"{config}:6: instance.optim.bacth_size: unknown key (and 1 more problem)"
+    protocol = tmp_path / "protocol.yaml"
+    text = (REPO_ROOT / "experiments" / "male_approach_replay.yaml").read_text()
+    protocol.write_text(text.replace("  px_per_mm: 30.3", "  px_per_mm: 30.3\n  px_per_inch: 770"))
+    line = text.splitlines().index("  px_per_mm: 30.3") + 2
+    with pytest.raises(ConfigError, match=rf"^{protocol}:{line}: arena.px_per_inch: unknown key$"):
+        load_protocol(protocol)
+
+
+def test_variables_and_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTPOSE_TEST_DIR", str(tmp_path))
+    assert expand_vars("${RTPOSE_TEST_DIR}/a") == expand_vars("$RTPOSE_TEST_DIR/a") == f"{tmp_path}/a"
+    assert expand_vars("costs $5 and a $ sign") == "costs $5 and a $ sign"
+    assert expand_vars("~/x") == str(Path.home() / "x")
+    monkeypatch.delenv("RTPOSE_DATA", raising=False)
+    assert expand_vars("${RTPOSE_DATA}") == str(REPO_ROOT.parent / "shared" / "data")
+    with pytest.raises(ConfigError, match=r"environment variable RTPOSE_UNSET_X in '\$RTPOSE_UNSET_X/a' is not set"):
+        expand_vars("$RTPOSE_UNSET_X/a")
+    config = tmp_path / "train.yaml"
+    config.write_text("data:\n  labels: ${RTPOSE_UNSET_X}/x.slp\n")
+    with pytest.raises(ConfigError, match=rf"^{config}:2: data.labels: environment variable RTPOSE_UNSET_X"):
+        load_config(config, TrainConfig)
+    # relative: the working directory first, then the repository
+    monkeypatch.chdir(tmp_path)
+    assert resolve_path("firmware_configs/sim_daq.yaml") == SIM_DAQ
+    (tmp_path / "firmware_configs").mkdir()
+    (tmp_path / "firmware_configs" / "sim_daq.yaml").write_text(SIM_DAQ.read_text())
+    assert resolve_path("firmware_configs/sim_daq.yaml") == tmp_path / "firmware_configs" / "sim_daq.yaml"
+    with pytest.raises(ConfigError, match=rf"^nope.yaml: not found in {tmp_path} or {REPO_ROOT}$"):
+        resolve_path("nope.yaml")
+
+
+def test_overrides_set_nested_keys_and_list_items(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("a:\n  b: 1\n  items: [1, 2]\n")
+    tree, lines = load_yaml(path)
+    assert lines == {("a",): 1, ("a", "b"): 2, ("a", "items"): 3}
+    apply_overrides(tree, ["a.c.d=5", "a.items.1=x", "e=[1, 2]"])
+    assert tree == {"a": {"b": 1, "items": [1, "x"], "c": {"d": 5}}, "e": [1, 2]}
+    with pytest.raises(ConfigError, match="--set 'a.items.5.x=1': a.items.5.x goes through a value that is not a section"):
+        apply_overrides(tree, ["a.items.5.x=1"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        apply_overrides(tree, ["a.b"])
+
+
+def test_the_old_yamlconf_module_still_imports():
+    from rtpose import yamlconf
+
+    assert yamlconf.load_config is load_config and yamlconf.load_yaml is load_yaml

@@ -1,0 +1,229 @@
+"""Inputs from the wild (issue 13): packaged labels, containers that overstate their frame
+count, frames that do not decode, nothing to score, defaults that do not fit the input,
+and a camera faster than the machine. Each on the real inputs in ``../shared/cases`` or
+on a file made here from the real fly clip.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rtpose.cli import main as cli_main
+from rtpose.data.labels import load_labels
+from rtpose.data.predictions import read_predictions
+from rtpose.data.video import FrameNotDecoded, FrameNotHeld, StreamEnded, VideoReader
+from rtpose.eval import metrics
+from rtpose.eval.evaluate import to_json_safe
+from rtpose.hw.errors import FrameLost
+from rtpose.hw.replay import ReplayCamera
+from rtpose.live.daemon import Daemon
+from rtpose.live.protocol import load_protocol
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = str(REPO / "models" / "flies13")
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+# -- 1. embedded images: a .pkg.slp holds some frames of its video ----------------------
+
+
+def test_a_package_is_read_through_its_embedded_frames(cases_dir, flies_video_path):
+    with VideoReader(cases_dir / "two_frames.pkg.slp") as package, VideoReader(flies_video_path) as video:
+        assert list(package.frame_indices) == [5, 12] and package.is_package
+        for i in (5, 12):  # the source frame indices, with the source's pixels
+            np.testing.assert_array_equal(package.read(i), video.read(i))
+        with pytest.raises(FrameNotHeld, match="holds frames 5, 12"):
+            package.read(0)
+        assert package.select(None) == [5, 12] and package.select("5-12") == [5, 12] and package.select("12") == [12]
+        with pytest.raises(FrameNotHeld, match="holds frames 5, 12"):
+            package.select("6-11")
+
+
+def test_predict_on_a_package_uses_its_frames_and_eval_pairs_them(cases_dir, tmp_path, capsys):
+    package = cases_dir / "two_frames.pkg.slp"
+    out = tmp_path / "out.slp"
+    assert cli_main(["predict", "-m", MODEL, "-i", str(package), "-o", str(out)]) == 0
+    assert "package" in capsys.readouterr().out  # it says which frames it used
+    assert [f for _, f, _ in read_predictions(out).frames] == [5, 12]
+
+    assert cli_main(["predict", "-m", MODEL, "-i", str(package), "-o", str(tmp_path / "x.slp"), "--frames", "6"]) == 2
+    assert "holds frames 5, 12" in one_line_error(capsys)
+    assert not (tmp_path / "x.slp").exists()
+    assert cli_main(["predict", "-m", MODEL, "-i", str(package), "-o", str(tmp_path / "r.slp"),
+                     "--frames", "5-12"]) == 0
+    assert [f for _, f, _ in read_predictions(tmp_path / "r.slp").frames] == [5, 12]
+
+    scores = tmp_path / "eval.json"
+    assert cli_main(["eval", "-g", str(package), "-p", str(out), "--json", str(scores)]) == 0
+    r = json.loads(scores.read_text())
+    assert r["n_frames"] == 2 and r["n_gt"] == 4 and r["n_frames_gt_only"] == 0
+    assert r["map"] is not None and r["map"] > 0.5  # the model was trained on these frames
+
+
+# -- 2. nothing to score -------------------------------------------------------------------
+
+
+def test_eval_that_pairs_no_frame_is_an_error_naming_both_videos(cases_dir, tmp_path, capsys):
+    gt, pred = cases_dir / "labels_10frames.slp", cases_dir / "predictions_other_video.slp"
+    for extra in ([], ["--unpredicted-frames", "missed"]):
+        out = tmp_path / "m.json"
+        assert cli_main(["eval", "-g", str(gt), "-p", str(pred), "--json", str(out), *extra]) == 2
+        captured = capsys.readouterr()
+        err = captured.err
+        assert err.count("\n") == 1 and "nothing to score" in err, err
+        assert "full20.avi" in err and "clip.mp4" in err and str(gt) in err and str(pred) in err
+        assert "mAP" not in captured.out and not out.exists()
+
+
+def test_undefined_figures_are_null_not_zero():
+    ap, ar = metrics.voc(np.empty(0), np.empty(0), n_gt=0)  # nothing to find
+    assert np.isnan(ap).all() and np.isnan(ar).all()
+    assert to_json_safe({"map": float(ap.mean())}) == {"map": None}
+
+
+# -- 3. containers whose frame count is an estimate ------------------------------------------
+
+
+def test_a_stream_shorter_than_its_container_says_ends_where_it_ends(cases_dir):
+    with VideoReader(cases_dir / "variable_rate.mkv") as reader:
+        assert reader.n_frames == 125  # what the container declares
+        images = []
+        with pytest.raises(StreamEnded) as ended:
+            for i in range(reader.n_frames):
+                images.append(reader.read(i))
+        assert len(images) == 40 and ended.value.frames_read == 40 and reader.ended_at == 40
+        with pytest.raises(StreamEnded, match="holds 40 frames"):
+            reader.read(90)  # known now: no decoding
+
+
+def test_predict_reads_a_lying_container_to_its_real_end(cases_dir, tmp_path, capsys):
+    video = cases_dir / "variable_rate.mkv"
+    out = tmp_path / "all.slp"
+    assert cli_main(["predict", "-m", MODEL, "-i", str(video), "-o", str(out)]) == 0  # a short video, all read
+    err = capsys.readouterr().err
+    assert "40" in err and "125" in err, err  # says what was read against what was declared
+    assert [f for _, f, _ in read_predictions(out).frames] == list(range(40))
+    # Frames asked for past the real end: those read are written, the rest listed, exit 3.
+    out = tmp_path / "range.slp"
+    assert cli_main(["predict", "-m", MODEL, "-i", str(video), "-o", str(out), "--frames", "30-60"]) == 3
+    assert [f for _, f, _ in read_predictions(out).frames] == list(range(30, 40))
+    assert load_labels(out).provenance["rtpose.frames_not_read"] == list(range(40, 61))
+
+
+def run_replay(path: Path, fps: float, **overrides):
+    sets = [f"camera.path={path}", f"camera.fps={fps}", "camera.loop=false", "publisher.enabled=false",
+            "recorder.enabled=false"] + [f"{k}={v}" for k, v in overrides.items()]
+    loaded = load_protocol(REPO / "experiments" / "replay_dry_run.yaml", sets)
+    return Daemon(loaded).run()
+
+
+def test_a_replay_of_a_lying_container_ends_with_source_ended(cases_dir, monkeypatch):
+    monkeypatch.chdir(REPO)
+    result = run_replay(cases_dir / "variable_rate.mkv", 150)
+    assert result.stop_reason == "source ended" and result.error is None, (result.stop_reason, result.error)
+    frames = result.summary["frames"]
+    assert frames["acquired"] == frames["processed"] + frames["dropped"] and frames["processed"] >= 1
+    with ReplayCamera(cases_dir / "variable_rate.mkv", fps=400, buffer_frames=1000) as camera:
+        used, lost = [], 0
+        while (frame := camera.read(timeout_s=2.0)) is not None:
+            try:
+                frame.image
+                used.append(frame.index)
+            except FrameLost:
+                lost += 1
+        assert used == list(range(40)) and lost >= 1 and camera.frame_indices == list(range(40))
+
+
+# -- 4. nothing lost when decoding fails ------------------------------------------------------
+
+
+def mjpeg_copy(flies_video_path: Path, path: Path, n: int = 30) -> bytes:
+    """The first ``n`` frames of the fly clip as an MJPEG AVI (every frame its own JPEG)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (1024, 1024), isColor=False)
+    with VideoReader(flies_video_path) as reader:
+        for i in range(n):
+            writer.write(reader.read(i))
+    writer.release()
+    return path.read_bytes()
+
+
+def jpeg_starts(data: bytes) -> list[int]:
+    return [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]
+
+
+def test_an_undecodable_frame_loses_only_itself(flies_video_path, tmp_path, capsys):
+    data = bytearray(mjpeg_copy(flies_video_path, tmp_path / "good.avi"))
+    start = jpeg_starts(bytes(data))[12]
+    data[start:start + 4000] = bytes(4000)  # frame 12's JPEG header and first scans wiped
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(bytes(data))
+    with VideoReader(broken) as reader:
+        with pytest.raises(FrameNotDecoded):
+            for i in range(30):
+                reader.read(i)
+        assert i == 12
+        reader.read(13)  # the next frame reads normally
+    out = tmp_path / "out.slp"
+    assert cli_main(["predict", "-m", MODEL, "-i", str(broken), "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert "1 frame(s) could not be decoded, the first 12" in err, err
+    assert [f for _, f, _ in read_predictions(out).frames] == [i for i in range(30) if i != 12]
+    assert load_labels(out).provenance["rtpose.frames_not_read"] == [12]
+
+
+def test_a_truncated_file_is_a_shorter_video(flies_video_path, tmp_path, capsys):
+    data = mjpeg_copy(flies_video_path, tmp_path / "good.avi")
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: jpeg_starts(data)[25] + 1000])  # the last frames do not decode
+    out = tmp_path / "out.slp"
+    assert cli_main(["predict", "-m", MODEL, "-i", str(cut), "-o", str(out)]) == 0
+    assert "the stream ends after 25 frames" in capsys.readouterr().err
+    assert [f for _, f, _ in read_predictions(out).frames] == list(range(25))
+    assert cli_main(["predict", "-m", MODEL, "-i", str(cut), "-o", str(out), "--frames", "20-29"]) == 3
+    assert [f for _, f, _ in read_predictions(out).frames] == list(range(20, 25))
+
+
+# -- 6. a camera faster than the machine --------------------------------------------------------
+
+
+def test_replay_decodes_only_the_frames_that_are_used(flies_video_path):
+    with ReplayCamera(flies_video_path, fps=1000, frames="0-99", buffer_frames=1000) as camera:
+        frames = []
+        while (frame := camera.read(timeout_s=2.0)) is not None:
+            frames.append(frame)
+        used = frames[::10]
+        with VideoReader(flies_video_path) as reader:
+            for frame in used:
+                np.testing.assert_array_equal(frame.image, reader.read(frame.index))
+        assert [f.index for f in frames] == list(range(100)) and camera.decoded == len(used)  # the first: at open
+    t = np.array([f.t_exposure for f in frames])
+    np.testing.assert_allclose(np.diff(t), 1 / 1000, atol=1e-9)  # exposure times on the requested clock
+
+
+def test_the_loop_keeps_running_when_the_camera_outpaces_it(flies_video_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    fps, seconds = 2000, 2.0
+    result = run_replay(flies_video_path, fps, **{"camera.loop": "true", "duration": seconds})
+    assert result.stop_reason == "duration" and result.error is None, (result.stop_reason, result.error)
+    frames = result.summary["frames"]
+    assert frames["acquired"] == frames["processed"] + frames["dropped"] and frames["processed"] >= 1
+    assert frames["acquired"] >= 0.5 * fps * seconds  # the camera kept its rate: frames were dropped, not delayed
+
+
+# -- 7. defaults that fit the input --------------------------------------------------------------
+
+
+def test_bench_without_frames_times_what_a_short_video_holds(cases_dir, capsys):
+    assert cli_main(["bench", "-m", MODEL, "-i", str(cases_dir / "three_frames.avi"), "--no-batch-sweep",
+                     "--warmup", "1"]) == 0
+    assert "frames 0-2 (n=3)" in capsys.readouterr().out
