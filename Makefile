@@ -6,24 +6,44 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rtpose-installed
 export RTPOSE_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test setup model model-export clean-venv
+.PHONY: demo test setup browser model model-export clean-venv
 
-setup: $(STAMP)
+setup: $(STAMP) browser
 
 # torch==2.13.0 first: on CPU machines that takes the local CPU build, so the
-# `train` extra's torch range is already met and no CUDA packages are pulled.
+# `train` extra's torch range is already met and no CUDA packages are pulled. `fleet` (Ray)
+# is for the tests of `rtpose predict` on Ray; the demo does not use it.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[train,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[train,dev,fleet]'
 	touch $(STAMP)
 
+# The view's tests drive Debian's chromium through chromium-driver. Where either is missing,
+# install both (apt-get, as root or through sudo); if that fails the browser tests fail
+# and say what is missing: they never skip.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	echo "installing chromium and chromium-driver (the view's browser tests need them)"; \
+	SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$SUDO apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	{ $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null; } || \
+	echo "could not install chromium and chromium-driver: the view's browser tests will fail"
+
+# The live view (rtpose view) starts beside the run and stops with it; open its address in a browser.
+VIEW_PORT ?= 8050
 demo: $(STAMP)
-	$(PY) -m rtpose run experiments/male_approach_replay.yaml --summary runs/demo_summary.json
+	@mkdir -p runs
+	@echo "live view of this run: http://127.0.0.1:$(VIEW_PORT)/  (rtpose view, beside the run; log: runs/demo_view.log)"
+	@$(PY) -m rtpose view tcp://127.0.0.1:5555 --port $(VIEW_PORT) > runs/demo_view.log 2>&1 & view=$$!; \
+	$(PY) -m rtpose run experiments/male_approach_replay.yaml --summary runs/demo_summary.json; status=$$?; \
+	kill $$view 2>/dev/null; wait $$view 2>/dev/null; \
+	echo "to watch the next run: $(PY) -m rtpose view  (then open http://127.0.0.1:$(VIEW_PORT)/)"; exit $$status
 
 # The linter first (pyproject.toml [tool.ruff]: errors everywhere, docstrings on the contracts).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 

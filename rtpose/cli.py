@@ -25,6 +25,7 @@ HANDLERS = {
     "run": "rtpose.live.command",
     "calibrate": "rtpose.calibrate.command",
     "listen": "rtpose.live.listen",
+    "view": "rtpose.view.command",
 }
 
 
@@ -63,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a top-down ID model (centroid + centered-instance)")
-    p.add_argument("config", help="training config YAML (see experiments/train/)")
-    p.add_argument("-o", "--output", help="model directory (default: from the config)")
+    p.add_argument("config", help="training config YAML (see experiments/train/), or a SLEAP labels file "
+                                  "(.slp, .pkg.slp): every setting derived from the labels and this machine")
+    p.add_argument("-o", "--output", help="model directory (default: from the config; runs/LABELS for a .slp)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="with a .slp: wall-clock budget of the whole run (default 20)")
     p.add_argument("--resume", action="store_true", help="continue from the model dir's last checkpoint")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value by its dotted key (repeatable)")
@@ -81,16 +85,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-frames", type=int, default=50, help="training frames that calibrate --int8")
 
     p = sub.add_parser(
-        "predict", help="predict poses on a video or .slp and write .slp",
-        description="Exit status: 0; 2 for bad input (nothing written); 3 when frames asked for could not be "
-                    "read (undecodable, or past the real end of the stream): the poses of every frame read are "
-                    "written and the .slp lists the others (provenance rtpose.frames_not_read).")
+        "predict", help="predict poses on videos or .slp files and write .slp",
+        description="One input: poses in one process. Several inputs, a folder, a quoted glob pattern, or "
+                    "--workers/--ray: on Ray (pip install 'rtpose[fleet]'), one .slp per input and manifest.json "
+                    "in the output folder; the same command again resumes an interrupted run. "
+                    "Exit status: 0; 2 for bad input (nothing written); 3 when frames asked for could not be "
+                    "read (undecodable, or past the real end of the stream) or, on Ray, an input failed: the "
+                    "poses of every frame read are written and the .slp lists the others (provenance "
+                    "rtpose.frames_not_read).")
     p.add_argument("-m", "--model", required=True, help="export directory")
-    p.add_argument("-i", "--input", required=True,
-                   help="video file, or .slp (predicts on its video; on a package, .pkg.slp, on the frames it holds)")
+    p.add_argument("-i", "--input", required=True, nargs="+", metavar="INPUT",
+                   help="video file, or .slp (predicts on its video; on a package, .pkg.slp, on the frames it "
+                        "holds); several files, folders or quoted glob patterns run on Ray")
     _frames_arg(p, "every frame the input holds")
-    p.add_argument("-o", "--output", help="output .slp (default: INPUT.predictions.slp, or in the working "
-                   "directory when the input's folder is read-only)")
+    p.add_argument("-o", "--output", help="one input: output .slp (default: INPUT.predictions.slp, or in the "
+                   "working directory when the input's folder is read-only); on Ray: the output folder "
+                   "(default: ./rtpose-predictions)")
+    p.add_argument("--workers", type=int, help="Ray workers, each with its own engine (default: one per chunk, "
+                   "up to one per CPU); runs on Ray even for one input")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads per Ray worker (default: as many as fit "
+                   "the nodes' CPUs)")
+    p.add_argument("--ray", metavar="ADDRESS", help="Ray cluster to run on (default: $RAY_ADDRESS, else a "
+                   "local Ray on this machine)")
+    p.add_argument("--chunk-frames", type=int, help="frames per chunk of work on Ray (default: 500)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
     _precision_arg(p)
@@ -151,13 +168,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latest", action="store_true",
                    help="receive only the newest message each time (ZMQ_CONFLATE): for a listener slower than the "
                         "stream, which otherwise falls behind by what the sockets and kernel buffers hold")
+
+    p = sub.add_parser("view", help="a live view of a running daemon in a web browser")
+    p.add_argument("address", nargs="?", default="tcp://127.0.0.1:5555",
+                   help="the daemon's publisher.address (default tcp://127.0.0.1:5555)")
+    p.add_argument("--port", type=int, default=8050, help="HTTP port of the page (default 8050)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to serve on (default 127.0.0.1, this computer only; 0.0.0.0 for every one)")
+    p.add_argument("--topic", default="poses", help="the daemon's publisher.topic (default poses)")
+    p.add_argument("--stale", dest="stale_s", type=float, default=2.0, metavar="S",
+                   help="no message for this long during a run: the page says the stream is stale (default 2)")
     return parser
+
+
+def _handler(args: argparse.Namespace) -> str:
+    """The module that runs the command: ``predict`` over several inputs runs on Ray."""
+    if args.command == "predict":
+        from rtpose.fleet.inputs import use_fleet
+
+        if use_fleet(args.input, args.workers, args.ray, args.chunk_frames):
+            return "rtpose.fleet.run"
+    return HANDLERS[args.command]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        handler = importlib.import_module(HANDLERS[args.command])
+        handler = importlib.import_module(_handler(args))
         return int(handler.main(args) or 0)
     except RtposeError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -38,7 +38,7 @@ from rtpose.live.recorder import export_slp, iter_records, offline_rule_agreemen
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "models" / "flies13"
 PAPER_RULE = "head_to_abdomen < 2 and abs(female_in_front_of_male) < 25 and abs(male_behind_female) > 145"
-MESSAGE_KEYS = {"frame", "t", "points", "point_scores", "identity", "features", "rules"}
+MESSAGE_KEYS = {"frame", "t", "points", "point_scores", "identity", "features", "rules", "volts"}
 TIME_KEYS = {"exposure", "arrival", "infer_start", "infer_end", "output"}
 
 

@@ -45,11 +45,12 @@ def record(frame: int, n_nodes: int = 13) -> FrameRecord:
 
 def test_message_map_has_exactly_the_documented_keys_and_nulls_for_nan():
     m = msgpack.unpackb(msgpack.packb(message_for(record(7), CLASSES)), raw=False)
-    assert set(m) == {"frame", "t", "points", "point_scores", "identity", "features", "rules"}
+    assert set(m) == {"frame", "t", "points", "point_scores", "identity", "features", "rules", "volts"}
     assert set(m["t"]) == {"exposure", "arrival", "infer_start", "infer_end", "output"}
     assert m["frame"] == 7 and m["identity"] == ["male", "female"]
     assert m["points"][0][3] is None and len(m["points"][1][3]) == 2
     assert m["features"] == {"head_to_abdomen": 1.5, "speed": None} and m["rules"] == {"approach": True}
+    assert m["volts"] == {"opto_led": 5.0}
 
 
 def test_a_subscriber_that_never_reads_does_not_slow_the_publisher():
@@ -230,3 +231,48 @@ def test_rtpose_listen_latest_prints_only_recent_messages():
     assert len(late_ms) == 8 and max(late_ms) < 500, lines
     # 2.1 s of reads of a stream of up to 200 Hz: most messages between were skipped, none repeated
     assert np.all(np.diff(frames) > 0) and frames[-1] - frames[0] > 3 * len(frames), frames
+
+
+def test_status_and_preview_share_the_queue_and_a_poses_subscriber_gets_neither():
+    address = free_address()
+    publisher = Publisher(address, class_names=CLASSES)
+    publisher.start()
+    context = zmq.Context()
+    poses_only, everything = context.socket(zmq.SUB), context.socket(zmq.SUB)
+    poses_only.setsockopt(zmq.SUBSCRIBE, b"poses ")
+    everything.setsockopt(zmq.SUBSCRIBE, b"")
+    for sub in (poses_only, everything):
+        sub.setsockopt(zmq.RCVTIMEO, 100)
+        sub.connect(address)
+    got: dict[bytes, list] = {b"poses": [], b"status": [], b"preview": []}
+    only_poses_topics = set()
+    try:
+        deadline = time.monotonic() + 20
+        i = 0
+        while time.monotonic() < deadline and not all(len(v) >= 3 for v in got.values()):
+            publisher.offer(record(i))
+            publisher.offer_message("status", {"run": "r", "frames": {"processed": i}})
+            publisher.offer_message("preview", {"frame": i, "jpeg": b"\xff\xd8" + bytes(100)})
+            i += 1
+            for sub, sink in ((everything, None), (poses_only, only_poses_topics)):
+                while True:
+                    try:
+                        topic, payload = split_message(sub.recv(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+                    if sink is not None:
+                        sink.add(topic)
+                    else:
+                        got[topic].append(msgpack.unpackb(payload, raw=False))
+            time.sleep(0.01)
+    finally:
+        publisher.close()
+        poses_only.close(0)
+        everything.close(0)
+        context.term()
+    assert all(len(v) >= 3 for v in got.values()), {k: len(v) for k, v in got.items()}
+    assert only_poses_topics == {b"poses"}
+    assert got[b"preview"][0]["jpeg"].startswith(b"\xff\xd8") and isinstance(got[b"status"][0]["frames"], dict)
+    stats = publisher.stats()
+    assert stats["other_topics"]["status"]["offered"] == stats["other_topics"]["preview"]["offered"] == i
+    assert stats["other_topics"]["status"]["sent"] >= 3 and stats["sent"] >= 3

@@ -20,6 +20,7 @@ import pytest
 import rtpose.live.protocol as protocol_module
 from rtpose.cli import build_parser
 from rtpose.cli import main as cli_main
+from rtpose.fleet.inputs import expand_inputs, use_fleet
 from rtpose.live.protocol import load_protocol
 from rtpose.paths import data_dir
 from rtpose.train.config import TrainConfig
@@ -95,11 +96,17 @@ def _check_command(argv: list[str]) -> None:
     args = build_parser().parse_args(argv[1:])
     if args.command in ("run", "calibrate"):
         load_protocol(REPO / args.protocol, args.overrides, getattr(args, "duration", None))
-    if args.command == "train":
+    if args.command == "train" and Path(args.config).suffix == ".slp":  # labels alone: settings derived
+        assert Path(args.config).exists(), args.config
+    elif args.command == "train":
         load_config(REPO / args.config, TrainConfig, args.overrides)
+    if args.command == "predict" and use_fleet(args.input, args.workers, args.ray, args.chunk_frames):
+        assert expand_inputs(args.input), args.input  # files, folders, patterns: each names something
+        return
     for name in ("input", "ground_truth"):
-        if getattr(args, name, None):
-            assert Path(getattr(args, name)).exists(), (name, getattr(args, name))
+        value = getattr(args, name, None)
+        for path in value if isinstance(value, list) else [value] if value else []:
+            assert Path(path).exists(), (name, path)
 
 
 @pytest.mark.parametrize("argv,line", COMMANDS, ids=[f"README:{line}:{' '.join(a[:2])}" for a, line in COMMANDS])
@@ -154,10 +161,16 @@ def test_readme_inline_command(text, line, monkeypatch):
     _check_command(shlex.split(text.replace("$RTPOSE_DATA", str(data_dir()))))
 
 
+def _on_ray(argv: list[str]) -> bool:
+    """A predict example that runs on Ray: parsed above; tests/test_fleet.py runs the fleet on short videos."""
+    args = build_parser().parse_args(argv[1:])
+    return args.command == "predict" and use_fleet(args.input, args.workers, args.ray, args.chunk_frames)
+
+
 def test_readme_predict_and_eval_commands_run(tmp_path, monkeypatch):
     """The offline workflow as the README writes it (its outputs in a scratch directory)."""
     wanted = {"predict", "eval"}
-    runs = [argv for argv, _ in COMMANDS if argv[0] == "rtpose" and argv[1] in wanted]
+    runs = [argv for argv, _ in COMMANDS if argv[0] == "rtpose" and argv[1] in wanted and not _on_ray(argv)]
     assert {argv[1] for argv in runs} == wanted
     monkeypatch.chdir(tmp_path)
     for argv in runs:

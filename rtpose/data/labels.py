@@ -7,7 +7,7 @@ class of each instance (its track's index among the class names, -1 without a tr
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import attrs
 import numpy as np
@@ -64,7 +64,9 @@ def resolve_video_path(video: sio.Video, labels_path: str | Path | None = None) 
     candidates = [stored]
     if labels_path is not None:
         base = Path(labels_path).resolve().parent
-        candidates += [base / stored, base / stored.name]
+        # a path saved on Windows ("C:\\data\\clip.mp4") is one odd file name on POSIX
+        name = PureWindowsPath(str(video.filename)).name if "\\" in str(video.filename) else stored.name
+        candidates += [base / stored, base / name]
     for c in candidates:
         if c.exists():
             return c

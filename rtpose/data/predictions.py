@@ -12,6 +12,7 @@ there" must stay distinguishable from "never predicted" when scored against labe
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -72,7 +73,8 @@ def write_predictions(
     Identity -1 means "no class assigned" and gets no track. ``provenance`` (JSON-able
     values) is stored in the file's provenance, e.g. the frames that could not be read.
     ``video_path`` may be a SLEAP package (.pkg.slp): the file then refers to its embedded
-    images, as SLEAP does for predictions on a package. Returns the path written.
+    images, as SLEAP does for predictions on a package. The file is replaced atomically.
+    Returns the path written.
     """
     path = Path(path)
     if path.suffix.lower() != ".slp":
@@ -95,11 +97,16 @@ def write_predictions(
     labels = sio.Labels(labeled_frames=labeled_frames, videos=[video], skeletons=[skeleton], tracks=tracks,
                         provenance=dict(provenance or {}))
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and moved over it (atomic on POSIX): a run killed while
+    # writing leaves the old file or the new one, never half an HDF5 file.
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.slp")
     try:
-        sio.save_slp(labels, str(path), verbose=False)
+        sio.save_slp(labels, str(tmp), verbose=False)
+        os.replace(tmp, path)
     except OSError as exc:
         raise RtposeError(f"{path}: cannot write ({exc.strerror or type(exc).__name__})") from None
     finally:
+        tmp.unlink(missing_ok=True)
         video.close()
     return path
 

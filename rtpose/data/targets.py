@@ -56,12 +56,14 @@ def confidence_maps(points: np.ndarray, height: int, width: int, sigma: float) -
     return out
 
 
-def instance_anchor(points: np.ndarray, anchor_index: int) -> np.ndarray:
-    """Anchor of one instance: the anchor node, or where it is missing the centre of
-    the bounding box of its visible nodes (NaN if nothing is visible)."""
-    a = points[anchor_index]
-    if np.isfinite(a).all():
-        return a.astype(np.float32)
+def instance_anchor(points: np.ndarray, anchor_index: int | None) -> np.ndarray:
+    """Anchor of one instance: the anchor node, or where it is missing (or
+    ``anchor_index`` is None) the centre of the bounding box of its visible nodes (NaN
+    if nothing is visible)."""
+    if anchor_index is not None:
+        a = points[anchor_index]
+        if np.isfinite(a).all():
+            return a.astype(np.float32)
     visible = points[np.isfinite(points).all(axis=1)]
     if len(visible) == 0:
         return np.full(2, np.nan, np.float32)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from rtpose.data.video import to_gray
+from rtpose.engine.identities import assign_identities  # public here too (tests, callers)
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
 from rtpose.poses import Poses
@@ -148,21 +148,6 @@ def prepare_frame(frame: np.ndarray, spec: ExportSpec) -> np.ndarray:
     out = np.zeros((H, W), np.uint8)
     out[:h, :w] = img
     return out
-
-
-def assign_identities(class_probs: np.ndarray) -> np.ndarray:
-    """One instance per class, maximising summed log-probability (Hungarian).
-
-    Instances left without a class (more instances than classes) get -1.
-    """
-    n = class_probs.shape[0]
-    identity = np.full(n, -1, np.int32)
-    if n == 0 or class_probs.shape[1] == 0:
-        return identity
-    cost = -np.log(np.clip(class_probs, 1e-9, 1.0))
-    rows, cols = linear_sum_assignment(cost)
-    identity[rows] = cols
-    return identity
 
 
 def raw_to_poses(raw: dict[str, np.ndarray], i: int, spec: ExportSpec) -> Poses:

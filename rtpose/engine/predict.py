@@ -14,11 +14,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterable, Sequence
 
+import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from rtpose.data.predictions import write_predictions
-from rtpose.engine.base import load_engine
+from rtpose.engine.base import Engine, load_engine
 from rtpose.engine.continuity import IdentityContinuity
 from rtpose.data.video import describe_indices
 from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
@@ -65,28 +67,21 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
         raise RtposeError(f"{output}: its folder does not exist")
     engine = load_engine(model, engine_name, precision)
     spec = engine.spec
-    follow = IdentityContinuity(spec.n_classes) if continuity else None
-    results: list[tuple[int, Poses]] = []
     columns = [TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]} FPS"),
                TimeRemainingColumn()]
     t0 = time.perf_counter()
     with Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task("", total=len(indices), fps="-")
-        pending: list[tuple[int, object]] = []
+        done = 0
 
-        def flush() -> None:
-            poses = engine.infer_batch([f for _, f in pending])
-            results.extend((i, follow(p, i) if follow else p) for (i, _), p in zip(pending, poses))
-            pending.clear()
-            done = len(results)
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
             bar.update(task, completed=done, fps=f"{done / (time.perf_counter() - t0):.0f}")
 
-        for idx, frame in read_ahead(video, indices, report=report):
-            pending.append((idx, frame))
-            if len(pending) == batch_size:
-                flush()
-        if pending:
-            flush()
+        raw = predict_frames(engine, video, indices, batch_size, report=report, on_batch=advance)
+    follow = IdentityContinuity(spec.n_classes) if continuity else None
+    results = follow_identities(raw, follow)
     wall = time.perf_counter() - t0
     for note in report.notes():
         print(f"warning: {input_path}: {note}", file=sys.stderr)
@@ -109,9 +104,65 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     return output
 
 
+def predict_frames(engine: Engine, video: str | Path, indices: Sequence[int], batch_size: int = 1,
+                   report: DecodeReport | None = None,
+                   on_batch: Callable[[int], None] | None = None) -> list[tuple[int, Poses]]:
+    """Poses of the given frames of one video with a loaded engine, as the head gives them.
+
+    The building block of ``rtpose predict`` in one process and of each chunk that
+    :mod:`rtpose.fleet` runs on a Ray worker; identity continuity is applied afterwards,
+    in frame order, by :func:`follow_identities`.
+
+    Args:
+        engine: a loaded engine (see :func:`rtpose.engine.base.load_engine`).
+        video: the video file (or .pkg.slp) to read.
+        indices: frame indices, in the order to predict them.
+        batch_size: frames per engine call.
+        report: receives the frames that could not be read, which are then skipped
+            (see :func:`rtpose.engine.frames.read_ahead`); without it they raise.
+        on_batch: called with the number of frames predicted after each engine call.
+
+    Returns:
+        ``(frame_index, Poses)`` per frame read, in order.
+
+    Raises:
+        RtposeError: the video cannot be opened, or (without ``report``) a frame cannot be read.
+    """
+    results: list[tuple[int, Poses]] = []
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        poses = engine.infer_batch([f for _, f in pending])
+        results.extend((i, p) for (i, _), p in zip(pending, poses))
+        if on_batch is not None:
+            on_batch(len(pending))
+        pending.clear()
+
+    for idx, frame in read_ahead(Path(video), list(indices), report=report):
+        pending.append((idx, frame))
+        if len(pending) == batch_size:
+            flush()
+    if pending:
+        flush()
+    return results
+
+
+def follow_identities(frames: Iterable[tuple[int, Poses]],
+                      follow: IdentityContinuity | None) -> list[tuple[int, Poses]]:
+    """Apply identity continuity to ``(frame_index, Poses)`` in frame order (or pass them through)."""
+    if follow is None:
+        return list(frames)
+    return [(i, follow(p, i)) for i, p in frames]
+
+
 def main(args: argparse.Namespace) -> int:
-    """Exit status: 0, or :data:`EXIT_FRAMES_MISSING` when frames asked for could not be read."""
+    """Exit status: 0, or :data:`EXIT_FRAMES_MISSING` when frames asked for could not be read.
+
+    One input without Ray options (the CLI sends the others to :mod:`rtpose.fleet.run`).
+    """
+    if args.threads is not None:
+        raise RtposeError("--threads is for Ray workers; one input in one process uses every core")
     report = DecodeReport()
-    predict(args.model, args.input, args.frames, args.output, args.batch_size, args.engine, args.only_labeled,
+    predict(args.model, args.input[0], args.frames, args.output, args.batch_size, args.engine, args.only_labeled,
             continuity=not args.no_continuity, report=report, precision=args.precision)
     return EXIT_FRAMES_MISSING if report.missing else 0

@@ -41,6 +41,7 @@ import attrs
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from rtpose.engine.identities import assign_identities
 from rtpose.errors import RtposeError
 from rtpose.export.spec import OUTPUT_NAMES, REFERENCE_FILE, ExportSpec
 
@@ -142,8 +143,6 @@ def match_instances(points_a: np.ndarray, points_b: np.ndarray) -> tuple[np.ndar
 def compare(got: list[RawOutputs], refs: References, spec: ExportSpec, bounds: Bounds, graph: str,
             seconds: float = 0.0) -> CheckResult:
     """Compare a graph's raw outputs on the reference frames (one batch-1 dict per frame)."""
-    from rtpose.engine.base import assign_identities
-
     shifts, same_count, ids_same, ids_total = [], 0, 0, 0
     for i, raw in enumerate(got):
         ref_valid = refs.outputs["valid"][i].astype(bool)

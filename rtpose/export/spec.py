@@ -50,7 +50,7 @@ class ExportSpec:
     crop_size: int  # centered-instance crop side, full-resolution pixels
     centroid_output_stride: int
     instance_output_stride: int
-    anchor_part: str
+    anchor_part: str | None  # None: the centre of the visible nodes' bounding box
     centroid_threshold: float  # minimum centroid peak to count an instance
     point_threshold: float  # below this a node is reported missing (NaN)
     max_instances: int

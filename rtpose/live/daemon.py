@@ -8,11 +8,14 @@ Threads, and who owns what:
   ``OutputStage.decide`` (features, rules, DAQ writes of changed channels) -> a
   ``FrameRecord`` offered to the publisher and recorder queues (never waits).
 - output timer (``rtpose-output-timer``, in ``OutputStage``): pulse off edges on time.
-- publisher, recorder: their own threads behind bounded queues.
+- publisher, recorder: their own threads behind bounded queues; with
+  ``publisher.preview``, a preview encoder thread (``rtpose.live.preview``) that the
+  loop hands at most ``preview.fps`` frames a second.
 - the caller's thread (the main thread under ``rtpose run``) supervises: duration,
   SIGINT/SIGTERM, the first exception of any thread, and two watchdogs (no frame for
   ``safety.camera_stall_s``; one inference running longer than
-  ``safety.inference_stall_s``), then runs the one shutdown path.
+  ``safety.inference_stall_s``), then runs the one shutdown path. It also offers the
+  ``status`` map (``rtpose.live.status``) to the publisher twice a second.
 
 Safety: every way out of ``run`` -- end of duration, end of the source, Ctrl-C,
 SIGTERM, an exception in any thread, a camera that stops delivering, a failure while
@@ -58,10 +61,12 @@ from rtpose.live.frameslot import FrameSlot
 from rtpose.live.memory import limit_malloc_arenas
 from rtpose.live.outputs import OutputsClosed, OutputStage
 from rtpose.live.protocol import LoadedProtocol
-from rtpose.live.publisher import Publisher
+from rtpose.live.preview import PreviewEncoder
+from rtpose.live.publisher import STATUS_TOPIC, Publisher
 from rtpose.live.recorder import Recorder
 from rtpose.live.records import DropRecord, FrameRecord, LatencyHistogram, OutputEvent
 from rtpose.live.runlog import RunLog
+from rtpose.live.status import STATUS_PERIOD_S, status_message
 from rtpose.live.summary import build_summary, safe_value
 from rtpose.rules import TriggerProgram
 
@@ -130,6 +135,7 @@ class Daemon:
         self.slot: FrameSlot = FrameSlot()
         self.outputs: OutputStage | None = None
         self.publisher: Publisher | None = None
+        self.preview: PreviewEncoder | None = None
         self.recorder: Recorder | None = None
         self.run_dir: Path | None = None
         self.run_log: RunLog | None = None
@@ -235,6 +241,10 @@ class Daemon:
                                   loaded.spec.class_names, on_error=lambda exc: self._fail("publisher", exc))
             publisher.start()
             self.publisher = publisher
+            if p.publisher.preview is not None:
+                preview = p.publisher.preview
+                self.preview = PreviewEncoder(publisher.offer_message, preview.fps, preview.width, preview.quality)
+                self.preview.start()
         if p.recorder.enabled:
             run_dir = self._recording_directory()
             recorder = Recorder(run_dir, self._header(), p.recorder.queue_size, p.recorder.fsync_s,
@@ -339,7 +349,7 @@ class Daemon:
 
     def _process(self) -> None:
         engine, slot, outputs = self.engine, self.slot, self.outputs
-        publisher, recorder = self.publisher, self.recorder
+        publisher, recorder, preview = self.publisher, self.recorder, self.preview
         follow = self.continuity
         last_seq = -1
         try:
@@ -383,6 +393,8 @@ class Daemon:
                     publisher.offer(record)
                 if recorder is not None:
                     recorder.offer(record)
+                if preview is not None:
+                    preview.offer(frame.index, frame.t_exposure, image)
                 self.processed += 1
                 self._account(record)
         except BaseException as exc:
@@ -451,6 +463,7 @@ class Daemon:
         stall_s = self.protocol.safety.camera_stall_s
         inference_stall_s = self.protocol.safety.inference_stall_s
         t_end = self.t_camera_open + duration if duration is not None else None
+        next_status = 0.0
         while True:
             if self._signal is not None:
                 self._stop_reason = self._signal
@@ -467,6 +480,9 @@ class Daemon:
             if t_end is not None and now >= t_end:
                 self._stop_reason = "duration"
                 return
+            if now >= next_status:
+                self._publish_status(running=True)
+                next_status = now + STATUS_PERIOD_S
             silent = now - self.last_arrival
             if silent > stall_s + 0.25:  # the camera thread's read timeout normally reports first
                 self._fail("camera watchdog", CameraStalled(
@@ -504,7 +520,10 @@ class Daemon:
             if self._owns_daq:
                 self._attempt("close the DAQ", self.daq.close)  # zeroes again before letting go
             self.final_volts = self.daq.ao_values()
+        if self.preview is not None:
+            self._attempt("stop the preview encoder", self.preview.close)
         if self.publisher is not None:
+            self._attempt("publish the last status", lambda: self._publish_status(running=False))
             self._attempt("close the publisher", self.publisher.close)
         if self.engine is not None and self._owns_engine:
             self._attempt("close the engine", self.engine.close)
@@ -514,6 +533,10 @@ class Daemon:
                 from rtpose.live.recorder import export_slp
 
                 self._attempt("export predictions.slp", lambda: export_slp(self.run_dir, self.run_dir / "predictions.slp"))
+
+    def _publish_status(self, running: bool) -> None:
+        if self.publisher is not None:
+            self.publisher.offer_message(STATUS_TOPIC, status_message(self, running))
 
     def _zero_outputs(self) -> None:
         if self.outputs is not None:

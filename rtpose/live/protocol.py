@@ -31,7 +31,8 @@ quoted, since ``{`` opens a YAML flow mapping)::
     outputs:                             # channel: a DAQ output name
       opto_led: {channel: opto_led, pulse: {rule: close, volts: 5.0, duration_ms: 25, refractory_ms: 500}}
     daq: {backend: sim}                  # device_file: firmware_configs/sim_daq.yaml
-    publisher: {enabled: true, address: "tcp://127.0.0.1:5555", topic: poses, hwm: 100}
+    publisher: {enabled: true, address: "tcp://127.0.0.1:5555", topic: poses, hwm: 100,
+                preview: {fps: 15, width: 512, quality: 80}}   # preview: null (default) for none
     recorder: {enabled: true, path: "runs/{name}-{time}", export_slp: false}
     safety: {camera_stall_s: 2.0, inference_stall_s: 5.0}   # watchdogs: stop, 0 V, exit 1
     duration: 10                         # seconds; null: until Ctrl-C / SIGTERM / the source ends
@@ -87,6 +88,18 @@ class ArenaSection(_Section):
     px_per_mm: float = Field(gt=0, allow_inf_nan=False)
 
 
+class PreviewSection(_Section):
+    """Downscaled JPEG frames on the publisher's ``preview`` topic, for ``rtpose view``.
+
+    Rate-limited in the loop (one comparison per frame) and encoded by its own thread
+    (``rtpose.live.preview``); frames that come while one is being encoded are skipped.
+    """
+
+    fps: float = Field(15.0, gt=0, le=1000, allow_inf_nan=False)  # at most this many previews per second
+    width: int = Field(512, ge=16, le=8192)  # pixels; height keeps the frame's aspect; never upscaled
+    quality: int = Field(80, ge=1, le=100)  # JPEG quality (OpenCV's IMWRITE_JPEG_QUALITY)
+
+
 class PublisherSection(_Section):
     """ZeroMQ PUB of one msgpack map per processed frame (see ``rtpose.live.publisher``)."""
 
@@ -95,6 +108,18 @@ class PublisherSection(_Section):
     topic: str = Field("poses", min_length=1)
     hwm: int = Field(100, ge=1, le=1_000_000)  # messages held per subscriber before new ones are dropped
     queue_size: int = Field(256, ge=1, le=1_000_000)  # loop -> publisher thread; overflow is counted
+    preview: PreviewSection | None = None  # null (default): no preview frames
+
+    @field_validator("topic")
+    @classmethod
+    def _distinct_topic(cls, value: str) -> str:
+        from rtpose.live.publisher import OTHER_TOPICS
+
+        if value in OTHER_TOPICS:
+            raise ValueError(f"{value!r} is the name of another topic of the stream ({', '.join(OTHER_TOPICS)})")
+        if any(c.isspace() for c in value):
+            raise ValueError(f"{value!r}: no spaces (a message is the topic, a space, then the payload)")
+        return value
 
     @field_validator("address")
     @classmethod

@@ -19,6 +19,19 @@ message with ``ZMQ_CONFLATE``, which does not work with multipart messages. The 
     identity       list   class name per instance (null when unassigned)
     features       map    name -> number, or null when it could not be computed
     rules          map    name -> bool
+    volts          map    output name -> volts this frame's decision asked for
+
+Two more topics carry what a live view needs (``rtpose view``), in the same one-frame
+form; a subscriber to ``b"poses "`` (topic and space) does not get them, and the
+protocol refuses a poses topic named like one of them:
+
+- ``status`` (``rtpose.live.status``), twice a second from the supervising thread: the
+  run's identity (protocol, model, engine, skeleton), frame counts and triggers so far;
+  a last one with ``running: false`` when the run stops.
+- ``preview`` (``rtpose.live.preview``), only with ``publisher.preview``: downscaled
+  JPEG frames at a limited rate, encoded by their own thread.
+
+Both reach the socket through the same bounded queue as the poses.
 
 **Where messages wait, and how old they get.** Between the loop and a subscriber's
 code, messages queue in: the publisher's queue (``queue_size``; it only fills when this
@@ -48,6 +61,7 @@ Subscribe with, e.g.::
 from __future__ import annotations
 
 import math
+import queue
 import threading
 from typing import Any, Callable, Sequence
 
@@ -60,6 +74,9 @@ from rtpose.live.records import FrameRecord
 from rtpose.live.worker import QueueWorker
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+PREVIEW_TOPIC = "preview"
+STATUS_TOPIC = "status"
+OTHER_TOPICS = (PREVIEW_TOPIC, STATUS_TOPIC)  # besides the poses topic
 
 
 def frame_message(topic: bytes, payload: bytes) -> bytes:
@@ -109,6 +126,7 @@ def message_for(record: FrameRecord, class_names: Sequence[str]) -> dict[str, An
         "identity": [class_names[i] if 0 <= i < len(class_names) else None for i in poses.identity.tolist()],
         "features": {name: _finite_or_none(float(value)) for name, value in record.features.items()},
         "rules": {name: bool(state) for name, state in record.rules.items()},
+        "volts": {name: float(volts) for name, volts in record.volts.items()},
     }
 
 
@@ -131,6 +149,7 @@ class Publisher(QueueWorker[FrameRecord]):
         self.not_sent = 0  # send refused by ZeroMQ (would block; a PUB socket drops at its HWM without telling)
         self.max_send_s = 0.0
         self.endpoint = ""  # what was bound (tcp://127.0.0.1:PORT, after a wildcard port too)
+        self.other_topics: dict[str, dict[str, int]] = {}  # topic -> offered, sent, lost (status, preview)
 
     def start(self) -> None:
         """Bind (in the publisher thread) and wait for it; a bad or busy address raises here.
@@ -143,6 +162,21 @@ class Publisher(QueueWorker[FrameRecord]):
         if self._bind_error is not None:
             self.stop(1.0)
             raise RtposeError(f"publisher: cannot bind {self.address} ({self._bind_error})")
+
+    def offer_message(self, topic: str, message: dict[str, Any]) -> bool:
+        """Queue a map for another topic (``status``, ``preview``) without waiting; packed in this thread.
+
+        It shares the poses' bounded queue; a full queue loses it, counted in
+        ``other_topics[topic]["lost"]`` (not in ``overflow``, which counts poses).
+        """
+        counts = self.other_topics.setdefault(topic, {"offered": 0, "sent": 0, "lost": 0})
+        counts["offered"] += 1
+        try:
+            self._queue.put_nowait((topic.encode(), message, counts))
+            return True
+        except queue.Full:
+            counts["lost"] += 1
+            return False
 
     def setup(self) -> None:
         """Create the socket and bind it, in the thread that will use it (ZeroMQ sockets are not thread-safe)."""
@@ -162,6 +196,15 @@ class Publisher(QueueWorker[FrameRecord]):
     def handle(self, batch: list[FrameRecord]) -> None:
         """Encode and send, never waiting: a send ZeroMQ refuses is counted in ``not_sent``."""
         for record in batch:
+            if isinstance(record, tuple):  # offer_message
+                topic, message, counts = record
+                try:
+                    self._socket.send(frame_message(topic, msgpack.packb(message, use_bin_type=True)),
+                                      flags=zmq.NOBLOCK)
+                    counts["sent"] += 1
+                except zmq.Again:
+                    counts["lost"] += 1
+                continue
             payload = msgpack.packb(message_for(record, self.class_names), use_bin_type=True)
             start = clock.now()
             try:
@@ -185,4 +228,5 @@ class Publisher(QueueWorker[FrameRecord]):
     def stats(self) -> dict[str, Any]:
         return {"address": self.endpoint or self.address, "offered": self.offered, "sent": self.sent,
                 "queue_overflow": self.overflow, "not_sent": self.not_sent,
-                "max_send_ms": round(self.max_send_s * 1000.0, 3)}
+                "max_send_ms": round(self.max_send_s * 1000.0, 3),
+                "other_topics": {topic: dict(counts) for topic, counts in self.other_topics.items()}}

@@ -66,6 +66,7 @@ def build_summary(daemon: "Daemon") -> dict[str, Any]:
         "daq_writes": outputs.writes if outputs is not None else 0,
         "outputs_final_volts": dict(daemon.final_volts),
         "publisher": daemon.publisher.stats() if daemon.publisher is not None else None,
+        "preview": daemon.preview.stats() if daemon.preview is not None else None,
         "recorder": daemon.recorder.stats() if daemon.recorder is not None else None,
         "recording": str(daemon.run_dir) if daemon.run_dir is not None else None,
     }
@@ -128,6 +129,11 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
         pub = summary["publisher"]
         table.add_row("published", f"{pub['sent']} messages on {pub['address']}"
                                    + (f" ({pub['queue_overflow']} lost: queue full)" if pub["queue_overflow"] else ""))
+    if summary.get("preview"):
+        pre = summary["preview"]
+        table.add_row("preview", f"{pre['encoded']} JPEG frames ({pre['width']} px, quality {pre['quality']}, "
+                                 f"at most {_num(pre['fps'])}/s; encoding took up to {_num(pre['max_encode_ms'])} ms)"
+                                 + (f"; stopped: {pre['error']}" if pre["error"] else ""))
     if summary["recording"]:
         table.add_row("recording", summary["recording"])
     for problem in stop["problems_during_shutdown"]:

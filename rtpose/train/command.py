@@ -1,15 +1,49 @@
-"""``rtpose train CONFIG.yaml [-o MODEL_DIR] [--resume] [--set key=value]``."""
+"""``rtpose train CONFIG.yaml | LABELS.slp [-o MODEL_DIR] [--minutes N] [--resume] [--set key=value]``.
+
+A YAML config trains as written. A SLEAP labels file trains with every setting derived
+from the labels and this machine (rtpose.train.auto), printed with its reason, saved as
+the model directory's ``config.yaml`` and followed by a validation report.
+"""
 
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 
+from rtpose.errors import RtposeError
 from rtpose.train.config import TrainConfig
 from rtpose.train.trainer import train
 from rtpose.config import load_config
 
 
 def main(args: argparse.Namespace) -> int:
+    minutes = getattr(args, "minutes", None)
+    if str(args.config).lower().endswith(".slp"):
+        return _train_from_labels(args)
+    if minutes is not None:
+        raise RtposeError("--minutes applies to a labels file (.slp); in a config set budget_minutes")
     cfg = load_config(args.config, TrainConfig, args.overrides)
     train(cfg, output=args.output, resume=args.resume)
+    return 0
+
+
+def _train_from_labels(args: argparse.Namespace) -> int:
+    from rtpose.train.auto import DEFAULT_MINUTES, cpu_summary, derive
+    from rtpose.train.loop import console
+    from rtpose.train.report import print_report, safe_report, write_report
+
+    t_start = time.monotonic()
+    minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES
+    console.print(f"deriving a training config from {args.config} for {minutes:g} min on {cpu_summary()}",
+                  highlight=False, markup=False)
+    cfg, why = derive(args.config, minutes, args.output, args.overrides, t_start=t_start)
+    console.print("derived settings (saved as config.yaml in the model directory; edit and rerun with "
+                  "`rtpose train CONFIG.yaml`):", highlight=False, markup=False)
+    for key, value, reason in why.reasons:
+        console.print(f"  {key}: {value}  ({reason})", highlight=False, markup=False)
+    model_dir = train(cfg, output=args.output, resume=args.resume)
+    report = safe_report(Path(model_dir))
+    write_report(Path(model_dir), report)
+    print_report(Path(model_dir), report, cpu_summary(), console)
     return 0

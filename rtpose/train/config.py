@@ -26,7 +26,7 @@ class DataConfig(Strict):
     train_frames: str | None = None
     val_frames: str | None = None
     val_fraction: float | None = Field(None, gt=0, lt=1)
-    anchor_part: str = "thorax"
+    anchor_part: str | None = "thorax"  # null: the centre of each instance's visible-node bounding box
     classes: list[str] | None = None  # default: the track names
     # Sample weighting toward close encounters: training instances (and, for the centroid
     # net, frames) whose nearest other animal's anchor is within close_distance animal
@@ -85,6 +85,11 @@ class OptimConfig(Strict):
     # threads (the same on an idle machine; the same compute, so the same model, on a busy one)
     budget_clock: Literal["wall", "cpu"] = "wall"
     anneal_fraction: float = Field(0.25, ge=0, lt=1)  # with max_minutes: final share with a decaying lr
+    # Re-plan the epoch length from the observed step rate so that an epoch (and so the
+    # plateau and early-stopping patience) lasts about this long, but never has fewer than
+    # min_steps_per_epoch steps (on a slow machine patience must still mean some steps).
+    # None: every epoch has max(train size / batch, min_steps_per_epoch).
+    epoch_seconds: float | None = Field(None, gt=0)
 
 
 class CentroidConfig(Strict):
@@ -146,3 +151,6 @@ class TrainConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where the hardware has it
     threads: int | None = Field(None, ge=1)  # torch CPU threads; None: all cores
+    # Wall-clock budget of the whole run: the instance net gets what the centroid net leaves
+    # of it (its own max_minutes, if smaller, still holds). None: each net's max_minutes.
+    budget_minutes: float | None = Field(None, gt=0)

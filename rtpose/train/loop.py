@@ -162,12 +162,26 @@ def fit(
     stopped = "max_epochs"
     epoch = start_epoch - 1
     columns = [TextColumn(f"[bold]{name}[/] epoch {{task.fields[epoch]}}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[losses]}"), TimeElapsedColumn()]
+               TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TextColumn("{task.fields[left]}")]
+
+    def time_left() -> str:
+        if not math.isfinite(budget_s):
+            return ""
+        left = max(budget_s - (clock() - t0), 0.0)
+        return f"{int(left // 60)}:{int(left % 60):02d} left"
+
     # Bars only on a terminal; logs and CI get one line per epoch.
     with Progress(*columns, console=console, disable=not (progress and console.is_terminal), transient=True) as bar:
+        step_s: float | None = None  # observed seconds per training step (epoch_seconds re-planning)
         for epoch in range(start_epoch, optim.max_epochs):
             model.train()
-            task = bar.add_task("", total=steps, epoch=epoch, losses="")
+            if optim.epoch_seconds and step_s:  # never fewer than min_steps_per_epoch
+                steps = max(int(round(optim.epoch_seconds / step_s)), optim.min_steps_per_epoch)
+            t_epoch = time.monotonic()
+            if epoch == start_epoch:  # one bar per network, reset every epoch
+                task = bar.add_task("", total=steps, epoch=epoch, losses="", left=time_left())
+            else:
+                bar.reset(task, total=steps, epoch=epoch, losses="", left=time_left())
             sums: dict[str, float] = {}
             n_done = 0
             for step in range(steps):
@@ -182,10 +196,12 @@ def fit(
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if step % 10 == 0 or step == steps - 1:
-                    bar.update(task, completed=step + 1,
+                    bar.update(task, completed=step + 1, left=time_left(),
                                losses=" ".join(f"{k} {v / n_done:.3g}" for k, v in sums.items()))
                 if clock() - t0 > budget_s:
                     break
+            if n_done:
+                step_s = (time.monotonic() - t_epoch) / n_done
             train_parts = {f"train_{k}": v / max(n_done, 1) for k, v in sums.items()}
             model.eval()
             val_parts: dict[str, float] = {}

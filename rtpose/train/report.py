@@ -1,87 +1,117 @@
-"""The validation report a training run leaves in its model dir.
+"""The short report at the end of ``rtpose train``: how good, how fast, what next.
 
-After both networks are trained, the whole top-down pipeline (centroid net, crops,
-centered-instance net, peaks, Hungarian identities: what the exported graph computes,
-in torch) runs on the validation frames, and ``rtpose eval``'s figures are computed
-on it, overall and split by inter-animal distance (``rtpose.data.proximity``), so the
-user sees at once whether the model holds when the animals touch.
-
-``validation_report.json`` holds the figures under ``rtpose eval --json``'s keys.
+The validation block is scored the way a user would score it: the model is exported
+(fp32, to a temporary directory), ``rtpose predict`` runs it with ONNX Runtime on the
+validation frames, and ``rtpose eval``'s scoring compares with the labels. The latency
+is ONNX Runtime's, batch 1, on this CPU, timed on the same frames.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from rich.console import Console
+import yaml
 
-from rtpose.data.labels import FrameLabels
-from rtpose.data.samples import FrameCache
-from rtpose.engine.base import assign_identities
-from rtpose.eval.command import proximity_table, result_table
-from rtpose.eval.evaluate import score, to_json_safe
-from rtpose.eval.pairing import PairedFrames
+from rtpose.errors import RtposeError
 
-REPORT = "validation_report.json"
+REPORT_FILE = "report.json"
 
 
-def _pad(rows: list[np.ndarray], width: int, tail: tuple[int, ...], fill, dtype) -> np.ndarray:
-    out = np.full((len(rows), width, *tail), fill, dtype=dtype)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
+def validation_report(model_dir: Path, n_timed: int = 30) -> dict[str, Any]:
+    """Scores of the exported model on the model's validation frames, and its latency.
+
+    Returns a dict with ``map``, ``dist_px`` percentiles, ``id_accuracy``,
+    ``latency_ms`` (p50/p90 of ONNX Runtime batch-1 inference on this CPU) and
+    ``frames``; ``note`` says why a figure is missing.
+    """
+    from rtpose.data.labels import load_labels, user_frames
+    from rtpose.data.samples import split_frames
+    from rtpose.engine.base import load_engine
+    from rtpose.engine.predict import predict
+    from rtpose.eval.evaluate import evaluate
+    from rtpose.export.command import _check_frame
+    from rtpose.export.onnx_export import export
+
+    info = json.loads((model_dir / "model.json").read_text())
+    data = yaml.safe_load((model_dir / "config.yaml").read_text())["data"]
+    labels_path = Path(info["labels"])
+    labels = load_labels(labels_path, open_videos=False)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        export_dir = Path(tmp) / "export"
+        export(model_dir, export_dir, check_frame=_check_frame(model_dir))
+        frames = user_frames(labels, labels_path)
+        _, val = split_frames(frames, data.get("train_frames"), data.get("val_frames"), data.get("val_fraction"), 0)
+        if not val:
+            out["note"] = "no validation frames: nothing scored"
+            val = frames[-1:]
+        elif len(labels.videos) > 1:
+            out["note"] = "labels of several videos: score each with rtpose predict / rtpose eval"
+        else:
+            idx = sorted(f.frame_idx for f in val)
+            with contextlib.redirect_stdout(io.StringIO()):  # predict's own summary line
+                pred = predict(export_dir, labels_path, frames=f"{idx[0]}-{idx[-1]}", output=Path(tmp) / "val.slp",
+                               only_labeled=True, progress=False)
+            r = evaluate(labels_path, pred, frames=set(idx))
+            out.update({"frames": len(idx), "frame_range": f"{idx[0]}-{idx[-1]}", "map": r["map"],
+                        "dist_px": r["dist_px"], "id_accuracy": r["id_accuracy"], "n_gt": r["n_gt"],
+                        "n_matched": r["n_matched"]})
+        engine = load_engine(export_dir, "ort-cpu")
+        from rtpose.data.video import VideoReader
+
+        with VideoReader(val[0].video_path) as reader:
+            images = [reader.read(f.frame_idx) for f in val[:n_timed]]
+        engine.warmup(3)
+        times = []
+        for k in range(max(n_timed, len(images))):
+            t = time.perf_counter()
+            engine.infer(images[k % len(images)])
+            times.append((time.perf_counter() - t) * 1000)
+        out["latency_ms"] = {"p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90)),
+                             "engine": f"{engine.name} fp32 on {engine.device}"}
     return out
 
 
-@torch.no_grad()
-def predict_frames(pipeline: torch.nn.Module, frames: list[FrameLabels], cache: FrameCache,
-                   point_threshold: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per frame: points ``(n, nodes, 2)`` (NaN under ``point_threshold``), instance
-    scores ``(n,)`` and class indices ``(n,)`` (Hungarian over the class probabilities)."""
-    out = []
-    for f in frames:
-        image = torch.from_numpy(np.ascontiguousarray(cache[f]))[None, None]
-        points, point_scores, inst_scores, probs, valid = (t[0].numpy() for t in pipeline(image))
-        points = points[valid].astype(np.float64)
-        points[point_scores[valid] < point_threshold] = np.nan
-        probs = probs[valid]
-        classes = assign_identities(probs) if probs.shape[-1] else np.full(len(points), -1, np.int32)
-        out.append((points, inst_scores[valid].astype(np.float64), classes))
-    return out
+def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> None:
+    info = json.loads((model_dir / "model.json").read_text())
+    lines = [f"[bold]training report[/] ({model_dir}, {info['wall_minutes']:.1f} min on {cpu})"]
+    for net in ("centroid", "instance"):
+        n = info[net]
+        lines.append(f"  {net}: {n['epochs']} epochs in {n['wall_minutes']:.1f} min, best epoch {n['best_epoch']}, "
+                     f"stopped by {n['stopped']}")
+    if "map" in report:
+        d = report["dist_px"]
+        ident = f", identity {report['id_accuracy']:.1%}" if report.get("id_accuracy") == report.get("id_accuracy") \
+            and info["class_names"] else ""
+        lines.append(f"  validation frames {report['frame_range']} ({report['frames']} frames, "
+                     f"{report['n_matched']}/{report['n_gt']} instances found): OKS mAP {report['map']:.3f}, "
+                     f"node error p50 {d.get('p50', float('nan')):.1f} px, p90 {d.get('p90', float('nan')):.1f} px, "
+                     f"p95 {d.get('p95', float('nan')):.1f} px{ident}")
+    if report.get("note"):
+        lines.append(f"  {report['note']}")
+    lat = report.get("latency_ms")
+    if lat:
+        lines.append(f"  latency {lat['p50']:.1f} ms p50, {lat['p90']:.1f} ms p90 per frame ({lat['engine']}, "
+                     "batch 1)")
+    lines.append(f"  next: rtpose export {model_dir} -o models/{model_dir.name}")
+    for line in lines:
+        console.print(line, highlight=False)
 
 
-def validation_report(model_dir: Path, frames: list[FrameLabels], cache: FrameCache, classes: list[str],
-                      anchor_part: str, animal_size_px: float, console: Console | None = None) -> dict[str, Any]:
-    """Score the model dir's pipeline on ``frames``, write ``REPORT`` there, print the tables."""
-    from rtpose.export.onnx_export import build_pipeline
+def write_report(model_dir: Path, report: dict[str, Any]) -> None:
+    (model_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, default=float))
 
-    pipeline, info = build_pipeline(model_dir)
-    preds = predict_frames(pipeline, frames, cache, float(info["point_threshold"]))
-    names = np.array(list(classes) + [None], dtype=object)  # class -1 -> None
-    g = max((len(f.points) for f in frames), default=1)
-    p = max((len(pts) for pts, _, _ in preds), default=1)
-    n_nodes = len(info["node_names"])
-    videos = sorted({str(f.video_path) for f in frames})
-    paired = PairedFrames(
-        video_names=videos, node_names=list(info["node_names"]),
-        video=np.array([videos.index(str(f.video_path)) for f in frames], np.int64),
-        frame_idx=np.array([f.frame_idx for f in frames], np.int64),
-        gt_points=_pad([f.points.astype(np.float64) for f in frames], g, (n_nodes, 2), np.nan, np.float64),
-        gt_present=_pad([np.ones(len(f.points), bool) for f in frames], g, (), False, bool),
-        gt_track=_pad([names[f.classes] for f in frames], g, (), None, object),
-        pred_points=_pad([pts for pts, _, _ in preds], p, (n_nodes, 2), np.nan, np.float64),
-        pred_present=_pad([np.ones(len(pts), bool) for pts, _, _ in preds], p, (), False, bool),
-        pred_scores=_pad([s for _, s, _ in preds], p, (), -np.inf, np.float64),
-        pred_track=_pad([names[c] for _, _, c in preds], p, (), None, object),
-    )
-    result = score(paired, anchor_part=anchor_part, animal_size_px=animal_size_px)
-    result = {"ground_truth": "validation frames of the training config", "predictions": "torch pipeline (fp32)",
-              "unpredicted_frames": "skip", "frames": [int(f.frame_idx) for f in frames], **result}
-    (model_dir / REPORT).write_text(json.dumps(to_json_safe(result), indent=2) + "\n")
-    if console is not None:
-        console.print(result_table(result))
-        console.print(proximity_table(result))
-    return result
+
+def safe_report(model_dir: Path) -> dict[str, Any]:
+    """:func:`validation_report`, or a note saying why there is none (the model is kept)."""
+    try:
+        return validation_report(model_dir)
+    except RtposeError as exc:
+        return {"note": f"no validation report: {exc}"}

@@ -36,7 +36,7 @@ from rtpose.train.config import AugmentConfig, DataConfig, HardKeypointConfig, T
 from rich.markup import escape
 
 from rtpose.train.loop import FitResult, console, fit, say
-from rtpose.train.report import REPORT, validation_report
+from rtpose.train.distance_report import REPORT, validation_report
 
 MODEL_INFO = "model.json"
 
@@ -276,10 +276,11 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     labels_path = label_files[0] if len(label_files) == 1 else ", ".join(label_files)
     labels, frames = pooled_user_frames(label_files, cfg.data.classes)
     nodes = node_names(labels)
-    if cfg.data.anchor_part not in nodes:
+    if cfg.data.anchor_part is not None and cfg.data.anchor_part not in nodes:
         raise RtposeError(f"data.anchor_part: {cfg.data.anchor_part!r} is not a node of the skeleton "
                           f"({', '.join(nodes)})")
-    anchor = nodes.index(cfg.data.anchor_part)
+    # None: the centre of each instance's visible-node bounding box
+    anchor = nodes.index(cfg.data.anchor_part) if cfg.data.anchor_part is not None else None
     classes = cfg.data.classes or class_names(labels)
     if cfg.data.val_labels:
         val_labels = load_labels(cfg.data.val_labels)
@@ -377,6 +378,11 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     i_model = i_arch.build()
     _describe("instance", i_spec, i_model)
     i_bs = cfg.instance.optim.batch_size
+    i_optim = cfg.instance.optim
+    if cfg.budget_minutes:  # the instance net gets what is left of the run's budget
+        left = max(cfg.budget_minutes - (time.monotonic() - t_start) / 60, 0.1)
+        i_optim = i_optim.model_copy(update={"max_minutes": min(i_optim.max_minutes or math.inf, left)})
+        say("instance", f"{i_optim.max_minutes:.1f} min of the run's {cfg.budget_minutes:g} min budget left")
     class_weight = cfg.instance.class_head.loss_weight if with_id else 0.0
     i_result = fit(
         "instance", i_model, out / "instance",
@@ -384,7 +390,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
         n_train=len(i_train), val_batches=_batches(i_val, 32) if i_val else [],
         loss_fn=make_instance_loss(class_weight, cfg.instance.foreground_weight, cfg.instance.hard_keypoints),
         metrics_fn=make_instance_metrics(i_spec.output_stride, cfg.refinement),
-        optim=cfg.instance.optim, device=device, seed=cfg.seed + 1,
+        optim=i_optim, device=device, seed=cfg.seed + 1,
         extra_checkpoint={"arch": arch_to_dict(i_arch), "kind": "instance"}, resume=resume, progress=progress,
         precision=precision,
     )

@@ -1,0 +1,84 @@
+"""Which files a fleet run predicts on, and where each one's predictions go.
+
+``-i`` takes files, folders (the videos directly inside them) and quoted glob patterns
+(``'sessions/**/*.mp4'``, recursive), in any mix; the expansion keeps the order given,
+sorted by name within a folder or pattern, each file once.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Sequence
+
+from rtpose.errors import RtposeError
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mj2", ".mpg", ".mpeg", ".webm", ".wmv",
+                            ".flv", ".ts", ".h264", ".h265"})
+MANIFEST_NAME = "manifest.json"
+DEFAULT_OUT_DIR = "rtpose-predictions"
+
+
+def is_pattern(text: str) -> bool:
+    """Whether ``text`` is a glob pattern rather than a path."""
+    return any(c in text for c in "*?[")
+
+
+def use_fleet(inputs: Sequence[str], workers: int | None, ray_address: str | None,
+              chunk_frames: int | None) -> bool:
+    """Whether ``rtpose predict`` runs on Ray.
+
+    It does for several inputs, a folder, a pattern, or a fleet option; one plain file
+    without them is the single-process predict.
+    """
+    if len(inputs) != 1 or workers is not None or ray_address is not None or chunk_frames is not None:
+        return True
+    item = inputs[0]
+    return Path(item).is_dir() or (is_pattern(item) and not Path(item).exists())
+
+
+def expand_inputs(items: Sequence[str]) -> list[Path]:
+    """Files named by ``items`` (files, folders, glob patterns), absolute, each once.
+
+    Raises:
+        RtposeError: an item names nothing (no such file, a pattern that matches no file,
+            a folder without videos).
+    """
+    found: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            videos = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            if not videos:
+                raise RtposeError(f"{path}: the folder holds no video ({', '.join(sorted(VIDEO_SUFFIXES))})")
+            found.extend(videos)
+        elif is_pattern(item):
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
+            if not matches:
+                raise RtposeError(f"{item}: no file matches the pattern")
+            found.extend(matches)
+        else:
+            raise RtposeError(f"{item}: no such file or folder")
+    unique: dict[Path, None] = {}
+    for p in found:
+        unique.setdefault(p.resolve(), None)
+    return list(unique)
+
+
+def output_paths(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
+    """``OUT_DIR/<name>.predictions.slp`` per input.
+
+    Raises:
+        RtposeError: two inputs would write the same file (same name in different folders).
+    """
+    outputs: dict[Path, Path] = {}
+    for path in inputs:
+        name = path.name[: -len(path.suffix)] if path.suffix else path.name
+        out = out_dir / f"{name}.predictions.slp"
+        if out in outputs:
+            raise RtposeError(f"{outputs[out]} and {path} would both write {out}: predict them in separate runs "
+                              f"or give different -o folders")
+        outputs[out] = path
+    return list(outputs)

@@ -1,0 +1,78 @@
+"""``rtpose view [ADDRESS] [--port 8050] [--host 127.0.0.1]``: a live view of a running daemon.
+
+A separate process: it subscribes to the daemon's ZeroMQ stream like any other
+subscriber and serves a page at ``http://HOST:PORT/``. It starts before, during or
+after a run, outlives the daemon and picks up the next run on the same address. It
+prints one line to the terminal whenever what the page's banner says changes
+(waiting, live, stale, stopped, a stream of another format...). Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import threading
+from datetime import datetime
+
+from aiohttp import web
+
+from rtpose.errors import RtposeError
+from rtpose.view.server import make_app
+from rtpose.view.stream import StreamWatcher
+
+
+def page_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}/"
+
+
+def _say(state: str, line: str) -> None:
+    stamp = datetime.now().strftime("%H:%M:%S")
+    stream = sys.stderr if state == "error" else sys.stdout
+    print(f"{stamp} {'error: ' if state == 'error' else ''}{line}", file=stream, flush=True)
+
+
+async def _serve(watcher: StreamWatcher, host: str, port: int, stop: asyncio.Event) -> None:
+    runner = web.AppRunner(make_app(watcher), access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise RtposeError(f"--host {host} --port {port}: cannot serve there ({exc.strerror or exc})") from None
+    print(f"rtpose view: {page_url(host, port)}  (stream {watcher.address}; Ctrl-C to stop)", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        raise RtposeError(f"--port {args.port}: not a TCP port (1-65535)")
+    if args.stale_s <= 0:
+        raise RtposeError(f"--stale {args.stale_s}: must be > 0 seconds")
+    watcher = StreamWatcher(args.address, args.topic, args.stale_s, on_change=_say)
+    try:
+        watcher.start()
+    except ValueError as exc:
+        raise RtposeError(str(exc)) from None
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+    try:
+        loop.run_until_complete(_serve(watcher, args.host, args.port, stop))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        loop.close()
+        watcher.close()
+    print("rtpose view: stopped", flush=True)
+    return 0

@@ -1,0 +1,251 @@
+"""`rtpose view` in a real headless Chromium, against real daemon runs on the fly clip.
+
+The browser is Debian's ``chromium`` driven through ``chromium-driver`` (selenium); both
+are installed by ``make setup`` (as root, with apt-get) where they are missing. A
+machine without them fails these tests, it never skips them. Set
+``RTPOSE_VIEW_SCREENSHOT=path.png`` to keep the screenshot (the README's comes from here).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from rtpose.engine.base import load_engine
+from rtpose.live.daemon import Daemon
+from rtpose.live.protocol import load_protocol
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "experiments" / "male_approach_replay.yaml"
+CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,1280")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout_s: float, what: str, interval_s: float = 0.2):
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval_s)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.fail("chromium and chromium-driver are needed for the view's browser tests: "
+                    "`make setup` installs them (apt-get install chromium chromium-driver, as root)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+class ViewProcess:
+    """``python -m rtpose view`` as a separate process, its terminal output collected."""
+
+    def __init__(self, address: str, tmp_path: Path, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = tmp_path / f"view-{self.port}.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen([sys.executable, "-m", "rtpose", "view", address, "--port", str(self.port),
+                                         *extra], stdout=open(self.log, "w"), stderr=subprocess.STDOUT, env=env,
+                                        cwd=REPO)
+        wait_for(lambda: "rtpose view: http://" in self.output() or self.process.poll() is not None, 60,
+                 "the view to serve its page")
+        assert self.process.poll() is None, self.output()
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def banner(driver) -> tuple[str, str]:
+    element = driver.find_element("id", "banner")
+    return element.get_attribute("data-state"), element.text
+
+
+def drawn(driver) -> tuple[int, int, int]:
+    """(frames drawn, frame index drawn, a checksum of the canvas's pixels)."""
+    return driver.execute_script(
+        "const el = document.getElementById('frame-number');"
+        "const canvas = document.getElementById('frame');"
+        "const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;"
+        "let sum = 0; for (let i = 0; i < pixels.length; i += 4) sum = (sum * 31 + pixels[i]) % 1000000007;"
+        "return [Number(el.dataset.drawn || 0), Number(el.dataset.frame || -1), sum];")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    engine = load_engine(REPO / "models" / "flies13", "ort-cpu")
+    yield engine
+    engine.close()
+
+
+def start_run(address: str, tmp_path: Path, engine, duration: float, name: str) -> tuple[Daemon, threading.Thread]:
+    """The demo protocol (preview on) on ``address``, in a thread of this process.
+
+    Frames 1100-1499, looped: the male-approach rule is false, true, false, true, false
+    there for stretches of 40-80 frames (an offline pass of the shipped model), so it
+    changes however many frames a loaded machine drops.
+    """
+    loaded = load_protocol(DEMO, [f"publisher.address={address}", f"recorder.path={tmp_path / name}",
+                                  "recorder.export_slp=false", f"name={name}", "camera.frames=1100-1499",
+                                  "camera.loop=true"], duration=duration)
+    assert loaded.protocol.publisher.preview is not None  # the demo shows the picture
+    daemon = Daemon(loaded, engine=engine, handle_signals=False)
+    results = []
+    thread = threading.Thread(target=lambda: results.append(daemon.run()), daemon=True)
+    thread.start()
+    thread.results = results
+    return daemon, thread
+
+
+def test_the_page_follows_a_run_and_the_next_one(browser, engine, tmp_path, flies_video_path):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    view = ViewProcess(address, tmp_path)
+    try:
+        browser.get(view.url)
+        # Before any daemon: the page and the terminal say that nothing answers.
+        wait_for(lambda: banner(browser)[0] == "waiting", 20, "the page to say nothing answers")
+        assert address in banner(browser)[1]
+        wait_for(lambda: "nothing answers at" in view.output(), 10, "the terminal to say nothing answers")
+
+        daemon, thread = start_run(address, tmp_path, engine, duration=6.0, name="first")
+        wait_for(lambda: banner(browser)[0] == "live", 30, "the page to go live")
+        wait_for(lambda: drawn(browser)[0] >= 2, 20, "a preview frame drawn")
+        count1, frame1, pixels1 = drawn(browser)
+        wait_for(lambda: drawn(browser)[1] > frame1 + 10, 20, "the drawn frame to advance")
+        count2, frame2, pixels2 = drawn(browser)
+        assert count2 > count1 and pixels2 != pixels1
+        run_info = browser.find_element("id", "run-info").text
+        assert "first" in run_info and "ort-cpu" in run_info and "flies13" in run_info
+        # A rule change shows up (the clip's opening seconds hold male approaches that come and go).
+        wait_for(lambda: int(browser.find_element("id", "rule-male_approach").get_attribute("data-changes")) >= 1,
+                 30, "a change of male_approach on the page")
+        processed = int(browser.find_element("id", "n-processed").text)
+        assert processed > 0
+        wait_for(lambda: browser.find_elements("css selector", "#events li:not(.muted)"), 20, "a trigger event")
+        screenshot = Path(os.environ.get("RTPOSE_VIEW_SCREENSHOT") or tmp_path / "view.png")
+        assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+
+        thread.join(60)
+        result = thread.results[0]
+        assert result.error is None and result.summary["preview"]["encoded"] > 0
+        # The last status says the run stopped, on the page and in the terminal.
+        wait_for(lambda: banner(browser)[0] == "stopped", 20, "the page to say the daemon stopped")
+        assert "duration" in banner(browser)[1]
+        wait_for(lambda: "the daemon stopped (duration)" in view.output(), 10, "the terminal to say it stopped")
+        stopped_at = drawn(browser)[0]
+
+        # The daemon starts again on the same address: the view picks the new run up.
+        daemon2, thread2 = start_run(address, tmp_path, engine, duration=3.0, name="second")
+        wait_for(lambda: banner(browser)[0] == "live" and "second" in browser.find_element("id", "run-info").text,
+                 30, "the page to follow the second run")
+        wait_for(lambda: drawn(browser)[0] > stopped_at + 2, 20, "frames of the second run drawn")
+        thread2.join(60)
+        wait_for(lambda: banner(browser)[0] == "stopped", 20, "the page to say the second run stopped")
+        assert view.process.poll() is None  # the view outlived both runs
+    finally:
+        view.stop()
+    assert "error" not in view.output().lower(), view.output()
+
+
+class FakePeer:
+    """Something at an address that is not an rtpose daemon: a raw TCP server or a foreign ZeroMQ PUB."""
+
+    def __init__(self, kind: str):
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=getattr(self, f"_{kind}"), daemon=True)
+        self.thread.start()
+
+    def _http(self) -> None:  # answers like a web server and hangs up
+        with socket.create_server(("127.0.0.1", self.port)) as server:
+            server.settimeout(0.1)
+            while not self.stop.is_set():
+                try:
+                    connection, _ = server.accept()
+                except TimeoutError:
+                    continue
+                with connection:
+                    connection.settimeout(1.0)
+                    try:
+                        connection.recv(64)
+                        connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    except OSError:
+                        pass
+
+    def _zmq_other(self) -> None:  # a ZeroMQ publisher of something else
+        context = zmq.Context()
+        pub = context.socket(zmq.PUB)
+        pub.bind(self.address)
+        while not self.stop.wait(0.05):
+            pub.send(b"ticks 12345")
+        pub.close(0)
+        context.term()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("kind, page_says, terminal_says", [
+    ("http", "not as a ZeroMQ publisher", "not as a ZeroMQ publisher"),
+    ("zmq_other", "does not carry an rtpose stream", "messages on topic(s) ticks"),
+])
+def test_a_wrong_address_is_named_on_the_page_and_in_the_terminal(browser, tmp_path, kind, page_says,
+                                                                  terminal_says):
+    peer = FakePeer(kind)
+    view = ViewProcess(peer.address, tmp_path)
+    try:
+        browser.get(view.url)
+        wait_for(lambda: banner(browser)[0] == "error", 30, f"the page to report the {kind} peer")
+        assert page_says in banner(browser)[1] and peer.address in banner(browser)[1]
+        wait_for(lambda: terminal_says in view.output(), 10, "the terminal to report it")
+    finally:
+        view.stop()
+        peer.close()
+    assert view.output().count("error:") == 1, view.output()  # said once, not once per message
+
+
+def test_a_malformed_address_is_one_line_and_exit_status_2(tmp_path):
+    process = subprocess.run([sys.executable, "-m", "rtpose", "view", "localhost:5555", "--port", str(free_port())],
+                             capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert process.returncode == 2
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: localhost:5555: not a ZeroMQ address"), process.stderr
