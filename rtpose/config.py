@@ -128,6 +128,8 @@ def load_yaml(path: str | Path, what: str = "file") -> tuple[dict, dict[tuple[st
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such {what}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file, so not a YAML {what}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
     loader = _LineLoader(text)

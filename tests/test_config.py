@@ -62,6 +62,10 @@ def test_device_file_kind_and_yaml_errors_name_the_line(tmp_path):
         load_device_file(broken, DaqDevice)
     with pytest.raises(ConfigError, match=rf"^{tmp_path / 'absent.yaml'}: no such device file$"):
         load_device_file(tmp_path / "absent.yaml", DaqDevice)
+    binary = tmp_path / "labels.slp"
+    binary.write_bytes(b"\x89HDF\r\n\x1a\n")
+    with pytest.raises(ConfigError, match=rf"^{binary}: not a text file, so not a YAML device file$"):
+        load_device_file(binary, DaqDevice)
     listing = tmp_path / "list.yaml"
     listing.write_text("- kind: daq\n")
     with pytest.raises(ConfigError, match="a device file is a mapping of keys at the top level, got list"):

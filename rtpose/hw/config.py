@@ -18,7 +18,7 @@ from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, field_val
 
 from rtpose.config import ConfigError, StrictModel, describe_errors, expand_vars, resolve_path, validate
 from rtpose.hw import registry
-from rtpose.hw.firmware import DaqDevice, SpinnakerDevice, load_device_file
+from rtpose.hw.firmware import DaqDevice, SerialNumber, SpinnakerDevice, load_device_file
 
 if TYPE_CHECKING:
     from rtpose.hw.camera import Camera
@@ -96,7 +96,7 @@ class SpinnakerCameraConfig(StrictModel):
 
     backend: Literal["spinnaker"]
     device_file: str = Field("firmware_configs/flir_blackfly_s.yaml", validate_default=True)
-    serial: str | None = None
+    serial: SerialNumber = None
     fps: float | None = Field(None, gt=0, le=2000)
     exposure_us: float | None = Field(None, gt=0)
     _device: SpinnakerDevice = PrivateAttr()
@@ -105,11 +105,6 @@ class SpinnakerCameraConfig(StrictModel):
     @classmethod
     def _device_file(cls, value: str) -> str:
         return _checked_device_file(value, SpinnakerDevice)
-
-    @field_validator("serial", mode="before")
-    @classmethod
-    def _serial_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
 
     @model_validator(mode="after")
     def _load_device(self) -> "SpinnakerCameraConfig":

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from rtpose.config import ConfigError, StrictModel, load_tree, validate
 
 __all__ = ["AiChannel", "AoChannel", "DaqDevice", "SpinnakerDevice", "StrictModel", "load_device_file"]
 
 CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# A camera's serial number is digits, and YAML reads digits as an int: keep it as text.
+SerialNumber = Annotated[str | None, BeforeValidator(lambda value: str(value) if isinstance(value, int) else value)]
 
 
 def _check_range(value: tuple[float, float]) -> tuple[float, float]:
@@ -135,7 +138,7 @@ class SpinnakerDevice(StrictModel):
     kind: Literal["camera"]
     backend: Literal["spinnaker"]
     model: str
-    serial: str | None = None  # None: the first camera found
+    serial: SerialNumber = None  # None: the first camera found
     sensor: SensorSize
     pixel_format: Literal["Mono8"] = "Mono8"
     roi: Roi
@@ -145,12 +148,6 @@ class SpinnakerDevice(StrictModel):
     trigger: TriggerSettings = TriggerSettings()
     stream: StreamSettings = StreamSettings()
     timestamps: TimestampSettings = TimestampSettings()
-
-    @field_validator("serial", mode="before")
-    @classmethod
-    def _serial_as_text(cls, value: Any) -> Any:
-        # Serial numbers are digits, and YAML reads digits as an int.
-        return str(value) if isinstance(value, int) else value
 
     @model_validator(mode="after")
     def _fits(self) -> "SpinnakerDevice":
