@@ -50,15 +50,22 @@ test: $(STAMP) browser
 clean-venv:
 	rm -rf $(VENV)
 
-# Retrain, export and evaluate the shipped flies13 model (<= 20 min on 2 CPU cores).
-# The export holds an fp32 and an int8 graph; both are scored. `make model EMULATE=1`
-# also scores the int8 graph on an emulated AVX2 CPU without VNNI (qemu-user, ~5 min).
+# Retrain, export and evaluate the shipped flies13 model (<= 20 min on 2 CPU cores, bf16
+# where the CPU has it, fp32 where not; `make model TRAIN_ARGS="--set precision=fp32"`
+# forces fp32). The export holds an fp32 and an int8 graph; both are scored. `make model
+# EMULATE=1` also scores the int8 graph on an emulated AVX2 CPU without VNNI (qemu-user,
+# ~5 min). Scored on two held-out blocks: validation frames 1150-1199 and the
+# close-courtship frames 1270-1299; the model card shows both, split by distance.
 MODEL_RUN := runs/flies13
+TRAIN_ARGS ?=
 FLIES := $(RTPOSE_DATA)/flies13
 VAL := -i $(FLIES)/clip.trainval.slp --only-labeled --frames 1150-1199
-EVAL := -g $(FLIES)/clip.trainval.slp --px-per-mm 30.3
+# the unit of the distance split: the training labels' median animal size (model.json)
+SPLIT = --anchor-part thorax $$($(PY) -c "import json; s = json.load(open('$(MODEL_RUN)/model.json')).get('animal_size_px'); print(f'--animal-size {s}' if s else '')")
+EVAL = -g $(FLIES)/clip.trainval.slp --px-per-mm 30.3 $(SPLIT)
+CLOSE := -i $(FLIES)/clip.close.slp --only-labeled --frames 1270-1299
 model: $(STAMP)
-	$(PY) -m rtpose train experiments/train/flies13.yaml -o $(MODEL_RUN)
+	$(PY) -m rtpose train experiments/train/flies13.yaml -o $(MODEL_RUN) $(TRAIN_ARGS)
 	$(MAKE) model-export
 
 # Everything after training: export, check, score each graph, write the model card.
@@ -67,6 +74,8 @@ model-export: $(STAMP)
 	$(PY) -m rtpose check -m models/flies13
 	$(PY) -m rtpose predict -m models/flies13 $(VAL) -o $(MODEL_RUN)/val_predictions.slp
 	$(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions.slp --json $(MODEL_RUN)/val_eval.json
+	$(PY) -m rtpose predict -m models/flies13 $(CLOSE) -o $(MODEL_RUN)/close_predictions.slp
+	$(PY) -m rtpose eval -g $(FLIES)/clip.close.slp --px-per-mm 30.3 $(SPLIT) -p $(MODEL_RUN)/close_predictions.slp --json $(MODEL_RUN)/close_eval.json
 	for g in fp32 int8; do \
 	  $(PY) -m rtpose predict -m models/flies13 --$$g $(VAL) -o $(MODEL_RUN)/val_predictions_$$g.slp && \
 	  $(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions_$$g.slp --json $(MODEL_RUN)/val_eval_$$g.json || exit 1; \
@@ -74,6 +83,7 @@ model-export: $(STAMP)
 	$(if $(EMULATE),qemu-x86_64 -cpu Haswell $(PY) -m rtpose predict -m models/flies13 --int8 $(VAL) -o $(MODEL_RUN)/val_predictions_int8_haswell.slp 2>&1 | grep -v TCG; \
 	  $(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions_int8_haswell.slp --json $(MODEL_RUN)/val_eval_int8_haswell.json)
 	$(PY) experiments/train/model_card.py $(MODEL_RUN) models/flies13 $(MODEL_RUN)/val_eval.json \
+	  --close $(MODEL_RUN)/close_eval.json \
 	  --graph fp32=$(MODEL_RUN)/val_eval_fp32.json --graph int8=$(MODEL_RUN)/val_eval_int8.json \
 	  $(if $(EMULATE),--graph "int8 on qemu-x86_64 -cpu Haswell (AVX2 without VNNI; flags by CPUID: avx2)=$(MODEL_RUN)/val_eval_int8_haswell.json") \
 	  "make model$(if $(EMULATE), EMULATE=1)" \
@@ -82,4 +92,7 @@ model-export: $(STAMP)
 	  "rtpose export $(MODEL_RUN) -o models/flies13 --int8" \
 	  "rtpose check -m models/flies13" \
 	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(MODEL_RUN)/val_predictions.slp   # and with --fp32, --int8" \
-	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.trainval.slp -p $(MODEL_RUN)/val_predictions.slp --px-per-mm 30.3 --json $(MODEL_RUN)/val_eval.json"
+	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.trainval.slp -p $(MODEL_RUN)/val_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(MODEL_RUN)/val_eval.json" \
+	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.close.slp --only-labeled --frames 1270-1299 -o $(MODEL_RUN)/close_predictions.slp" \
+	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.close.slp -p $(MODEL_RUN)/close_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(MODEL_RUN)/close_eval.json" \
+	  "# SIZE: animal_size_px of $(MODEL_RUN)/model.json (the unit of the distance split)"

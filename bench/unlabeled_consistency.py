@@ -12,7 +12,11 @@ Without labels nothing here is an accuracy; these are the symptoms of its failur
   alone and with identity continuity (``rtpose/engine/continuity.py``);
 - odd bodies: instances whose head-thorax distance is more than ``--tolerance-px`` from
   that animal's median over the run (a node put on the neighbour, usually);
-- how close the animals come (anchor to anchor), which is what makes frames hard.
+- shared nodes: nodes of one animal within ``--shared-px`` of a node of the other (a
+  node put on the neighbour usually lands on the neighbour's own node of that part);
+- how close the animals come (anchor to anchor), which is what makes frames hard, and
+  the odd bodies split by that distance (``rtpose.data.proximity``'s bins, in units of
+  ``--animal-size`` px), so the weakness shows where it lies without any labels.
 
 Prints the machine it ran on and the figures.
 """
@@ -28,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from rtpose.data.proximity import PROXIMITY_BINS, proximity_bin  # noqa: E402
 from rtpose.data.video import VideoReader, parse_frame_range  # noqa: E402
 from rtpose.engine.base import load_engine  # noqa: E402
 from rtpose.engine.continuity import IdentityContinuity  # noqa: E402
@@ -51,6 +56,9 @@ def main() -> int:
     parser.add_argument("--anchor", default="thorax")
     parser.add_argument("--head", default="head")
     parser.add_argument("--tolerance-px", type=float, default=5.0)
+    parser.add_argument("--shared-px", type=float, default=2.0)
+    parser.add_argument("--animal-size", type=float, default=90.0,
+                        help="unit of the distance bins, px (default: flies13's training labels' median)")
     args = parser.parse_args()
 
     engine = load_engine(args.model, "ort-cpu")
@@ -62,6 +70,7 @@ def main() -> int:
     undecided = 0
     by_head, by_continuity = [], []  # (frames, class, 2) anchors, NaN where missing
     lengths = []  # (frames, class) head-anchor distance
+    shared = []  # (frames,) nodes of one animal on a node of the other
     with VideoReader(args.input) as reader:
         for index in parse_frame_range(args.frames, reader.n_frames):
             poses = engine.infer(reader.read(index))
@@ -79,7 +88,14 @@ def main() -> int:
                 if cls >= 0:
                     row[cls] = np.linalg.norm(kept.points[i, head] - kept.points[i, anchor])
             lengths.append(row)
+            if len(kept) == 2:
+                d = np.linalg.norm(kept.points[0][:, None] - kept.points[1][None], axis=-1)
+                shared.append(int(np.sum(np.nanmin(d, axis=1) < args.shared_px)
+                                  + np.sum(np.nanmin(d, axis=0) < args.shared_px)))
+            else:
+                shared.append(0)
     by_head, by_continuity, lengths = np.array(by_head), np.array(by_continuity), np.array(lengths)
+    shared = np.array(shared)
     n = len(by_head)
     odd = np.abs(lengths - np.nanmedian(lengths, axis=0)) > args.tolerance_px
     apart = np.linalg.norm(by_continuity[:, 0] - by_continuity[:, 1], axis=-1)
@@ -92,7 +108,16 @@ def main() -> int:
           f"{swaps(by_continuity)} with continuity ({follow.followed} frames followed by position)")
     print(f"odd bodies (head-{args.anchor} more than {args.tolerance_px:g} px off the animal's median): "
           f"{int(odd.sum())} of {int(np.isfinite(lengths).sum())} instances")
+    print(f"shared nodes (within {args.shared_px:g} px of a node of the other animal): {int(shared.sum())} in "
+          f"{int((shared > 0).sum())} frames")
     print(f"anchor to anchor: min {np.nanmin(apart):.1f} px, median {np.nanmedian(apart):.1f} px")
+    bins = proximity_bin(np.where(np.isfinite(apart), apart, np.inf), args.animal_size)
+    counted = np.isfinite(lengths)
+    for name, _ in PROXIMITY_BINS:
+        rows = bins == name
+        n = int(counted[rows].sum())
+        print(f"  {name:9s} {int(rows.sum()):4d} frames: odd bodies {int(odd[rows].sum())} of {n} instances"
+              + (f" ({100 * odd[rows].sum() / n:.1f}%)" if n else "") + f", shared nodes {int(shared[rows].sum())}")
     return 0
 
 

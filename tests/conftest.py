@@ -46,3 +46,8 @@ def minimal_labels_path() -> Path:
 def cases_dir() -> Path:
     """Small real inputs that once broke rtpose (``RTPOSE_DATA/../cases``, see its README)."""
     return _need(data_dir().parent / "cases")
+
+
+@pytest.fixture(scope="session")
+def flies_close_labels_path() -> Path:
+    return _need(data_dir() / "flies13" / "clip.close.slp")

@@ -92,3 +92,30 @@ def user_frames(labels: sio.Labels, labels_path: str | Path | None = None,
                        dtype=np.int32)
         out.append(FrameLabels(video_paths[vid], int(lf.frame_idx), pts, cls))
     return out
+
+
+def pooled_user_frames(paths: list[str | Path], classes: list[str] | None = None
+                       ) -> tuple[sio.Labels, list[FrameLabels]]:
+    """User-labeled frames of several .slp files, pooled; returns the first file's labels
+    (skeleton and tracks) and the frames in file order.
+
+    Raises:
+        RtposeError: a file's skeleton differs from the first file's, or a video frame is
+            labeled in two files (which labels would count is ambiguous).
+    """
+    first = load_labels(paths[0])
+    nodes = node_names(first)
+    classes = class_names(first) if classes is None else classes
+    frames: list[FrameLabels] = []
+    seen: dict[tuple[Path, int], str] = {}
+    for path in paths:
+        labels = first if path is paths[0] else load_labels(path)
+        if node_names(labels) != nodes:
+            raise RtposeError(f"{path}: skeleton ({', '.join(node_names(labels))}) differs from {paths[0]}'s")
+        for f in user_frames(labels, path, classes):
+            key = (f.video_path.resolve(), f.frame_idx)
+            if key in seen:
+                raise RtposeError(f"{path}: frame {f.frame_idx} of {f.video_path.name} is labeled in {seen[key]} too")
+            seen[key] = str(path)
+            frames.append(f)
+    return first, frames

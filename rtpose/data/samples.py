@@ -22,6 +22,7 @@ import numpy as np
 from rtpose.data.augment import (AugmentParams, adjust_intensity, affine_about, paste_neighbour, random_affine,
                                  transform_points, warp)
 from rtpose.data.labels import FrameLabels
+from rtpose.data.proximity import nearest_other
 from rtpose.data.targets import confidence_maps, input_to_map, instance_anchor, scale_coords
 from rtpose.data.video import VideoReader
 from rtpose.errors import RtposeError
@@ -133,6 +134,8 @@ class CentroidSamples:
         self.augment = augment
         self.images = []
         self.anchors = []
+        # per frame: the smallest anchor-to-anchor distance (px; inf with one animal)
+        self.closest = np.array([nearest_other(f.points, anchor_index).min(initial=np.inf) for f in frames])
         for f in frames:
             small = box_downscale(cache[f], input_scale)
             h, w = small.shape
@@ -188,10 +191,11 @@ class InstanceSamples:
         half_patch = int(math.ceil(crop_size / 2 * math.sqrt(2) * max_scale_in + center_jitter_px + 2))
         self.half_patch = half_patch
         self.patches, self.points, self.anchors, self.classes = [], [], [], []
+        closest = []  # per instance: distance (px) from its anchor to the nearest other animal's
         for f in frames:
             image = cache[f]
             padded = np.pad(image, half_patch)
-            for pts, cls in zip(f.points, f.classes):
+            for pts, cls, near in zip(f.points, f.classes, nearest_other(f.points, anchor_index)):
                 anchor = instance_anchor(pts, anchor_index)
                 if not np.isfinite(anchor).all():
                     continue
@@ -203,6 +207,8 @@ class InstanceSamples:
                 self.points.append((pts - origin).astype(np.float32))
                 self.anchors.append((anchor - origin).astype(np.float32))
                 self.classes.append(int(cls))
+                closest.append(near)
+        self.closest = np.array(closest, np.float64)
         if not self.patches:
             raise RtposeError("no instance has a visible anchor or any visible node")
         self.classes = np.array(self.classes, np.int64)

@@ -54,11 +54,16 @@ def main(args: argparse.Namespace) -> int:
     if not args.pck_px > 0:
         raise RtposeError(f"--pck-px must be positive, got {args.pck_px}")
     frames = _frame_filter(args.frames) if args.frames else None
+    if args.animal_size is not None and not args.animal_size > 0:
+        raise RtposeError(f"--animal-size must be positive, got {args.animal_size}")
     result = evaluate(args.ground_truth, args.predictions, frames=frames, px_per_mm=args.px_per_mm,
-                      pck_px=args.pck_px, unpredicted=args.unpredicted_frames)
+                      pck_px=args.pck_px, unpredicted=args.unpredicted_frames, anchor_part=args.anchor_part,
+                      animal_size_px=args.animal_size)
     for note in result["warnings"]:
         print(f"warning: {note}", file=sys.stderr)
-    Console(soft_wrap=True).print(result_table(result))
+    console = Console(soft_wrap=True)
+    console.print(result_table(result))
+    console.print(proximity_table(result))
     if args.json_out:
         out = Path(args.json_out)
         try:
@@ -100,6 +105,7 @@ def result_table(r: dict[str, Any]) -> Table:
         ("OKS mAR (0.50:0.95)", _num(r["mar"], 4)),
         ("AP@0.50 / AP@0.75", f"{_num(r['ap']['0.50'], 4)} / {_num(r['ap']['0.75'], 4)}"),
         ("mOKS (matched pairs)", _num(r["moks"], 4)),
+        ("instances found (OKS > 0.5)", f"{r['n_found']} / {r['n_gt']} ({_pct(r['found'])})"),
     ]
     units = [("px", r["dist_px"], 2)] + ([("mm", r["dist_mm"], 3)] if "dist_mm" in r else [])
     for unit, d, digits in units:
@@ -113,4 +119,29 @@ def result_table(r: dict[str, Any]) -> Table:
     ]
     for name, value in rows:
         table.add_row(name, value)
+    return table
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+
+
+def proximity_table(r: dict[str, Any]) -> Table:
+    """The main figures per inter-animal distance bin (see rtpose.data.proximity)."""
+    prox = r["proximity"]
+    anchor = prox["anchor_part"] or "box centre"
+    size = prox["animal_size_px"]
+    bounds = list(prox["bins"].items())
+    table = Table(title=f"by {anchor}-to-{anchor} distance to the nearest other animal "
+                        f"(unit: animal size {_num(size, 1)} px)", title_justify="left")
+    for col in ("animals", "instances", "found", "mAP", "err p50/p95 px", "identity"):
+        table.add_column(col, justify="left" if col == "animals" else "right")
+    for k, (name, lower) in enumerate(bounds):
+        upper = bounds[k + 1][1] if k + 1 < len(bounds) else None
+        span = f"<{upper * size:.0f}px" if lower == 0 else (f">={lower * size:.0f}px" if upper is None
+                                                           else f"{lower * size:.0f}-{upper * size:.0f}px")
+        b = r["by_proximity"][name]
+        d = b["dist_px"]
+        table.add_row(f"{name} {span}", str(b["n_gt"]), _pct(b["found"]), _num(b["map"], 3),
+                      f"{_num(d.get('p50'), 1)}/{_num(d.get('p95'), 1)}", _pct(b["id_accuracy"]))
     return table

@@ -12,9 +12,14 @@ from typing import Any, Collection
 
 import numpy as np
 
+from rtpose.data.proximity import PROXIMITY_BINS, median_size, nearest_other, proximity_bin
+from rtpose.errors import RtposeError
 from rtpose.eval import metrics
 from rtpose.eval.oks import OKS_SIGMA, Matches, greedy_match, similarity
 from rtpose.eval.pairing import PairedFrames, pair_frames
+
+# "instances found": matched with OKS above this (as the issue tracker's figures count them)
+FOUND_OKS = 0.5
 
 
 def evaluate(
@@ -24,20 +29,31 @@ def evaluate(
     px_per_mm: float | None = None,
     pck_px: float = 5.0,
     unpredicted: str = "skip",
+    anchor_part: str | None = None,
+    animal_size_px: float | None = None,
 ) -> dict[str, Any]:
     """All figures for ``pred_path`` scored against ``gt_path``.
 
     ``frames`` limits scoring to those frame indices; ``unpredicted`` says whether a
     labeled frame without a predicted frame is left out ("skip") or all missed
-    ("missed"), see ``pairing``.
+    ("missed"), see ``pairing``. ``anchor_part`` and ``animal_size_px`` set how the
+    figures are split by inter-animal distance (see :func:`by_proximity`).
+
+    Raises:
+        RtposeError: ``anchor_part`` is not a node of the ground truth's skeleton.
     """
     paired = pair_frames(gt_path, pred_path, frames, unpredicted=unpredicted)
-    result = score(paired, px_per_mm=px_per_mm, pck_px=pck_px)
+    if anchor_part is not None and anchor_part not in paired.node_names:
+        raise RtposeError(f"--anchor-part {anchor_part!r} is not a node of {gt_path} "
+                          f"({', '.join(paired.node_names)})")
+    result = score(paired, px_per_mm=px_per_mm, pck_px=pck_px, anchor_part=anchor_part,
+                   animal_size_px=animal_size_px)
     return {"ground_truth": str(gt_path), "predictions": str(pred_path), "unpredicted_frames": unpredicted,
             **result}
 
 
-def score(paired: PairedFrames, px_per_mm: float | None = None, pck_px: float = 5.0) -> dict[str, Any]:
+def score(paired: PairedFrames, px_per_mm: float | None = None, pck_px: float = 5.0,
+          anchor_part: str | None = None, animal_size_px: float | None = None) -> dict[str, Any]:
     """The figures of already paired frames (see :func:`evaluate`)."""
     oks = similarity(paired.gt_points, paired.pred_points, OKS_SIGMA)
     matches = greedy_match(oks, paired.gt_present, paired.pred_present, paired.pred_scores)
@@ -68,6 +84,7 @@ def score(paired: PairedFrames, px_per_mm: float | None = None, pck_px: float = 
 
     result: dict[str, Any] = {
         "n_frames": paired.n_frames,
+        "frame_range": [int(paired.frame_idx.min()), int(paired.frame_idx.max())] if paired.n_frames else None,
         "n_frames_gt_only": paired.n_frames_gt_only,
         "n_gt_unscored": paired.n_gt_unscored,
         "n_frames_pred_only": paired.n_frames_pred_only,
@@ -82,6 +99,8 @@ def score(paired: PairedFrames, px_per_mm: float | None = None, pck_px: float = 
         "ap": {f"{t:.2f}": float(v) for t, v in zip(metrics.OKS_THRESHOLDS, ap)},
         "ar": {f"{t:.2f}": float(v) for t, v in zip(metrics.OKS_THRESHOLDS, ar)},
         "moks": float(matches.oks.mean()) if len(matches) else float("nan"),
+        "n_found": int(np.sum(matches.oks > FOUND_OKS)),
+        "found": int(np.sum(matches.oks > FOUND_OKS)) / n_gt if n_gt else float("nan"),
         "oks_sigma": OKS_SIGMA,
         "dist_px": metrics.distance_summary(distances),
         "pck_px": float(pck_px),
@@ -95,7 +114,53 @@ def score(paired: PairedFrames, px_per_mm: float | None = None, pck_px: float = 
     }
     if px_per_mm:
         result["dist_mm"] = metrics.distance_summary(distances / px_per_mm)
+    result.update(by_proximity(paired, matches, scores, distances, on_animal, anchor_part, animal_size_px))
     return result
+
+
+def by_proximity(paired: PairedFrames, matches: Matches, scores: np.ndarray, distances: np.ndarray,
+                 on_animal: np.ndarray, anchor_part: str | None, animal_size_px: float | None) -> dict[str, Any]:
+    """The main figures per inter-animal distance bin (``rtpose.data.proximity``).
+
+    Each labeled instance falls in a bin by the distance from its anchor (the node
+    ``anchor_part``, else its bounding-box centre) to the nearest other labeled anchor
+    of its frame, in units of ``animal_size_px`` (default: the median size, sqrt of
+    the bounding-box area, of the scored labeled instances). A bin's mAP counts its
+    labeled instances and the predictions matched to them.
+
+    Returns:
+        ``{"proximity": {"anchor_part", "animal_size_px", "bins": {lower bound...}},
+        "by_proximity": {bin: {n_gt, n_found, found, map, moks, dist_px, id_accuracy}}}``.
+    """
+    anchor = paired.node_names.index(anchor_part) if anchor_part else None
+    size = animal_size_px or median_size(list(paired.gt_points[paired.gt_present]))
+    nearest = np.stack([nearest_other(f, anchor) for f in paired.gt_points]) if paired.n_frames else \
+        np.zeros(paired.gt_present.shape)
+    bins = proximity_bin(nearest, size)
+    matched_bin = bins[matches.frame, matches.gt]
+    out: dict[str, Any] = {}
+    for name, _ in PROXIMITY_BINS:
+        in_bin = paired.gt_present & (bins == name)
+        sel = matched_bin == name
+        n_gt = int(in_bin.sum())
+        ap, _ = metrics.voc(matches.oks[sel], scores[sel], n_gt) if n_gt else (np.full(1, np.nan), None)
+        d = distances[sel]
+        id_sel = sel & on_animal
+        acc, _ = metrics.identity_accuracy(paired.gt_track[matches.frame[id_sel], matches.gt[id_sel]],
+                                           paired.pred_track[matches.frame[id_sel], matches.pred[id_sel]])
+        n_found = int(np.sum(matches.oks[sel] > FOUND_OKS))
+        out[name] = {
+            "n_gt": n_gt,
+            "n_found": n_found,
+            "found": n_found / n_gt if n_gt else float("nan"),
+            "map": float(ap.mean()),
+            "moks": float(matches.oks[sel].mean()) if sel.any() else float("nan"),
+            "dist_px": metrics.distance_summary(d),
+            "id_accuracy": acc,
+        }
+    return {"proximity": {"anchor_part": anchor_part, "animal_size_px": float(size),
+                          "bins": {name: lower for name, lower in PROXIMITY_BINS}},
+            "by_proximity": out}
 
 
 def _on_matched_animal(oks: np.ndarray, matches: Matches) -> np.ndarray:

@@ -18,7 +18,9 @@ class Strict(StrictModel):
 
 
 class DataConfig(Strict):
-    labels: str
+    # One .slp file or several (same skeleton and tracks; their frames are pooled, and the
+    # frame selections below pick from the pool by video frame index).
+    labels: str | list[str]
     val_labels: str | None = None
     # Frame selections like "0-999:10, 1000-1149": ranges inclusive, ":N" keeps every Nth.
     train_frames: str | None = None
@@ -26,6 +28,22 @@ class DataConfig(Strict):
     val_fraction: float | None = Field(None, gt=0, lt=1)
     anchor_part: str | None = "thorax"  # null: the centre of each instance's visible-node bounding box
     classes: list[str] | None = None  # default: the track names
+    # Sample weighting toward close encounters: training instances (and, for the centroid
+    # net, frames) whose nearest other animal's anchor is within close_distance animal
+    # sizes (see rtpose.data.proximity) are drawn close_weight times as often.
+    close_weight: float = Field(1.0, ge=1.0)
+    close_distance: float = Field(1.5, gt=0)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one labels file")
+        return v
+
+    @property
+    def label_files(self) -> list[str]:
+        return [self.labels] if isinstance(self.labels, str) else list(self.labels)
 
 
 class UNetConfig(Strict):
@@ -62,7 +80,10 @@ class OptimConfig(Strict):
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     min_lr: float = Field(1e-6, ge=0)
     early_stop_patience: int = Field(10, ge=1)
-    max_minutes: float | None = Field(None, gt=0)  # wall-clock budget for this network
+    max_minutes: float | None = Field(None, gt=0)  # time budget for this network
+    # wall: max_minutes of wall-clock time; cpu: of this process's CPU time over its torch
+    # threads (the same on an idle machine; the same compute, so the same model, on a busy one)
+    budget_clock: Literal["wall", "cpu"] = "wall"
     anneal_fraction: float = Field(0.25, ge=0, lt=1)  # with max_minutes: final share with a decaying lr
     # Re-plan the epoch length from the observed step rate so that an epoch (and so the
     # plateau and early-stopping patience) lasts about this long, but never has fewer than
@@ -79,6 +100,9 @@ class CentroidConfig(Strict):
     unet: UNetConfig = UNetConfig()
     augment: AugmentConfig = AugmentConfig()
     optim: OptimConfig = OptimConfig(batch_size=8)
+    # a model dir whose trained centroid net (same architecture) is taken instead of
+    # training one: for experiments on the centered-instance net
+    reuse_from: str | None = None
 
     @field_validator("input_scale")
     @classmethod
@@ -92,6 +116,18 @@ class ClassHeadConfig(Strict):
     loss_weight: float = Field(0.01, ge=0)
 
 
+class HardKeypointConfig(Strict):
+    """Online hard keypoint mining (OHKM; Chen et al., CVPR 2018, as in SLEAP's training
+    config): per crop, the nodes whose confidence-map loss is at least ``ratio`` times
+    the easiest node's (``min_keypoints`` to ``max_keypoints`` of them, hardest first)
+    add their summed loss over the number of nodes, times ``loss_scale``, to the loss."""
+
+    ratio: float = Field(2.0, ge=1.0)
+    min_keypoints: int = Field(2, ge=1)
+    max_keypoints: int | None = Field(None, ge=1)
+    loss_scale: float = Field(5.0, gt=0)
+
+
 class InstanceConfig(Strict):
     crop_size: int | None = Field(None, ge=16)  # None: suggested from the labels
     sigma: float = Field(2.5, gt=0)  # crop (full-resolution) pixels
@@ -100,6 +136,7 @@ class InstanceConfig(Strict):
     foreground_weight: float = Field(50.0, ge=0)  # loss weight near peaks (see trainer.confmap_loss)
     unet: UNetConfig = UNetConfig()
     class_head: ClassHeadConfig | None = ClassHeadConfig()  # null: no identity head
+    hard_keypoints: HardKeypointConfig | None = None  # null: plain confidence-map loss
     augment: AugmentConfig = AugmentConfig()
     optim: OptimConfig = OptimConfig()
 

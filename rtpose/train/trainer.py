@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import yaml
 
 from rtpose import __version__
 from rtpose.data.augment import AugmentParams
-from rtpose.data.labels import class_names, load_labels, node_names, user_frames
+from rtpose.data.proximity import median_size
+from rtpose.data.labels import class_names, load_labels, node_names, pooled_user_frames, user_frames
 from rtpose.data.samples import (Batch, CentroidSamples, FrameCache, InstanceSamples, fraction_outside_crop,
                                  split_frames, suggest_crop_size)
 from rtpose.data.targets import map_to_input
@@ -30,10 +32,11 @@ from rtpose.errors import RtposeError
 from rtpose.nn.models import CentroidArch, InstanceArch, arch_to_dict
 from rtpose.nn.peaks import global_peaks, local_peaks, refine
 from rtpose.nn.unet import UNet, UNetSpec, count_parameters
-from rtpose.train.config import AugmentConfig, TrainConfig, UNetConfig
+from rtpose.train.config import AugmentConfig, DataConfig, HardKeypointConfig, TrainConfig, UNetConfig
 from rich.markup import escape
 
-from rtpose.train.loop import console, fit, say
+from rtpose.train.loop import FitResult, console, fit, say
+from rtpose.train.distance_report import REPORT, validation_report
 
 MODEL_INFO = "model.json"
 
@@ -97,6 +100,31 @@ def confmap_loss(pred: torch.Tensor, target: torch.Tensor, foreground_weight: fl
     return err.mean()
 
 
+def hard_keypoint_loss(pred: torch.Tensor, target: torch.Tensor, foreground_weight: float,
+                       hk: HardKeypointConfig) -> torch.Tensor:
+    """Online hard keypoint mining term (OHKM, Chen et al. CVPR 2018; SLEAP's
+    ``online_hard_keypoint_mining``), on ``(B, nodes, h, w)`` maps.
+
+    Per crop, each node's weighted MSE (as :func:`confmap_loss`) is compared with the
+    easiest node's; nodes at least ``hk.ratio`` times harder count as hard, at least
+    ``hk.min_keypoints`` and at most ``hk.max_keypoints`` of them, hardest first. The
+    term is ``hk.loss_scale`` times the hard nodes' summed loss over the number of nodes
+    (so with three hard nodes of 13 and scale 5 it weighs about as much as the plain
+    loss), averaged over crops.
+    """
+    err = (pred.float() - target) ** 2
+    if foreground_weight:
+        err = err * (1.0 + foreground_weight * target)
+    per_node = err.mean(dim=(2, 3))  # (B, nodes)
+    n_nodes = per_node.shape[1]
+    easiest = per_node.min(dim=1, keepdim=True).values.clamp(min=1e-12)
+    n_hard = (per_node >= hk.ratio * easiest).sum(dim=1)
+    n_hard = n_hard.clamp(min=min(hk.min_keypoints, n_nodes), max=min(hk.max_keypoints or n_nodes, n_nodes))
+    ranked = per_node.sort(dim=1, descending=True).values
+    keep = torch.arange(n_nodes, device=per_node.device)[None] < n_hard[:, None]
+    return hk.loss_scale * ((ranked * keep).sum(dim=1) / n_nodes).mean()
+
+
 def make_centroid_loss(foreground_weight: float):
     def centroid_loss(model, batch: Batch, device):
         pred = model(_to(batch.images, device))
@@ -106,12 +134,17 @@ def make_centroid_loss(foreground_weight: float):
     return centroid_loss
 
 
-def make_instance_loss(class_weight: float, foreground_weight: float):
+def make_instance_loss(class_weight: float, foreground_weight: float, hard: HardKeypointConfig | None = None):
     def instance_loss(model, batch: Batch, device):
         cms, logits = model(_to(batch.images, device))
-        cm_loss = confmap_loss(cms, _to(batch.confmaps, device), foreground_weight)
+        target = _to(batch.confmaps, device)
+        cm_loss = confmap_loss(cms, target, foreground_weight)
         parts = {"confmap": cm_loss.item()}
         loss = cm_loss
+        if hard is not None:
+            hk = hard_keypoint_loss(cms, target, foreground_weight, hard)
+            loss = loss + hk
+            parts["hard_keypoints"] = hk.item()
         if logits is not None and class_weight > 0:
             labels = _to(batch.classes, device)
             if (labels >= 0).any():
@@ -185,6 +218,44 @@ def make_centroid_metrics(stride: int, input_scale: float, refinement: str, k: i
     return metrics
 
 
+def close_weights(closest_px: np.ndarray, size_px: float, data: DataConfig) -> np.ndarray | None:
+    """Sampling probabilities: ``data.close_weight`` for samples whose nearest other
+    animal is within ``data.close_distance`` animal sizes, 1 for the rest (normalised);
+    None when nothing is weighted."""
+    if data.close_weight == 1.0 or not np.isfinite(size_px):
+        return None
+    w = np.where(closest_px <= data.close_distance * size_px, data.close_weight, 1.0)
+    return w / w.sum()
+
+
+def _draw(rng: np.random.Generator, n: int, size: int, p: np.ndarray | None) -> np.ndarray:
+    return rng.integers(0, n, size) if p is None else rng.choice(n, size, p=p)
+
+
+def reuse_centroid(source: Path, out_dir: Path, arch: CentroidArch) -> FitResult:
+    """Take the centroid network of an earlier model dir (``centroid.reuse_from``) instead
+    of training one: experiments on the centered-instance network then cost only its
+    own time. The architecture must be the one this config asks for.
+
+    Raises:
+        RtposeError: the source has no centroid checkpoint, or another architecture.
+    """
+    ckpt_path = source / "centroid" / "best.pt"
+    if not ckpt_path.exists():
+        raise RtposeError(f"centroid.reuse_from: {ckpt_path} not found (a model dir written by rtpose train)")
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if ckpt.get("arch") != arch_to_dict(arch):
+        raise RtposeError(f"centroid.reuse_from: {ckpt_path} has another centroid architecture than the config's "
+                          "(unet, input_scale, sigma)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ckpt_path, out_dir / "best.pt")
+    src = json.loads((source / MODEL_INFO).read_text()).get("centroid", {}) if (source / MODEL_INFO).exists() else {}
+    say("centroid", f"reused from {source} (not trained here)")
+    metrics = {k: v for k, v in src.items() if k.startswith("val_")}
+    return FitResult(int(src.get("epochs", 0)), int(src.get("best_epoch", ckpt.get("epoch", -1))), math.nan,
+                     metrics, f"reused from {source}", 0.0)
+
+
 def _describe(name: str, spec: UNetSpec, model: torch.nn.Module) -> None:
     rf = UNet(spec).receptive_field()
     say(name, f"UNet filters {spec.filters} x{spec.filters_rate:g}, max stride {spec.max_stride}, "
@@ -201,8 +272,9 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     device = _device(cfg.device)
     precision = _precision(cfg.precision, device)
 
-    labels_path = cfg.data.labels
-    labels = load_labels(labels_path)
+    label_files = cfg.data.label_files
+    labels_path = label_files[0] if len(label_files) == 1 else ", ".join(label_files)
+    labels, frames = pooled_user_frames(label_files, cfg.data.classes)
     nodes = node_names(labels)
     if cfg.data.anchor_part is not None and cfg.data.anchor_part not in nodes:
         raise RtposeError(f"data.anchor_part: {cfg.data.anchor_part!r} is not a node of the skeleton "
@@ -210,7 +282,6 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     # None: the centre of each instance's visible-node bounding box
     anchor = nodes.index(cfg.data.anchor_part) if cfg.data.anchor_part is not None else None
     classes = cfg.data.classes or class_names(labels)
-    frames = user_frames(labels, labels_path, classes)
     if cfg.data.val_labels:
         val_labels = load_labels(cfg.data.val_labels)
         if node_names(val_labels) != nodes:
@@ -269,20 +340,30 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     (out / "config.yaml").write_text(yaml.safe_dump(json.loads(resolved.model_dump_json()), sort_keys=False))
     torch.manual_seed(cfg.seed)
 
+    size_px = median_size([p for f in train_frames for p in f.points])
+    c_weights = close_weights(c_train.closest, size_px, cfg.data)
+    if c_weights is not None:
+        n_close = int(np.sum(c_train.closest <= cfg.data.close_distance * size_px))
+        console.print(f"close encounters (anchors within {cfg.data.close_distance:g} x {size_px:.0f} px): "
+                      f"{n_close} of {len(c_train)} training frames, drawn {cfg.data.close_weight:g}x as often")
+
     c_model = c_arch.build()
     _describe("centroid", c_spec, c_model)
     c_bs = cfg.centroid.optim.batch_size
-    c_result = fit(
-        "centroid", c_model, out / "centroid",
-        sample_batch=lambda rng: c_train.batch(rng.integers(0, len(c_train), c_bs), rng),
-        n_train=len(c_train), val_batches=_batches(c_val, 16) if c_val else [],
-        loss_fn=make_centroid_loss(cfg.centroid.foreground_weight),
-        metrics_fn=make_centroid_metrics(c_spec.output_stride, cfg.centroid.input_scale, cfg.refinement,
-                                         max_instances, cfg.centroid.threshold),
-        optim=cfg.centroid.optim, device=device, seed=cfg.seed,
-        extra_checkpoint={"arch": arch_to_dict(c_arch), "kind": "centroid"}, resume=resume, progress=progress,
-        precision=precision,
-    )
+    if cfg.centroid.reuse_from:
+        c_result = reuse_centroid(Path(cfg.centroid.reuse_from), out / "centroid", c_arch)
+    else:
+        c_result = fit(
+            "centroid", c_model, out / "centroid",
+            sample_batch=lambda rng: c_train.batch(_draw(rng, len(c_train), c_bs, c_weights), rng),
+            n_train=len(c_train), val_batches=_batches(c_val, 16) if c_val else [],
+            loss_fn=make_centroid_loss(cfg.centroid.foreground_weight),
+            metrics_fn=make_centroid_metrics(c_spec.output_stride, cfg.centroid.input_scale, cfg.refinement,
+                                             max_instances, cfg.centroid.threshold),
+            optim=cfg.centroid.optim, device=device, seed=cfg.seed,
+            extra_checkpoint={"arch": arch_to_dict(c_arch), "kind": "centroid"}, resume=resume, progress=progress,
+            precision=precision,
+        )
 
     i_aug = _augment(cfg.instance.augment)
     i_arch = InstanceArch(unet=i_spec, crop_size=crop, sigma=cfg.instance.sigma, n_nodes=len(nodes),
@@ -293,6 +374,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
                               cfg.instance.center_jitter_px, i_aug)
     i_val = InstanceSamples(val_frames, cache, anchor, crop, cfg.instance.sigma, i_spec.output_stride,
                             0.0, i_aug) if val_frames else None
+    i_weights = close_weights(i_train.closest, size_px, cfg.data)
     i_model = i_arch.build()
     _describe("instance", i_spec, i_model)
     i_bs = cfg.instance.optim.batch_size
@@ -304,9 +386,9 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     class_weight = cfg.instance.class_head.loss_weight if with_id else 0.0
     i_result = fit(
         "instance", i_model, out / "instance",
-        sample_batch=lambda rng: i_train.batch(rng.integers(0, len(i_train), i_bs), rng),
+        sample_batch=lambda rng: i_train.batch(_draw(rng, len(i_train), i_bs, i_weights), rng),
         n_train=len(i_train), val_batches=_batches(i_val, 32) if i_val else [],
-        loss_fn=make_instance_loss(class_weight, cfg.instance.foreground_weight),
+        loss_fn=make_instance_loss(class_weight, cfg.instance.foreground_weight, cfg.instance.hard_keypoints),
         metrics_fn=make_instance_metrics(i_spec.output_stride, cfg.refinement),
         optim=i_optim, device=device, seed=cfg.seed + 1,
         extra_checkpoint={"arch": arch_to_dict(i_arch), "kind": "instance"}, resume=resume, progress=progress,
@@ -317,7 +399,8 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     info = {
         "rtpose_version": __version__,
         "config_hash": config_hash(resolved),
-        "labels": str(labels_path),
+        "labels": str(label_files[0]),
+        "label_files": [str(p) for p in label_files],
         "node_names": nodes,
         "edges": [[nodes.index(e.source.name), nodes.index(e.destination.name)] for e in skeleton.edges],
         "class_names": classes if with_id else [],
@@ -332,6 +415,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
         "point_threshold": cfg.instance.point_threshold,
         "refinement": cfg.refinement,
         "max_instances": max_instances,
+        "animal_size_px": round(size_px, 2),  # unit of the distance bins (rtpose.data.proximity)
         "train_frames": len(train_frames),
         "val_frames": len(val_frames),
         "device": str(device),
@@ -345,5 +429,8 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
                      "wall_minutes": round(i_result.wall_s / 60, 2), **i_result.best_metrics},
     }
     (out / MODEL_INFO).write_text(json.dumps(info, indent=2))
+    if val_frames:
+        console.print(f"validation frames, whole pipeline (written to {out / REPORT}):")
+        validation_report(out, val_frames, cache, classes if with_id else [], cfg.data.anchor_part, size_px, console)
     console.print(f"model written to {out} ({info['wall_minutes']:.1f} min)")
     return out
