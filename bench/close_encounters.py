@@ -31,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rtpose.data.labels import class_names, load_labels, node_names, user_frames  # noqa: E402
+from rtpose.data.labels import class_names, load_labels, node_names  # noqa: E402
 from rtpose.engine.predict import predict  # noqa: E402
 from rtpose.eval.evaluate import evaluate, to_json_safe  # noqa: E402
 from rtpose.live.protocol import load_protocol  # noqa: E402
