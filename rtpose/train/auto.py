@@ -30,6 +30,7 @@ import numpy as np
 from rtpose.data import labelstats as ls
 from rtpose.data.labels import class_names, load_labels, node_names, user_frames
 from rtpose.errors import RtposeError
+from rtpose.machine import cpu_name
 from rtpose.nn.unet import UNetSpec
 from rtpose.train.config import TrainConfig
 from rtpose.config import apply_overrides, validate
@@ -413,18 +414,6 @@ def _time_steps(model, samples, bs: int, loss_fn, device, precision: str, rng: n
         if k:  # the first step is a warm-up
             times.append(time.perf_counter() - t)
     return float(np.median(times))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def cpu_summary() -> str:
