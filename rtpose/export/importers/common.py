@@ -52,6 +52,26 @@ class ImportedNet:
     ignored_layers: list[str] = attrs.field(factory=list)
 
 
+def class_head(cfg_path: Path, model_type: str, head: dict[str, Any]) -> tuple[list[str], int, int, int]:
+    """The identity head a SLEAP-format config records: ``(class names, classes, units, layers)``.
+
+    SLEAP 1.x and sleap-nn both record ``class_vectors`` (``classes``, ``num_fc_units``,
+    ``num_fc_layers``, ``global_pool``) for a multi-class top-down model; their
+    ``num_fc_layers`` counts the hidden layers, ours the output layer too. Other model
+    types have no head: ``([], 0, 64, 1)``.
+
+    Raises:
+        RtposeError: ``global_pool: false``, which rtpose's head does not express.
+    """
+    if model_type != "multi_class_topdown":
+        return [], 0, 64, 1
+    cv = head["class_vectors"]
+    if not cv.get("global_pool", True):
+        raise RtposeError(f"{cfg_path}: class_vectors.global_pool = false is not supported")
+    names = [str(c) for c in cv["classes"]]
+    return names, len(names), int(cv["num_fc_units"]), int(cv["num_fc_layers"]) + 1
+
+
 def unsupported(model_dir: Path, model_type: str) -> RtposeError:
     name = OTHER_TYPES.get(model_type, model_type)
     return RtposeError(f"{model_dir}: {name} models are not supported by rtpose export "

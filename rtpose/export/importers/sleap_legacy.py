@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from rtpose.errors import RtposeError
-from rtpose.export.importers.common import (OTHER_TYPES, TOPDOWN_TYPES, ImportedNet, file_hashes, unet_channels,
-                                            unsupported)
+from rtpose.export.importers.common import (OTHER_TYPES, TOPDOWN_TYPES, ImportedNet, class_head, file_hashes,
+                                            unet_channels, unsupported)
 
 WEIGHTS = "best_model.h5"
 CONFIG = "training_config.json"
@@ -138,13 +138,7 @@ def read(model_dir: Path) -> ImportedNet:
         if scale != 1.0:
             raise RtposeError(f"{cfg_path}: data.preprocessing.input_scaling = {scale} on a centered-instance model "
                               "is not supported (1.0 only)")
-        n_classes, units, n_layers = 0, 64, 1
-        if model_type == "multi_class_topdown":
-            cv = head["class_vectors"]
-            if not cv.get("global_pool", True):
-                raise RtposeError(f"{cfg_path}: class_vectors.global_pool = false is not supported")
-            class_names = [str(c) for c in cv["classes"]]
-            n_classes, units, n_layers = len(class_names), int(cv["num_fc_units"]), int(cv["num_fc_layers"]) + 1
+        class_names, n_classes, units, n_layers = class_head(cfg_path, model_type, head)
         arch = InstanceArch(unet=unet, crop_size=int(crop), sigma=sigma, n_nodes=len(part_names), n_classes=n_classes,
                             class_units=units, class_layers=n_layers)
     version = cfg.get("sleap_version") or "1.x (not recorded)"

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from rtpose.errors import RtposeError
-from rtpose.export.importers.common import (OTHER_TYPES, TOPDOWN_TYPES, ImportedNet, file_hashes, unet_channels,
-                                            unsupported)
+from rtpose.export.importers.common import (OTHER_TYPES, TOPDOWN_TYPES, ImportedNet, class_head, file_hashes,
+                                            unet_channels, unsupported)
 
 CHECKPOINT = "best.ckpt"
 CONFIG = "training_config.yaml"
@@ -107,13 +107,7 @@ def read(model_dir: Path) -> ImportedNet:
         if float(prep.get("scale") or 1.0) != 1.0:
             raise RtposeError(f"{cfg_path}: data_config.preprocessing.scale = {prep['scale']} on a centered-instance "
                               "model is not supported (1.0 only)")
-        n_classes, units, layers = 0, 64, 1
-        if model_type == "multi_class_topdown":
-            cv = head["class_vectors"]
-            if not cv.get("global_pool", True):
-                raise RtposeError(f"{cfg_path}: class_vectors.global_pool = false is not supported")
-            class_names = [str(c) for c in cv["classes"]]
-            n_classes, units, layers = len(class_names), int(cv["num_fc_units"]), int(cv["num_fc_layers"]) + 1
+        class_names, n_classes, units, layers = class_head(cfg_path, model_type, head)
         arch = InstanceArch(unet=unet, crop_size=int(crop), sigma=sigma, n_nodes=len(part_names), n_classes=n_classes,
                             class_units=units, class_layers=layers)
     ckpt_path = model_dir / CHECKPOINT
