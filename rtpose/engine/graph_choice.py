@@ -73,8 +73,8 @@ def _cache_key(engine, sessions: dict[str, Any]) -> str:
     return h.hexdigest()[:32]
 
 
-def cached_timing(engine, sessions: dict[str, Any], frame: np.ndarray) -> tuple[dict[str, float], bool]:
-    """(ms per graph, whether it came from the cache); times and caches it when new."""
+def cached_timing(engine, sessions: dict[str, Any], frame: np.ndarray) -> tuple[dict[str, float], str | None]:
+    """(ms per graph, when the cached timing was measured, or None when just timed); times and caches it when new."""
     path = cache_dir() / CACHE_FILE
     key = _cache_key(engine, sessions)
     try:
@@ -82,7 +82,7 @@ def cached_timing(engine, sessions: dict[str, Any], frame: np.ndarray) -> tuple[
     except (OSError, ValueError):
         cache = {}
     if isinstance(cache.get(key), dict) and set(sessions) <= set(cache[key].get("ms", {})):
-        return cache[key]["ms"], True
+        return cache[key]["ms"], str(cache[key].get("measured_at") or "an earlier load")
     ms = time_graphs(sessions, frame)
     cache[key] = {"ms": ms, "cpu": cpu_name(), "threads": engine.threads, "export": str(engine.export_dir),
                   "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -93,7 +93,7 @@ def cached_timing(engine, sessions: dict[str, Any], frame: np.ndarray) -> tuple[
         tmp.replace(path)
     except OSError:
         pass  # a read-only home: time again next load
-    return ms, False
+    return ms, None
 
 
 def choose_cpu_graph(engine, sessions: dict[str, Any]) -> Choice:
@@ -107,9 +107,10 @@ def choose_cpu_graph(engine, sessions: dict[str, Any]) -> Choice:
         return Choice("fp32", "no reference outputs to check the int8 graph against", None, sessions["fp32"])
     int8 = run_check(_runner(sessions["int8"]), refs, engine.spec, REDUCED_BOUNDS, "int8")
     if int8.passed:
-        ms, cached = cached_timing(engine, sessions, refs.frames[0])
-        timing = (f"{ms['int8']:.1f} vs {ms['fp32']:.1f} ms per frame, "
-                  f"{'timed at the first load here' if cached else 'just timed'}")
+        ms, measured_at = cached_timing(engine, sessions, refs.frames[0])
+        timing = f"{ms['int8']:.1f} vs {ms['fp32']:.1f} ms per frame, " + (
+            "just timed" if measured_at is None else
+            f"timed at {measured_at} and cached in {cache_dir() / CACHE_FILE} (delete it to time again)")
         if ms["int8"] <= FASTER * ms["fp32"]:
             return Choice("int8", f"int8 passes its self-check and is faster here: {timing}", int8, sessions["int8"])
         reason = f"int8 passes its self-check but is not faster here: {timing}"

@@ -73,7 +73,7 @@ class _OrtEngine(Engine):
 
     @property
     def device(self) -> str:
-        return f"{cpu_name()} ({self.threads} threads)"
+        return f"{cpu_name()} ({self.threads} thread{'' if self.threads == 1 else 's'})"
 
     def run_raw(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.session.run(None, {INPUT_NAME: batch})
