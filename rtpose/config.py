@@ -283,7 +283,8 @@ def _where(source: str | Path, lines: KeyLines, loc: Sequence[str]) -> str:
 
 def describe_errors(errors: Sequence[Mapping[str, Any]], source: str | Path | None = None,
                     lines: KeyLines | None = None, prefix: Sequence[str] = (),
-                    unions: Mapping[tuple[str, ...], Iterable[str]] | None = None) -> str:
+                    unions: Mapping[tuple[str, ...], Iterable[str]] | None = None,
+                    known: Iterable[str] = ()) -> str:
     """The first error as one line: ``source:line: dotted.field: message (and N more problems)``.
 
     Args:
@@ -294,6 +295,8 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], source: str | Path | No
         prefix: Key path of the validated mapping inside its file (``("camera",)``).
         unions: Key path -> tags of a tagged union at that path: pydantic puts the tag in the
             location (``camera.replay.fps``), which is dropped (``camera.fps``).
+        known: The validated mapping's own keys: an unknown top-level key close to one of
+            them is named as its typo even when that key is optional (``rulse`` -> ``rules``).
 
     Returns:
         The line, without a trailing newline.
@@ -306,6 +309,8 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], source: str | Path | No
         parent, key = tuple(first["loc"][:-1]), str(first["loc"][-1])
         missing = [str(e["loc"][-1]) for e in errors if e.get("type") == "missing" and tuple(e["loc"][:-1]) == parent]
         close = difflib.get_close_matches(key, missing, n=1)
+        if not close and not parent:
+            close = difflib.get_close_matches(key, [k for k in known if k != key], n=1)
         if close:  # one typo, not two problems
             hint = f" (did you mean '{close[0]}'?)"
             errors = [e for e in errors if not (e.get("type") == "missing" and tuple(e["loc"]) == (*parent, close[0]))]
@@ -336,7 +341,8 @@ def validate(model: type[ModelT] | pydantic.TypeAdapter, tree: Any, source: str 
             return model.validate_python(tree)
         return model.model_validate(tree)
     except pydantic.ValidationError as exc:
-        raise ConfigError(describe_errors(exc.errors(), source, lines, prefix, unions)) from None
+        known = getattr(model, "model_fields", {}) if isinstance(model, type) else {}
+        raise ConfigError(describe_errors(exc.errors(), source, lines, prefix, unions, known)) from None
 
 
 def load_tree(path: str | Path, overrides: Iterable[str] = (), what: str = "file") -> tuple[Any, dict]:

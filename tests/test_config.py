@@ -130,3 +130,15 @@ def test_the_old_yamlconf_module_still_imports():
     from rtpose import yamlconf
 
     assert yamlconf.load_config is load_config and yamlconf.load_yaml is load_yaml
+
+
+def test_a_misspelt_optional_top_level_key_is_named_as_a_typo(tmp_path):
+    """``rules`` may be left out, so no 'missing' error points at it: the model's own keys do."""
+    text = (REPO_ROOT / "experiments" / "male_approach_replay.yaml").read_text()
+    assert "\nrules:" in text
+    bad = tmp_path / "protocol.yaml"
+    bad.write_text(text.replace("\nrules:", "\nrulse:"))
+    line = text[: text.index("\nrules:")].count("\n") + 2
+    with pytest.raises(ConfigError) as info:
+        load_protocol(bad)
+    assert str(info.value).startswith(f"{bad}:{line}: rulse: unknown key (did you mean 'rules'?)")
