@@ -14,14 +14,18 @@ describes.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 
 from rtpose.errors import RtposeError
+
+if TYPE_CHECKING:
+    from rtpose.nn.unet import UNetSpec
 
 TOPDOWN_TYPES = ("centroid", "centered_instance", "multi_class_topdown")
 # Model types SLEAP and sleap-nn train that rtpose does not run (yet).
@@ -50,6 +54,45 @@ class ImportedNet:
     conventions: str = "sleap"
     resize: str = "antialias_uint8"
     ignored_layers: list[str] = attrs.field(factory=list)
+
+
+def sleap_unet(u: dict[str, Any], in_channels: int, kernel_size: int, convs_per_block: int,
+               transposed: str) -> tuple["UNetSpec", int]:
+    """``(UNetSpec, output stride)`` of a SLEAP-format UNet backbone config ``u``.
+
+    SLEAP 1.x and sleap-nn describe the same UNet (``filters``, ``filters_rate``,
+    ``max_stride``, ``output_stride``, ``middle_block``, ``up_interpolate``); they differ in
+    what the caller passes: the input channels and kernel size (read from the weights or
+    the config), the convolutions per block, and the transposed-convolution layout
+    (``transposed_keras`` or ``transposed``).
+    """
+    from rtpose.nn.unet import UNetSpec
+
+    max_stride, output_stride = int(u["max_stride"]), int(u["output_stride"])
+    down = int(round(math.log2(max_stride)))
+    spec = UNetSpec(
+        in_channels=in_channels, filters=int(u["filters"]), filters_rate=float(u["filters_rate"]),
+        down_blocks=down, up_blocks=int(round(math.log2(max_stride / output_stride))),
+        convs_per_block=convs_per_block, stem_stride=1, batch_norm=False, kernel_size=kernel_size,
+        middle_convs=convs_per_block if u.get("middle_block", True) else 0,
+        channel_list=unet_channels(int(u["filters"]), float(u["filters_rate"]), down), skip_first=True,
+        upsampling="bilinear" if u.get("up_interpolate", True) else transposed,
+    )
+    return spec, output_stride
+
+
+def confmaps_head(heads: dict[str, Any], model_type: str, output_stride: int, cfg_path: Path) -> dict[str, Any]:
+    """The confidence-map head config of ``model_type`` (inside ``heads``).
+
+    Raises:
+        RtposeError: its output stride differs from the backbone's.
+    """
+    head = heads[model_type]
+    confmaps = head["confmaps"] if model_type == "multi_class_topdown" else head
+    if int(confmaps.get("output_stride") or output_stride) != output_stride:
+        raise RtposeError(f"{cfg_path}: head output_stride {confmaps['output_stride']} differs from the backbone's "
+                          f"{output_stride} (not supported)")
+    return confmaps
 
 
 def class_head(cfg_path: Path, model_type: str, head: dict[str, Any]) -> tuple[list[str], int, int, int]:

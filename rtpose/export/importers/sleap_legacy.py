@@ -15,15 +15,14 @@ sleap-nn does for these models.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rtpose.errors import RtposeError
-from rtpose.export.importers.common import (OTHER_TYPES, TOPDOWN_TYPES, ImportedNet, class_head, file_hashes,
-                                            unet_channels, unsupported)
+from rtpose.export.importers.common import (OTHER_TYPES, TOPDOWN_TYPES, ImportedNet, class_head, confmaps_head, file_hashes,
+                                            sleap_unet, unsupported)
 
 WEIGHTS = "best_model.h5"
 CONFIG = "training_config.json"
@@ -73,7 +72,6 @@ def read(model_dir: Path) -> ImportedNet:
     import sleap_io.io.skeleton as sio_skeleton
 
     from rtpose.nn.models import CentroidArch, InstanceArch
-    from rtpose.nn.unet import UNetSpec
 
     cfg_path = model_dir / CONFIG
     try:
@@ -104,21 +102,9 @@ def read(model_dir: Path) -> ImportedNet:
     first = layers.get("stack0_enc0_conv0", {}).get("weight")
     if first is None:
         raise RtposeError(f"{model_dir / WEIGHTS}: no layer stack0_enc0_conv0 (not a SLEAP UNet)")
-    max_stride, output_stride = int(u["max_stride"]), int(u["output_stride"])
-    down = int(round(math.log2(max_stride)))
-    unet = UNetSpec(
-        in_channels=int(first.shape[1]), filters=int(u["filters"]), filters_rate=float(u["filters_rate"]),
-        down_blocks=down, up_blocks=int(round(math.log2(max_stride / output_stride))), convs_per_block=2,
-        stem_stride=1, batch_norm=False, kernel_size=int(first.shape[-1]),
-        middle_convs=2 if u.get("middle_block", True) else 0,
-        channel_list=unet_channels(int(u["filters"]), float(u["filters_rate"]), down), skip_first=True,
-        upsampling="bilinear" if u.get("up_interpolate", True) else "transposed_keras",
-    )
+    unet, output_stride = sleap_unet(u, int(first.shape[1]), int(first.shape[-1]), 2, "transposed_keras")
     head = heads[model_type]
-    confmaps = head["confmaps"] if model_type == "multi_class_topdown" else head
-    if int(confmaps.get("output_stride") or output_stride) != output_stride:
-        raise RtposeError(f"{cfg_path}: head output_stride {confmaps['output_stride']} differs from the backbone's "
-                          f"{output_stride} (not supported)")
+    confmaps = confmaps_head(heads, model_type, output_stride, cfg_path)
     skeletons = sio_skeleton.decode_skeleton(data["labels"]["skeletons"])
     skeleton = skeletons[0] if isinstance(skeletons, list) else skeletons
     skel_nodes = [n.name for n in skeleton.nodes]

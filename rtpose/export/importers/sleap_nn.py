@@ -13,13 +13,12 @@ regression over 5x5 patches (``rtpose.nn.pipeline`` "sleap" conventions).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from rtpose.errors import RtposeError
-from rtpose.export.importers.common import (OTHER_TYPES, TOPDOWN_TYPES, ImportedNet, class_head, file_hashes,
-                                            unet_channels, unsupported)
+from rtpose.export.importers.common import (OTHER_TYPES, TOPDOWN_TYPES, ImportedNet, class_head, confmaps_head, file_hashes,
+                                            sleap_unet, unsupported)
 
 CHECKPOINT = "best.ckpt"
 CONFIG = "training_config.yaml"
@@ -44,7 +43,6 @@ def read(model_dir: Path) -> ImportedNet:
     import yaml
 
     from rtpose.nn.models import CentroidArch, InstanceArch
-    from rtpose.nn.unet import UNetSpec
 
     cfg_path = model_dir / CONFIG
     try:
@@ -68,22 +66,10 @@ def read(model_dir: Path) -> ImportedNet:
     if u.get("stem_stride"):
         raise RtposeError(f"{cfg_path}: model_config.backbone_config.unet.stem_stride = {u['stem_stride']} "
                           "is not supported (stem blocks)")
-    max_stride, output_stride = int(u["max_stride"]), int(u["output_stride"])
-    down = int(round(math.log2(max_stride)))
-    up = int(round(math.log2(max_stride / output_stride)))
-    cpb = int(u.get("convs_per_block") or 2)
-    unet = UNetSpec(
-        in_channels=int(u.get("in_channels") or 1), filters=int(u["filters"]), filters_rate=float(u["filters_rate"]),
-        down_blocks=down, up_blocks=up, convs_per_block=cpb, stem_stride=1, batch_norm=False,
-        kernel_size=int(u.get("kernel_size") or 3), middle_convs=cpb if u.get("middle_block", True) else 0,
-        channel_list=unet_channels(int(u["filters"]), float(u["filters_rate"]), down), skip_first=True,
-        upsampling="bilinear" if u.get("up_interpolate", True) else "transposed",
-    )
+    unet, output_stride = sleap_unet(u, int(u.get("in_channels") or 1), int(u.get("kernel_size") or 3),
+                                     int(u.get("convs_per_block") or 2), "transposed")
     head = heads[model_type]
-    confmaps = head["confmaps"] if model_type == "multi_class_topdown" else head
-    if int(confmaps.get("output_stride") or output_stride) != output_stride:
-        raise RtposeError(f"{cfg_path}: head output_stride {confmaps['output_stride']} differs from the backbone's "
-                          f"{output_stride} (not supported)")
+    confmaps = confmaps_head(heads, model_type, output_stride, cfg_path)
     prep = _get(cfg, "data_config.preprocessing", cfg_path)
     skeleton = (_get(cfg, "data_config.skeletons", cfg_path) or [{}])[0]
     skel_nodes = [n["name"] for n in skeleton.get("nodes", [])]
