@@ -56,6 +56,32 @@ class ImportedNet:
     ignored_layers: list[str] = attrs.field(factory=list)
 
 
+def topdown_unet(model_dir: Path, cfg_path: Path, heads: dict[str, Any] | None, backbones: dict[str, Any] | None,
+                 heads_key: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """``(heads, model type, UNet config)`` of a SLEAP-format model config, checked.
+
+    Args:
+        heads, backbones: the config's head and backbone mappings (unset ones are ignored).
+        heads_key: where the heads stand in the file, for the message.
+
+    Raises:
+        RtposeError: no head; a model type other than top-down (bottom-up and single
+            instance named by type); a backbone other than a UNet.
+    """
+    heads = {k: v for k, v in (heads or {}).items() if v}
+    if not heads:
+        raise RtposeError(f"{cfg_path}: {heads_key} names no head")
+    model_type = next(iter(heads))
+    if model_type not in TOPDOWN_TYPES:
+        if model_type in OTHER_TYPES:
+            raise unsupported(model_dir, model_type)
+        raise RtposeError(f"{model_dir}: {model_type} models are not supported by rtpose export (top-down only)")
+    backbones = {k: v for k, v in (backbones or {}).items() if v}
+    if set(backbones) != {"unet"}:
+        raise RtposeError(f"{cfg_path}: backbone {', '.join(backbones) or 'none'} is not supported (UNet only)")
+    return heads, model_type, backbones["unet"]
+
+
 def sleap_unet(u: dict[str, Any], in_channels: int, kernel_size: int, convs_per_block: int,
                transposed: str) -> tuple["UNetSpec", int]:
     """``(UNetSpec, output stride)`` of a SLEAP-format UNet backbone config ``u``.

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from rtpose.errors import RtposeError
-from rtpose.export.importers.common import (OTHER_TYPES, TOPDOWN_TYPES, ImportedNet, class_head, confmaps_head, file_hashes,
-                                            sleap_unet, unsupported)
+from rtpose.export.importers.common import (ImportedNet, class_head, confmaps_head, file_hashes, topdown_unet,
+                                            sleap_unet)
 
 WEIGHTS = "best_model.h5"
 CONFIG = "training_config.json"
@@ -79,18 +79,7 @@ def read(model_dir: Path) -> ImportedNet:
         model, data = cfg["model"], cfg["data"]
     except (json.JSONDecodeError, KeyError) as exc:
         raise RtposeError(f"{cfg_path}: not a SLEAP training config ({type(exc).__name__}: {exc})") from None
-    heads = {k: v for k, v in (model.get("heads") or {}).items() if v}
-    if not heads:
-        raise RtposeError(f"{cfg_path}: model.heads names no head")
-    model_type = next(iter(heads))
-    if model_type not in TOPDOWN_TYPES:
-        if model_type in OTHER_TYPES:
-            raise unsupported(model_dir, model_type)
-        raise RtposeError(f"{model_dir}: {model_type} models are not supported by rtpose export (top-down only)")
-    backbones = {k: v for k, v in (model.get("backbone") or {}).items() if v}
-    if set(backbones) != {"unet"}:
-        raise RtposeError(f"{cfg_path}: backbone {', '.join(backbones) or 'none'} is not supported (UNet only)")
-    u = backbones["unet"]
+    heads, model_type, u = topdown_unet(model_dir, cfg_path, model.get("heads"), model.get("backbone"), "model.heads")
     if int(u.get("stacks") or 1) != 1:
         raise RtposeError(f"{cfg_path}: model.backbone.unet.stacks = {u['stacks']} is not supported (1 only)")
     if u.get("stem_stride"):

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from rtpose.errors import RtposeError
-from rtpose.export.importers.common import (OTHER_TYPES, TOPDOWN_TYPES, ImportedNet, class_head, confmaps_head, file_hashes,
-                                            sleap_unet, unsupported)
+from rtpose.export.importers.common import (ImportedNet, class_head, confmaps_head, file_hashes, topdown_unet,
+                                            sleap_unet)
 
 CHECKPOINT = "best.ckpt"
 CONFIG = "training_config.yaml"
@@ -49,18 +49,9 @@ def read(model_dir: Path) -> ImportedNet:
         cfg = yaml.safe_load(cfg_path.read_text())
     except yaml.YAMLError as exc:
         raise RtposeError(f"{cfg_path}: not valid YAML ({exc})") from None
-    heads = {k: v for k, v in (_get(cfg, "model_config.head_configs", cfg_path) or {}).items() if v}
-    if not heads:
-        raise RtposeError(f"{cfg_path}: model_config.head_configs names no head")
-    model_type = next(iter(heads))
-    if model_type not in TOPDOWN_TYPES:
-        if model_type in OTHER_TYPES:
-            raise unsupported(model_dir, model_type)
-        raise RtposeError(f"{model_dir}: {model_type} models are not supported by rtpose export (top-down only)")
-    backbones = {k: v for k, v in (_get(cfg, "model_config.backbone_config", cfg_path) or {}).items() if v}
-    if set(backbones) != {"unet"}:
-        raise RtposeError(f"{cfg_path}: backbone {', '.join(backbones) or 'none'} is not supported (UNet only)")
-    u = backbones["unet"]
+    heads, model_type, u = topdown_unet(model_dir, cfg_path, _get(cfg, "model_config.head_configs", cfg_path),
+                                        _get(cfg, "model_config.backbone_config", cfg_path),
+                                        "model_config.head_configs")
     if int(u.get("stacks") or 1) != 1:
         raise RtposeError(f"{cfg_path}: model_config.backbone_config.unet.stacks = {u['stacks']} is not supported (1 only)")
     if u.get("stem_stride"):
