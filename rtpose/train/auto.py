@@ -346,13 +346,12 @@ def measure_step_seconds(cfg: TrainConfig, frames: list, c_bs: int, i_bs: int, n
 
     from rtpose.data.samples import CentroidSamples, FrameCache, InstanceSamples
     from rtpose.nn.models import CentroidArch, InstanceArch
-    from rtpose.train.trainer import (_augment, _device, _precision, _unet_spec, make_centroid_loss,
-                                      make_instance_loss)
+    from rtpose.train.precision import choose_precision
+    from rtpose.train.trainer import _augment, _device, _unet_spec, make_centroid_loss, make_instance_loss
 
     device = _device(cfg.device)
     candidates = [cfg.threads] if cfg.threads or device.type != "cpu" else \
         sorted({torch.get_num_threads(), 1}, reverse=True)
-    precision = _precision(cfg.precision, device)
     pick = [frames[i] for i in np.linspace(0, len(frames) - 1, min(n_frames, len(frames))).astype(int)]
     t0 = time.perf_counter()
     cache = FrameCache(pick)
@@ -368,16 +367,19 @@ def measure_step_seconds(cfg: TrainConfig, frames: list, c_bs: int, i_bs: int, n
     i_samples = InstanceSamples(pick, cache, anchor, cfg.instance.crop_size, cfg.instance.sigma, isp.output_stride,
                                 cfg.instance.center_jitter_px, _augment(cfg.instance.augment))
     n_cls = 2 if cfg.instance.class_head is not None else 0
+    i_arch = InstanceArch(isp, cfg.instance.crop_size, cfg.instance.sigma, nodes, n_cls)
     runs = (
         (CentroidArch(cs, cfg.centroid.input_scale, cfg.centroid.sigma).build(), c_samples, c_bs,
          make_centroid_loss(cfg.centroid.foreground_weight)),
-        (InstanceArch(isp, cfg.instance.crop_size, cfg.instance.sigma, nodes, n_cls).build(), i_samples, i_bs,
-         make_instance_loss(0.01, cfg.instance.foreground_weight)),
+        (i_arch.build(), i_samples, i_bs, make_instance_loss(0.01, cfg.instance.foreground_weight)),
     )
     rng = np.random.default_rng(0)
     by_threads: dict[int, tuple[float, float]] = {}
     for n in candidates:
         torch.set_num_threads(n or torch.get_num_threads())
+        # the trainer asks the same (cached) question at the thread count it trains with
+        precision = choose_precision(cfg.precision, device, i_arch.build,
+                                     (i_bs, isp.in_channels, cfg.instance.crop_size, cfg.instance.crop_size)).precision
         c_s, i_s = (_time_steps(model, samples, bs, loss_fn, device, precision, rng, n_cls, n_steps, max_seconds)
                     for model, samples, bs, loss_fn in runs)
         by_threads[n] = (c_s, i_s)

@@ -36,6 +36,7 @@ from rtpose.train.config import AugmentConfig, DataConfig, HardKeypointConfig, T
 from rich.markup import escape
 
 from rtpose.train.loop import FitResult, console, fit, say
+from rtpose.train.precision import choose_precision
 from rtpose.train.distance_report import REPORT, validation_report
 
 MODEL_INFO = "model.json"
@@ -71,18 +72,6 @@ def _batches(samples, batch_size: int) -> list[Batch]:
 
 def _to(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(x).to(device, non_blocking=True)
-
-
-def _precision(name: str, device: torch.device) -> str:
-    """``auto``: bf16 where the hardware does it natively, else fp32."""
-    if name != "auto":
-        return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    try:
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-    except (AttributeError, RuntimeError):
-        return "fp32"
 
 
 def confmap_loss(pred: torch.Tensor, target: torch.Tensor, foreground_weight: float) -> torch.Tensor:
@@ -270,7 +259,6 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = _device(cfg.device)
-    precision = _precision(cfg.precision, device)
 
     label_files = cfg.data.label_files
     labels_path = label_files[0] if len(label_files) == 1 else ", ".join(label_files)
@@ -305,7 +293,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
             raise RtposeError(f"{labels_path}: {untracked} training instances have no track; the identity head "
                               "needs every instance on a track (or set instance.class_head: null)")
     console.print(escape(f"{len(train_frames)} training frames, {len(val_frames)} validation frames, "
-                  f"{len(nodes)} nodes, classes {classes or 'none'}; device {device}, {precision}"))
+                  f"{len(nodes)} nodes, classes {classes or 'none'}; device {device}"))
 
     cache = FrameCache(train_frames + val_frames)
     frame_h, frame_w = next(iter(cache.images.values())).shape
@@ -333,6 +321,15 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     if outside > 0:
         console.print(f"[yellow]warning:[/] {outside:.2%} of labeled nodes fall outside a {crop} px crop "
                       f"centred on the anchor; they will be missed (crop_size {suggested} holds them all)")
+
+    i_arch = InstanceArch(unet=i_spec, crop_size=crop, sigma=cfg.instance.sigma, n_nodes=len(nodes),
+                          n_classes=len(classes) if with_id else 0,
+                          class_units=cfg.instance.class_head.units if with_id else 64,
+                          class_layers=cfg.instance.class_head.layers if with_id else 3)
+    chosen = choose_precision(cfg.precision, device, i_arch.build,
+                              (cfg.instance.optim.batch_size, i_spec.in_channels, crop, crop))
+    precision = chosen.precision
+    console.print(escape(f"precision {precision} ({chosen.reason})"))
 
     out.mkdir(parents=True, exist_ok=True)
     resolved = cfg.model_copy(deep=True)
@@ -366,10 +363,6 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
         )
 
     i_aug = _augment(cfg.instance.augment)
-    i_arch = InstanceArch(unet=i_spec, crop_size=crop, sigma=cfg.instance.sigma, n_nodes=len(nodes),
-                          n_classes=len(classes) if with_id else 0,
-                          class_units=cfg.instance.class_head.units if with_id else 64,
-                          class_layers=cfg.instance.class_head.layers if with_id else 3)
     i_train = InstanceSamples(train_frames, cache, anchor, crop, cfg.instance.sigma, i_spec.output_stride,
                               cfg.instance.center_jitter_px, i_aug)
     i_val = InstanceSamples(val_frames, cache, anchor, crop, cfg.instance.sigma, i_spec.output_stride,
@@ -420,6 +413,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
         "val_frames": len(val_frames),
         "device": str(device),
         "precision": precision,
+        "precision_choice": {"reason": chosen.reason, "step_ms": chosen.step_ms},
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "wall_minutes": round((time.monotonic() - t_start) / 60, 2),
