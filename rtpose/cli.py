@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", metavar="ADDRESS", help="Ray cluster to run on (default: $RAY_ADDRESS, else a "
                    "local Ray on this machine)")
     p.add_argument("--chunk-frames", type=int, help="frames per chunk of work on Ray (default: 500)")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=1, help="frames per engine call (default: %(default)s)")
     p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
     _precision_arg(p)
     p.add_argument("--only-labeled", action="store_true", help="with a .slp input: only its labeled frames")
@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", required=True, help="export directory")
     p.add_argument("-i", "--input", required=True, help="video file, or .slp (its video, or a package's frames)")
     _frames_arg(p, "the first 100 frames of the input, or all of a shorter one")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--engine", default="ort-cpu")
+    p.add_argument("--batch-size", type=int, default=1, help="frames per engine call (default: %(default)s)")
+    p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
     _precision_arg(p)
     p.add_argument("--json", dest="json_out", help="write the figures as JSON")
     p.add_argument("--histogram", help="write a latency histogram PNG")
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-g", "--ground-truth", required=True, help="ground-truth .slp")
     p.add_argument("-p", "--predictions", required=True, help="predicted .slp")
     p.add_argument("--px-per-mm", type=float, help="also report errors in mm")
-    p.add_argument("--pck-px", type=float, default=5.0, help="PCK distance threshold in pixels")
+    p.add_argument("--pck-px", type=float, default=5.0, help="PCK distance threshold in pixels (default: %(default)s)")
     p.add_argument("--json", dest="json_out", help="write every figure as JSON")
     p.add_argument("--anchor-part", metavar="NODE",
                    help="node whose distance to the other animals' splits the figures (default: box centre)")
