@@ -2,8 +2,9 @@
 
 Why time it: a CPU that *has* bf16 (AVX-512 BF16, AMX) is not always faster with it.
 Measured on the instance network's training step (batch 16, crop 144, one thread):
-an AMD EPYC Zen 4 ran bf16 faster than fp32, an Intel Xeon with AVX-512 BF16 but no AMX
-ran it slower (407-437 vs 305-325 CPU-ms per step). So ``auto`` on a CPU with bf16 runs a
+an AMD EPYC Zen 4 ran bf16 faster than fp32; an Intel Xeon with AVX-512 BF16 but no AMX
+ran it slower on one thread of a loaded machine (407-437 vs 305-325 CPU-ms per step) and
+a little faster on two idle threads (194 vs 210 ms). So ``auto`` on a CPU with bf16 runs a
 few interleaved steps of each on random data of the network's shape and keeps the faster;
 on a CPU without it, fp32; on CUDA, bf16 where the GPU supports it. The choice and both
 timings are printed and kept in ``model.json``.
