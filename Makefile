@@ -53,9 +53,9 @@ clean-venv:
 # Retrain, export and evaluate the shipped flies13 model (<= 20 min on 2 CPU cores; the
 # trainer times bf16 against fp32 where the CPU has bf16 and keeps the faster;
 # `make model TRAIN_ARGS="--set precision=fp32"` forces fp32). It trains on the user
-# labels and the close-courtship labels 1200-1269 (experiments/train/flies13_close.yaml). The export holds an fp32 and an int8 graph; both are scored. `make model
-# EMULATE=1` also scores the int8 graph on an emulated AVX2 CPU without VNNI (qemu-user,
-# ~5 min). Scored on two held-out blocks: validation frames 1150-1199 and the
+# labels and the close-courtship labels 1200-1269 (experiments/train/flies13_close.yaml).
+# The export holds an fp32 and an int8 graph; both are scored. `make model EMULATE=1`
+# also scores the int8 graph on an emulated AVX2 CPU without VNNI (qemu-user, ~1 min). Scored on two held-out blocks: validation frames 1150-1199 and the
 # close-courtship frames 1270-1299; the model card shows both, split by distance.
 MODEL_RUN := runs/flies13
 MODEL_CONFIG := experiments/train/flies13_close.yaml
