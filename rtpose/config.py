@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
@@ -295,8 +296,9 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], source: str | Path | No
         prefix: Key path of the validated mapping inside its file (``("camera",)``).
         unions: Key path -> tags of a tagged union at that path: pydantic puts the tag in the
             location (``camera.replay.fps``), which is dropped (``camera.fps``).
-        known: The validated mapping's own keys: an unknown top-level key close to one of
-            them is named as its typo even when that key is optional (``rulse`` -> ``rules``).
+        known: The keys of the mapping that holds the first unknown key: an unknown key
+            close to one of them is named as its typo even when that key is optional
+            (``rulse`` -> ``rules``, ``instance.crop_sise`` -> ``crop_size``).
 
     Returns:
         The line, without a trailing newline.
@@ -309,7 +311,7 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], source: str | Path | No
         parent, key = tuple(first["loc"][:-1]), str(first["loc"][-1])
         missing = [str(e["loc"][-1]) for e in errors if e.get("type") == "missing" and tuple(e["loc"][:-1]) == parent]
         close = difflib.get_close_matches(key, missing, n=1)
-        if not close and not parent:
+        if not close:
             close = difflib.get_close_matches(key, [k for k in known if k != key], n=1)
         if close:  # one typo, not two problems
             hint = f" (did you mean '{close[0]}'?)"
@@ -341,8 +343,30 @@ def validate(model: type[ModelT] | pydantic.TypeAdapter, tree: Any, source: str 
             return model.validate_python(tree)
         return model.model_validate(tree)
     except pydantic.ValidationError as exc:
-        known = getattr(model, "model_fields", {}) if isinstance(model, type) else {}
-        raise ConfigError(describe_errors(exc.errors(), source, lines, prefix, unions, known)) from None
+        errors = exc.errors()
+        unknown = next((e for e in errors if e.get("type") == "extra_forbidden"), None)
+        known = _fields_at(model, unknown["loc"][:-1]) if unknown is not None and isinstance(model, type) else ()
+        if known:  # a key set beside a mere look-alike is an extra key (px_per_inch), a near copy a typo
+            here = tree
+            for key in unknown["loc"][:-1]:
+                here = here.get(key) if isinstance(here, Mapping) else None
+            typo = str(unknown["loc"][-1])
+            known = tuple(k for k in known if not (isinstance(here, Mapping) and k in here)
+                          or difflib.SequenceMatcher(None, typo, k).ratio() >= 0.8)
+        raise ConfigError(describe_errors(errors, source, lines, prefix, unions, known)) from None
+
+
+def _fields_at(model: type, path: Sequence[Any]) -> tuple[str, ...]:
+    """The keys of the schema at ``path`` inside ``model`` (through optional sub-models); () if unknown."""
+    for key in path:
+        field = getattr(model, "model_fields", {}).get(str(key))
+        if field is None:
+            return ()
+        kinds = [field.annotation, *typing.get_args(field.annotation)]
+        model = next((k for k in kinds if isinstance(k, type) and issubclass(k, pydantic.BaseModel)), None)
+        if model is None:
+            return ()
+    return tuple(getattr(model, "model_fields", {}))
 
 
 def load_tree(path: str | Path, overrides: Iterable[str] = (), what: str = "file") -> tuple[Any, dict]:

@@ -77,11 +77,11 @@ def test_training_configs_and_protocols_word_errors_like_device_files(tmp_path):
     config.write_text("data:\n  labels: x.slp\ninstance:\n  optim:\n    lr: 0.001\n    bacth_size: 4\n")
     with pytest.raises(ConfigError) as error:
         load_config(config, TrainConfig)
-    assert str(error.value) == f"{config}:6: instance.optim.bacth_size: unknown key"
+    assert str(error.value) == f"{config}:6: instance.optim.bacth_size: unknown key (did you mean 'batch_size'?)"
     with pytest.raises(ConfigError) as error:
         load_config(config, TrainConfig, ["instance.optim.lr=-1", "instance.optim.bacth_size=null"])
     # the override exists but the typo is reported first, then the count of the rest
-    assert str(error.value) == f"{config}:6: instance.optim.bacth_size: unknown key (and 1 more problem)"
+    assert str(error.value) == f"{config}:6: instance.optim.bacth_size: unknown key (did you mean 'batch_size'?) (and 1 more problem)"
     protocol = tmp_path / "protocol.yaml"
     text = (REPO_ROOT / "experiments" / "male_approach_replay.yaml").read_text()
     protocol.write_text(text.replace("  px_per_mm: 30.3", "  px_per_mm: 30.3\n  px_per_inch: 770"))
@@ -142,3 +142,26 @@ def test_a_misspelt_optional_top_level_key_is_named_as_a_typo(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_protocol(bad)
     assert str(info.value).startswith(f"{bad}:{line}: rulse: unknown key (did you mean 'rules'?)")
+
+
+def test_a_misspelt_optional_nested_key_is_named_as_a_typo():
+    """Nested optional keys (``instance.crop_size``, ``instance.optim.lr``) get the same hint, from a --set too."""
+    from rtpose.train.config import TrainConfig
+
+    config = REPO_ROOT / "experiments" / "train" / "flies13.yaml"
+    for override, expected in (("instance.crop_sise=128", "instance.crop_sise: unknown key (did you mean 'crop_size'?)"),
+                               ("instance.optim.lrr=1", "instance.optim.lrr: unknown key (did you mean 'lr'?)"),
+                               ("instance.zzz=1", "instance.zzz: unknown key")):
+        with pytest.raises(ConfigError) as info:
+            load_config(config, TrainConfig, [override])
+        assert str(info.value).endswith(expected), str(info.value)
+
+
+def test_a_backwards_frame_range_says_so():
+    from rtpose.data.video import parse_frame_range
+
+    with pytest.raises(RtposeError, match=r"frame range '96-70' runs backwards: write the first frame first \(70-96\)"):
+        parse_frame_range("96-70", 97)
+    with pytest.raises(RtposeError, match="is outside the video: valid frames are 0-96"):
+        parse_frame_range("90-5000", 97)
+    assert parse_frame_range("70-96", 97) == range(70, 97)

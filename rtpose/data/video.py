@@ -76,7 +76,9 @@ def parse_frame_range(text: str | None, n_frames: int) -> range:
     if text is None or text == "":
         return range(n_frames)
     start, last = _range_bounds(text)
-    if start < 0 or last >= n_frames or last < start:
+    if last < start:
+        raise RtposeError(f"frame range {text!r} runs backwards: write the first frame first ({last}-{start})")
+    if start < 0 or last >= n_frames:
         raise RtposeError(
             f"frame range {text!r} is outside the video: valid frames are 0-{n_frames - 1}"
         )

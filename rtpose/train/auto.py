@@ -275,7 +275,7 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     d.set("output", str(output) if output else f"runs/{labels_path.name.split('.')[0]}")
     d.set("seed", 0)
     tree = apply_overrides(d.tree, list(overrides or []))
-    cfg = _validate(tree, "derived config")
+    cfg = _validate(tree, _source(overrides))
     step = measure_step_seconds(cfg, rest, c_bs, i_bs) if measure else (0.1, 0.1, 0.01, {})
     c_step, i_step, decode_s, by_threads = step
     if len(by_threads) > 1:
@@ -305,7 +305,12 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
           f"--minutes {minutes:g} less {spent_s:.0f} s spent deriving and ~{reserve_s - spent_s:.0f} s for the "
           "final report")
     tree = apply_overrides(d.tree, list(overrides or []))
-    return _validate(tree, "derived config"), d
+    return _validate(tree, _source(overrides)), d
+
+
+def _source(overrides) -> str:
+    """Where a config error comes from: the derivation, or a ``--set`` on top of it."""
+    return "derived config with --set " + ", ".join(overrides) if overrides else "derived config"
 
 
 def _validate(tree: dict, source: str) -> TrainConfig:

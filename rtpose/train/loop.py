@@ -249,7 +249,7 @@ def fit(
             say(name, f"epoch {epoch} train_loss={train_parts.get('train_loss', math.nan):.4g} "
                       f"{shown} lr={lr:.2g} {elapsed / 60:.1f}min{' *' if improved else ''}")
             if elapsed > budget_s:
-                stopped = f"time budget ({optim.max_minutes:g} min{'' if optim.budget_clock == 'wall' else ' of CPU'})"
+                stopped = f"time budget ({optim.max_minutes:.3g} min{'' if optim.budget_clock == 'wall' else ' of CPU'})"
                 break
             if since_best >= optim.early_stop_patience:
                 stopped = f"early stopping (no improvement in {optim.early_stop_patience} epochs)"

@@ -62,7 +62,7 @@ def validation_report(model_dir: Path, n_timed: int = 30) -> dict[str, Any]:
             r = evaluate(labels_path, pred, frames=set(idx))
             out.update({"frames": len(idx), "frame_range": f"{idx[0]}-{idx[-1]}", "map": r["map"],
                         "dist_px": r["dist_px"], "id_accuracy": r["id_accuracy"], "n_gt": r["n_gt"],
-                        "n_matched": r["n_matched"]})
+                        "n_matched": r["n_matched"], "n_found": r["n_found"]})
         engine = load_engine(export_dir, "ort-cpu")
         from rtpose.data.video import VideoReader
 
@@ -90,10 +90,15 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
         d = report["dist_px"]
         ident = f", identity {report['id_accuracy']:.1%}" if report.get("id_accuracy") == report.get("id_accuracy") \
             and info["class_names"] else ""
+        found = report.get("n_found", report["n_matched"])
         lines.append(f"  validation frames {report['frame_range']} ({report['frames']} frames, "
-                     f"{report['n_matched']}/{report['n_gt']} instances found): OKS mAP {report['map']:.3f}, "
+                     f"{found}/{report['n_gt']} instances found (OKS > 0.5), {report['n_matched']} matched): "
+                     f"OKS mAP {report['map']:.3f}, "
                      f"node error p50 {d.get('p50', float('nan')):.1f} px, p90 {d.get('p90', float('nan')):.1f} px, "
                      f"p95 {d.get('p95', float('nan')):.1f} px{ident}")
+    if "map" in report and report.get("n_gt") and report.get("n_found", 1) == 0:
+        lines.append("  [yellow]warning:[/] no validation instance was found (OKS > 0.5): this model is not usable "
+                     "yet; train longer (--minutes) or check the labels")
     if report.get("note"):
         lines.append(f"  {report['note']}")
     lat = report.get("latency_ms")

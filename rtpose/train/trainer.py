@@ -317,7 +317,8 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
         raise RtposeError(f"instance.crop_size: {crop} must be even and a multiple of the max stride "
                           f"{i_spec.max_stride}")
     outside = fraction_outside_crop(train_frames, anchor, crop)
-    console.print(f"crop size {crop} (labels suggest {suggested}: nodes reach {radius:.0f} px from the anchor)")
+    console.print(f"crop size {crop} ({suggested} would hold every labelled node: the farthest is "
+                  f"{radius:.0f} px from the anchor)")
     if outside > 0:
         console.print(f"[yellow]warning:[/] {outside:.2%} of labeled nodes fall outside a {crop} px crop "
                       f"centred on the anchor; they will be missed (crop_size {suggested} holds them all)")
