@@ -347,7 +347,10 @@ def test_a_segment_weighs_each_frame_by_its_squared_feature_jump_and_places_it_a
         differences.append(segment.software_alignment.latency_s - weighted)
         plain.append(segment.software_alignment.latency_s - traces.software_s[inside].mean())
     assert abs(np.median(differences)) * 1000 < 0.15, np.round(np.array(differences) * 1000, 2)
-    assert np.std(differences) < np.std(plain)  # the weighting explains the segments, the plain mean does not
+    # the weighting explains the segments, the plain mean does not (typical size, not std: one segment whose
+    # latency swung by tens of ms dominates both standard deviations alike)
+    assert np.median(np.abs(differences)) < np.median(np.abs(plain)), (np.round(np.array(differences) * 1000, 2),
+                                                                       np.round(np.array(plain) * 1000, 2))
 
 
 def test_rtpose_calibrate_writes_the_report_and_histogram_and_explains_the_numbers(tmp_path, capsys,
