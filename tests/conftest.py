@@ -28,6 +28,16 @@ def _need(path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mice_path() -> Path:
+    return _need(data_dir() / "mice2" / "labels.trainval.slp")
+
+
+@pytest.fixture(scope="session")
+def two_frames_path() -> Path:
+    return _need(data_dir().parent / "cases" / "two_frames.pkg.slp")
+
+
+@pytest.fixture(scope="session")
 def flies_labels_path() -> Path:
     return _need(data_dir() / "flies13" / "clip.trainval.slp")
 

@@ -20,28 +20,12 @@ from rtpose.data import labelstats as ls
 from rtpose.data.labels import class_names, load_labels, node_names, user_frames
 from rtpose.data.samples import fraction_outside_crop, parse_frame_selection, select_frames
 from rtpose.data.video import VideoReader
-from rtpose.paths import data_dir
 from rtpose.train.auto import derive, frame_macs, reference_macs
 from rtpose.train.config import TrainConfig
 from rtpose.config import load_config
 
 TINY = ["--set", "centroid.unet.filters=8", "--set", "instance.unet.filters=8"]
 
-
-def _need(path: Path) -> Path:
-    if not path.exists():
-        pytest.fail(f"test data missing: {path} (set RTPOSE_DATA to the shared data directory)")
-    return path
-
-
-@pytest.fixture(scope="module")
-def mice_path() -> Path:
-    return _need(data_dir() / "mice2" / "labels.trainval.slp")
-
-
-@pytest.fixture(scope="module")
-def two_frames_path() -> Path:
-    return _need(data_dir().parent / "cases" / "two_frames.pkg.slp")
 
 
 def _frames(path: Path):
