@@ -17,11 +17,12 @@ Usage (in a side environment with sleap-nn, never a dependency of rtpose; the on
    --keras-python (an environment with tensorflow-cpu and tf-keras), against Keras
    itself, on the minimal frame, crops of its labelled instances and crops of labelled
    close-courtship fly frames.
-3. --latency: batch-1 CPU latency, interleaved frame by frame in one process: rtpose's
-   ort-cpu engine (uint8 frame -> identified Poses, host-side matching included) vs
-   sleap-nn's own ONNX export of the same weights (``sleap-nn export --format onnx
-   --max-instances 2``; session.run only, as ../shared/tools/sleapnn_onnx_latency.py
-   times it). --int8 adds rtpose's int8 export (calibrated on frames 0-1199 every 24th).
+3. --latency: batch-1 CPU latency: rtpose's ort-cpu engine (uint8 frame -> identified
+   Poses, host-side matching included) vs sleap-nn's own ONNX export of the same weights
+   (``sleap-nn export --format onnx --max-instances 2``; session.run only, as
+   ../shared/tools/sleapnn_onnx_latency.py times it). Each runner times the frames alone
+   in a fresh process, runners alternating, twice (see ``latency``). --int8 adds rtpose's
+   int8 export (calibrated on frames 0-1199 every 24th).
 """
 
 from __future__ import annotations
@@ -234,31 +235,53 @@ def legacy_parity(keras_python: str | None) -> dict:
     return report
 
 
-def latency(export_dirs: dict[str, Path], frames: list[np.ndarray], sleap_nn_onnx: Path) -> dict:
-    import onnxruntime as ort
+ROUNDS = 2  # each runner times all frames in its own process, ROUNDS times, alternating
 
-    from rtpose.engine.base import load_engine
 
-    sess = ort.InferenceSession(str(sleap_nn_onnx), providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    dtype = np.uint8 if "uint8" in inp.type else np.float32
-    engines = {name: load_engine(d, "ort-cpu", precision="int8" if "int8" in name else "fp32")
-               for name, d in export_dirs.items()}
-    runs = {"sleap-nn ONNX export": lambda f: sess.run(None, {inp.name: f[None, None].astype(dtype)})}
-    runs.update({name: e.infer for name, e in engines.items()})
-    times: dict[str, list[float]] = {k: [] for k in runs}
+def _time_one(runner: str, path: str, start: int, end: int) -> list[float]:
+    """Batch-1 ms per frame of one runner, alone in this process (after 5 warm-up frames)."""
+    frames = read_frames(range(start, end))
+    if runner == "sleap-nn":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        inp = sess.get_inputs()[0]
+        dtype = np.uint8 if "uint8" in inp.type else np.float32
+        run = lambda f: sess.run(None, {inp.name: f[None, None].astype(dtype)})  # noqa: E731
+    else:
+        from rtpose.engine.base import load_engine
+
+        run = load_engine(path, "ort-cpu", precision=runner).infer
     for f in frames[:5]:
-        for run in runs.values():
-            run(f)
-    for f in frames:  # interleaved: every runner sees the same machine load
-        for name, run in runs.items():
-            t = time.perf_counter()
-            run(f)
-            times[name].append((time.perf_counter() - t) * 1e3)
+        run(f)
+    times = []
+    for f in frames:
+        t = time.perf_counter()
+        run(f)
+        times.append((time.perf_counter() - t) * 1e3)
+    return times
+
+
+def latency(export_dirs: dict[str, Path], sleap_nn_onnx: Path, start: int, end: int) -> dict:
+    """Each runner alone in a fresh process, runners alternating, ROUNDS rounds.
+
+    Not frame by frame in one process: ONNX Runtime's worker threads spin for a while
+    after each run, and on a small CPU a session that runs while another session's
+    threads spin is slowed by them (1.7x on this 2-core machine), so an interleaved loop
+    measures that contention rather than either graph. A live loop runs one session.
+    """
+    runners = {"sleap-nn ONNX export": ("sleap-nn", str(sleap_nn_onnx))}
+    runners.update({name: ("int8" if "int8" in name else "fp32", str(d)) for name, d in export_dirs.items()})
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(ROUNDS):
+        for name, (runner, path) in runners.items():
+            out = subprocess.run([sys.executable, __file__, "--time-one", runner, path, "--start", str(start),
+                                  "--end", str(end)], check=True, capture_output=True, text=True).stdout
+            times[name] += json.loads(out.strip().splitlines()[-1])
     out = {k: {"p50_ms": float(np.median(v)), "p99_ms": float(np.percentile(v, 99)), "n": len(v)}
            for k, v in times.items()}
     base = out["sleap-nn ONNX export"]["p50_ms"]
-    for k in engines:
+    for k in export_dirs:
         out[k]["p50_vs_sleap_nn_onnx"] = out[k]["p50_ms"] / base
     return out
 
@@ -274,7 +297,11 @@ def main() -> int:
     ap.add_argument("--int8", action="store_true", help="with --latency: also rtpose's int8 export")
     ap.add_argument("--no-parity", action="store_true", help="skip sections 1 and 2 (with --latency: timing only)")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--time-one", nargs=2, metavar=("RUNNER", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.time_one:
+        print(json.dumps(_time_one(*args.time_one, args.start, args.end)))
+        return 0
     import os
     import re
 
@@ -302,7 +329,7 @@ def main() -> int:
                 if not args.no_parity:
                     figures["peer_parity_int8"] = peer_parity(dirs["rtpose ort-cpu int8"], frames, precision="int8")
                     print(json.dumps({"peer_parity_int8": figures["peer_parity_int8"]}, indent=1), flush=True)
-            figures["latency"] = latency(dirs, frames, theirs)
+            figures["latency"] = latency(dirs, theirs, args.start, args.end)
             print(json.dumps({"latency": figures["latency"]}, indent=1), flush=True)
     print(f"CPU: {figures['cpu']} ({', '.join(flags)}), {figures['cores']} cores; frames {args.start}-{args.end - 1}")
     if args.json:

@@ -7,9 +7,9 @@ engine on first load and caches it beside the model, so later loads are fast.
 Which graph runs (rtpose.export.spec): the GPU providers run the fp32 ``model.onnx``
 unless told ``precision="int8"``. ``ort-cpu`` with ``precision="auto"`` runs the int8
 graph only where it passes its self-check on this machine (rtpose.engine.selfcheck) and
-is faster here than fp32: both graphs are timed on a reference frame, interleaved, at
-the first load on a machine, and the decision is cached per machine, ONNX Runtime
-version, thread count and graph contents (rtpose.engine.graph_choice).
+is faster here than fp32: both graphs are timed on a reference frame, in alternating
+blocks, at the first load on a machine, and the decision is cached per machine, ONNX
+Runtime version, thread count and graph contents (rtpose.engine.graph_choice).
 """
 
 from __future__ import annotations

@@ -195,7 +195,7 @@ def export(model_dir: str | Path | list, export_dir: str | Path, max_instances: 
             if not own.passed:
                 raise RtposeError(f"int8 check failed on the reference frames: {'; '.join(own.failures)}; "
                                   "export without --int8")
-            spec.extra["quantization"] = {"type": "int8 static QDQ, Conv except the confidence-map outputs, "
+            spec.extra["quantization"] = {"type": "int8 static QDQ, Conv (Relu folded) except the confidence-map outputs, "
                                                   "per-channel 7-bit weights (|w| <= 64), uint8 activations, "
                                                   "percentile calibration",
                                           "max_abs_weight": MAX_WEIGHT,
