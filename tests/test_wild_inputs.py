@@ -177,6 +177,7 @@ def test_an_undecodable_frame_loses_only_itself(flies_video_path, tmp_path, caps
     assert cli_main(["predict", "-m", MODEL, "-i", str(broken), "-o", str(out)]) == 3
     err = capsys.readouterr().err
     assert "1 frame(s) could not be decoded, the first 12" in err, err
+    assert "1 frame(s) of the input have no poses" in err and "asked for" not in err, err  # no --frames given
     assert [f for _, f, _ in read_predictions(out).frames] == [i for i in range(30) if i != 12]
     assert load_labels(out).provenance["rtpose.frames_not_read"] == [12]
 
@@ -187,9 +188,13 @@ def test_a_truncated_file_is_a_shorter_video(flies_video_path, tmp_path, capsys)
     cut.write_bytes(data[: jpeg_starts(data)[25] + 1000])  # the last frames do not decode
     out = tmp_path / "out.slp"
     assert cli_main(["predict", "-m", MODEL, "-i", str(cut), "-o", str(out)]) == 0
-    assert "the stream ends after 25 frames" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the stream ends after 25 frames" in err and "predicted the 25 it holds" in err, err
+    assert "asked for" not in err, err  # no --frames given: nothing asked for was lost
     assert [f for _, f, _ in read_predictions(out).frames] == list(range(25))
     assert cli_main(["predict", "-m", MODEL, "-i", str(cut), "-o", str(out), "--frames", "20-29"]) == 3
+    err = capsys.readouterr().err
+    assert "5 frame(s) asked for lie past its end" in err and "5 frame(s) asked for have no poses" in err, err
     assert [f for _, f, _ in read_predictions(out).frames] == list(range(20, 25))
 
 

@@ -74,16 +74,22 @@ class DecodeReport:
         """Every frame asked for that was not read, in order."""
         return sorted(self.not_decoded + self.past_end)
 
-    def notes(self) -> list[str]:
-        """One line per kind of loss, for the user (empty when nothing was lost)."""
+    def notes(self, range_given: bool = True) -> list[str]:
+        """One line per kind of loss, for the user (empty when nothing was lost).
+
+        Args:
+            range_given: whether the user named the frames; without a range, a stream
+                shorter than its container declares loses nothing that was asked for.
+        """
         out = []
         if self.not_decoded:
             out.append(f"{len(self.not_decoded)} frame(s) could not be decoded, the first {self.not_decoded[0]} "
                        f"({describe_indices(self.not_decoded)})")
         if self.stream_frames is not None:
+            tail = (f"{len(self.past_end)} frame(s) asked for lie past its end" if range_given
+                    else f"predicted the {self.stream_frames} it holds")
             out.append(f"the stream ends after {self.stream_frames} frames (0-{self.stream_frames - 1}), not the "
-                       f"{self.declared} its container declares: {len(self.past_end)} frame(s) asked for lie past "
-                       f"its end")
+                       f"{self.declared} its container declares: {tail}")
         return out
 
 

@@ -83,7 +83,7 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     follow = IdentityContinuity(spec.n_classes) if continuity else None
     results = follow_identities(raw, follow)
     wall = time.perf_counter() - t0
-    for note in report.notes():
+    for note in report.notes(range_given=frames is not None or only_labeled):
         print(f"warning: {input_path}: {note}", file=sys.stderr)
     if report.stream_frames is not None and frames is None:
         report.past_end.clear()  # no range asked for: the video is just shorter than declared
@@ -99,7 +99,8 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
         print(f"identities followed from the previous frame where the identity head was not decisive: "
               f"{follow.followed} frames (--no-continuity: the head alone)")
     if report.missing:
-        print(f"warning: {len(report.missing)} frame(s) asked for have no poses ({describe_indices(report.missing)}); "
+        which = "asked for" if frames is not None else "labelled" if only_labeled else "of the input"
+        print(f"warning: {len(report.missing)} frame(s) {which} have no poses ({describe_indices(report.missing)}); "
               f"the poses of the {len(results)} that were read are in {output}", file=sys.stderr)
     return output
 
