@@ -263,6 +263,22 @@ def test_int8_quantisation_keeps_points_and_rebuilds_in_torch(trained, exported,
     assert {"centroid.confmaps.weight", "instance.confmaps.weight"} <= weights
     assert not any(w.endswith("confmaps.weight_quantized") for w in weights)
     assert "instance.backbone.stem.0.weight_quantized" in weights
+    # the Relu after each quantised convolution is folded into its output range
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def source(name):
+        node = producer.get(name)
+        while node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            node = producer.get(node.input[0])
+        return node
+
+    quantised_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in producer
+                       and producer[n.input[1]].op_type == "DequantizeLinear"]
+    assert quantised_convs
+    assert not [n.name for n in graph.node if n.op_type == "Relu" and (src := source(n.input[0])) is not None
+                and src in quantised_convs]
+    fp32_relus = sum(n.op_type == "Relu" for n in onnx.load(str(exported / "model.onnx")).graph.node)
+    assert sum(n.op_type == "Relu" for n in graph.node) < fp32_relus
     # 7-bit weights: 2 * 255 * 64 fits the int16 sums of CPUs without VNNI (see quantize.py)
     assert 32 < largest_weight(int8_dir / "model.onnx") <= MAX_WEIGHT
     shift = point_shift_px(exported / "model.onnx", int8_dir / "model.onnx", fly_frames)
