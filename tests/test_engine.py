@@ -274,12 +274,12 @@ class _SpunSession:
 
 
 def test_graph_timing_alternates_blocks_and_skips_the_run_after_a_switch():
-    from rtpose.engine.graph_choice import BLOCK, TIMED_ROUNDS, time_graphs
+    from rtpose.engine.graph_choice import BLOCK, TIMED_ROUNDS, WARMUP, time_graphs
 
     log: list[str] = []
     sessions = {"fp32": _SpunSession("fp32", 4.0, log), "int8": _SpunSession("int8", 2.0, log)}
     ms = time_graphs(sessions, np.zeros((8, 8), np.uint8))
-    timed = log[4:]  # after two untimed runs of each
+    timed = log[2 * WARMUP:]  # after the untimed runs of each
     assert timed[:BLOCK] == ["fp32"] * BLOCK and timed[BLOCK:2 * BLOCK] == ["int8"] * BLOCK
     assert len(timed) == 2 * BLOCK * TIMED_ROUNDS
     # the slowed first run of each block is not counted: medians are the steady times

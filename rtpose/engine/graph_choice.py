@@ -3,11 +3,13 @@
 int8 is worth running only where it is both right and faster: right means it passes its
 self-check against the fp32 references on this CPU (rtpose.engine.selfcheck), faster
 means its batch-1 time on a reference frame is below ``FASTER`` times fp32's. Both are
-timed in alternating blocks (A A A A, B B B B, A A A A, ...), so that other load on the
-machine hits both alike, and only the later runs of each block count: ONNX Runtime's
-worker threads spin for a while after a run, and a run that starts while the other
-session's threads still spin is slowed by them (up to 1.7x on 2 cores; a graph timed
-frame by frame against another measures that contention, not itself). The self-check runs at every load; the timing only at the first load on a
+timed in alternating blocks (pause, A A A A, pause, B B B B, ...), so that other load on
+the machine hits both alike, and only the later runs of each block count: ONNX Runtime's
+worker threads spin for tens of milliseconds after a run, and a run that starts while
+the other session's threads still spin is slowed by them (2x for several runs in a row
+on 2 cores; a graph timed frame by frame against another measures that contention, not
+itself). The pause lets them go idle; the first run after it wakes threads and caches.
+The self-check runs at every load; the timing only at the first load on a
 machine: it is cached under ``$RTPOSE_CACHE_DIR`` (default ``~/.cache/rtpose``), keyed by
 the CPU model and flags, the ONNX Runtime version, the thread count and the contents of
 both graphs, so any change among them times again. Delete the cache file to re-time.
@@ -30,9 +32,11 @@ from rtpose.export.spec import INPUT_NAME, OUTPUT_NAMES
 from rtpose.machine import cpu_flags, cpu_name
 
 FASTER = 0.9  # int8 must take at most this fraction of fp32's time to be chosen
-TIMED_ROUNDS = 3  # alternating blocks of each graph (after two untimed runs of each)
+WARMUP = 4  # untimed runs of each graph first (ONNX Runtime's first runs allocate and plan)
+TIMED_ROUNDS = 4  # alternating blocks of each graph
 BLOCK = 4  # runs of a graph in a row per block; the first of each block is not timed
-TIMING_METHOD = "blocks-v2"  # part of the cache key: timings by an older method are not reused
+PAUSE_S = 0.1  # before each block: the other session's spinning threads go idle (see above)
+TIMING_METHOD = "paused-blocks-v1"  # part of the cache key: timings by an older method are not reused
 CACHE_FILE = "graph_choice.json"
 
 
@@ -53,20 +57,21 @@ def _runner(session):
 
 
 def time_graphs(sessions: dict[str, Any], frame: np.ndarray, rounds: int = TIMED_ROUNDS,
-                block: int = BLOCK) -> dict[str, float]:
+                block: int = BLOCK, pause_s: float = PAUSE_S) -> dict[str, float]:
     """Median batch-1 ms of each session on ``frame (H, W)``.
 
-    Timed in ``rounds`` alternating blocks of ``block`` runs per session; the first run of
-    each block, which can overlap the previous session's spinning worker threads, is not
-    timed (see the module docstring).
+    Timed in ``rounds`` alternating blocks of ``block`` runs per session, each after a
+    pause of ``pause_s``; the first run of each block is not timed (see the module
+    docstring).
     """
     batch = np.ascontiguousarray(frame[None, None])
     for session in sessions.values():
-        for _ in range(2):
+        for _ in range(WARMUP):
             session.run(None, {INPUT_NAME: batch})
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(rounds):
         for name, session in sessions.items():
+            time.sleep(pause_s)
             for k in range(block):
                 t = time.perf_counter()
                 session.run(None, {INPUT_NAME: batch})
