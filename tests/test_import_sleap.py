@@ -186,6 +186,20 @@ def test_peer_export_contract(peer_export, peer_pair):
     assert spec.architecture["pipeline"] == {"conventions": "sleap", "resize": "antialias_uint8"}
 
 
+def test_an_imported_export_with_video_keeps_held_out_frames_as_references(peer_pair, flies_video_path, tmp_path,
+                                                                          capsys):
+    """With ``--video``, an imported model's references are frames of the last 20% of the
+    video (never calibrated on), three of them, not the one check frame."""
+    out = tmp_path / "peer"
+    assert cli(["export", *map(str, peer_pair), "-o", str(out), "--max-instances", "2",
+                "--video", str(flies_video_path)]) == 0
+    refs = ExportSpec.load(out).extra["references"]["video_frames"]
+    with VideoReader(flies_video_path) as reader:
+        n = len(list(reader.frame_indices))
+    assert len(refs) == 3 and all(i >= int(n * 0.8) for i in refs), refs
+    assert cli(["check", "-m", str(out)]) == 0, capsys.readouterr().out
+
+
 def test_peer_onnx_agrees_with_its_torch_modules(peer_export, peer_pair, flies_video_path):
     """fp32 ONNX Runtime vs the imported torch pipeline on close-courtship frames: the
     same instances, points within 0.1 px, the same identities."""

@@ -80,20 +80,20 @@ def _reference_frames(model_dir: Path, n: int) -> list | None:
         return None
 
 
-def _video_frames(video: str, n_calibration: int) -> tuple[list, list]:
+def _video_frames(video: str, n_calibration: int) -> tuple[list, list[tuple[int, object]]]:
     """Frames of a user's video: calibration frames from the first 80% of the frames it
-    holds, check frames from the rest (the quantisation is judged on frames it did not
-    see). Frames that turn out not to decode, or to lie past the real end of the stream,
-    are skipped."""
+    holds, and (index, frame) check frames from the rest (the quantisation is judged, and
+    the references are taken, on frames it did not see). Frames that turn out not to
+    decode, or to lie past the real end of the stream, are skipped."""
     import numpy as np
 
     from rtpose.data.video import FrameUnavailable, VideoReader
 
-    def read(reader, indices) -> list:
+    def read(reader, indices) -> list[tuple[int, object]]:
         out = []
         for i in indices:
             try:
-                out.append(reader.read(int(i)))
+                out.append((int(i), reader.read(int(i))))
             except FrameUnavailable:
                 continue
         return out
@@ -103,13 +103,15 @@ def _video_frames(video: str, n_calibration: int) -> tuple[list, list]:
         cut = max(1, int(len(held) * 0.8))
         calib = [held[i] for i in np.linspace(0, cut - 1, min(n_calibration, cut)).astype(int)]
         check = [held[i] for i in np.linspace(cut, len(held) - 1, min(20, len(held) - cut)).astype(int)]
-        calibration, checking = read(reader, calib), read(reader, check)
+        calibration, checking = [f for _, f in read(reader, calib)], read(reader, check)
     if not calibration and not checking:
         raise RtposeError(f"{video}: no frame could be read")
     return calibration, checking
 
 
 def main(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from rtpose.export.onnx_export import export
 
     dirs = [Path(d) for d in args.model_dir]
@@ -121,18 +123,22 @@ def main(args: argparse.Namespace) -> int:
     int8 = None
     if args.int8:
         if video_frames is not None:
-            int8 = video_frames
+            int8 = (video_frames[0], [f for _, f in video_frames[1]])
         elif own:
             int8 = _int8_frames(dirs[0], args.calibration_frames)
         else:
             raise RtposeError("--int8 on an imported model needs --video VIDEO (frames to calibrate on)")
     check = None
     if video_frames:
-        check = (video_frames[1] or video_frames[0])[0]
+        check = video_frames[1][0][1] if video_frames[1] else video_frames[0][0]
     elif own:
         check = _check_frame(dirs[0])
-    # Imported models carry no labels to draw references from: the check frame serves.
-    references = _reference_frames(dirs[0], REFERENCE_FRAMES) if own else None
+    if own:
+        references = _reference_frames(dirs[0], REFERENCE_FRAMES)
+    else:  # imported models carry no labels: held-out frames of --video serve, or the check frame
+        held_out = video_frames[1] if video_frames else []
+        references = [held_out[i] for i in np.linspace(0, len(held_out) - 1, min(REFERENCE_FRAMES, len(held_out)))
+                      .astype(int)] or None
     spec = export(dirs if len(dirs) > 1 else dirs[0], args.output, args.max_instances, args.frame_size, check, int8,
                   references)
     src = spec.source.get("format", "rtpose")
