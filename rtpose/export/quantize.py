@@ -5,7 +5,7 @@ QDQ format), with the ``Relu`` that follows a convolution folded into the convol
 output range (ONNX Runtime's quantiser drops the Relu and quantises the output to
 [0, max], which clips negatives exactly as the Relu did). Folding it saves a quantise /
 dequantise pair and a fp32 Relu per convolution, and spends all 256 output steps on the
-values the next layer sees: on the shipped fly model it moved points 0.10 px (median)
+values the next layer sees: on an earlier fly model it moved points 0.10 px (median)
 from fp32 instead of 0.27 px (frames 1100-1195 and 1270-1299). Concatenation and max
 pooling stay fp32: quantising them too moved points 0.66 px median and 100 px at p95
 (one requantisation scale for a skip connection and an upsampled path). Resizing, peak finding and sub-pixel refinement stay fp32, so coordinates
