@@ -8,9 +8,10 @@ dequantise pair and a fp32 Relu per convolution, and spends all 256 output steps
 values the next layer sees: on an earlier fly model it moved points 0.10 px (median)
 from fp32 instead of 0.27 px (frames 1100-1195 and 1270-1299). Concatenation and max
 pooling stay fp32: quantising them too moved points 0.66 px median and 100 px at p95
-(one requantisation scale for a skip connection and an upsampled path). Resizing, peak finding and sub-pixel refinement stay fp32, so coordinates
-keep their precision, and so do the last convolutions that write the confidence maps,
-whose peak shapes the integral refinement reads. Activation ranges are calibrated on
+(one requantisation scale for a skip connection and an upsampled path). Resizing, peak
+finding and sub-pixel refinement stay fp32, so coordinates keep their precision, and so
+do the last convolutions that write the confidence maps, whose peak shapes the integral
+refinement reads. Activation ranges are calibrated on
 training frames only, by percentile rather than min/max, so that a few outlier
 activations do not coarsen every other value's step.
 
