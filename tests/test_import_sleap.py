@@ -220,6 +220,18 @@ def test_peer_onnx_agrees_with_its_torch_modules(peer_export, peer_pair, flies_v
                               raw_to_poses(expected, 0, engine.spec).identity)
 
 
+def test_peer_export_runs_batches_like_single_frames(peer_export, flies_video_path):
+    """The imported graph keeps a dynamic batch (sleap-nn's antialiased resize included):
+    ``predict --batch-size`` and the bench's sweep run it, and a batch gives each frame's
+    poses as a single run does."""
+    engine = load_engine(peer_export, "ort-cpu")
+    with VideoReader(flies_video_path) as reader:
+        frames = [reader.read(i) for i in (1200, 1250, 1299)]
+    for single, batched in zip((engine.infer(f) for f in frames), engine.infer_batch(frames)):
+        assert np.array_equal(single.identity, batched.identity)
+        assert np.allclose(single.points, batched.points, atol=1e-3, equal_nan=True)
+
+
 def test_peer_model_finds_the_labelled_flies_with_their_identities(peer_export, flies_video_path):
     """On labelled close-courtship frames: two flies, the nodes it finds at a median
     under 5 px from their labels (the peer is poorly trained: most nodes fall under its

@@ -78,7 +78,7 @@ def resize_antialias(x: torch.Tensor, scale: float) -> torch.Tensor:
     ``int(H*scale) x int(W*scale)`` (torchvision's ``resize`` on tensors). For 1/k the
     filter is one strided separable convolution with border renormalisation; otherwise
     two resampling matrices."""
-    b, c, h, w = (int(v) for v in x.shape)  # static sizes (the graph has fixed frames)
+    _, c, h, w = (int(v) for v in x.shape)  # static frame sizes (the graph has fixed frames)
     oh, ow = int(h * scale), int(w * scale)
     wh, ww = _aa_weights(h, oh), _aa_weights(w, ow)
     inv = 1.0 / scale
@@ -95,11 +95,11 @@ def resize_antialias(x: torch.Tensor, scale: float) -> torch.Tensor:
                                 & (np.arange(len(kern)) + k * r + first < w)].sum() for r in range(ow)])
         pad_lo, pad_hi = -first, len(kern) - k - (-first)
         kt = torch.tensor(kern, dtype=x.dtype, device=x.device)
-        y = F.pad(x.reshape(b * c, 1, h, w), (pad_lo, pad_hi, pad_lo, pad_hi))
+        y = F.pad(x.reshape(-1, 1, h, w), (pad_lo, pad_hi, pad_lo, pad_hi))  # -1: the batch stays dynamic
         y = F.conv2d(y, kt.reshape(1, 1, -1, 1), stride=(k, 1))
         y = F.conv2d(y, kt.reshape(1, 1, 1, -1), stride=(1, k))
         norm = torch.tensor(np.outer(norm_h, norm_w), dtype=x.dtype, device=x.device)
-        return (y / norm).reshape(b, c, oh, ow)
+        return (y / norm).reshape(-1, c, oh, ow)
     a_h = torch.tensor(wh, dtype=x.dtype, device=x.device)
     a_w = torch.tensor(ww, dtype=x.dtype, device=x.device)
     return torch.matmul(torch.matmul(a_h, x), a_w.t())
