@@ -18,3 +18,16 @@ def data_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return (REPO_ROOT / ".." / "shared" / "data").resolve()
+
+
+def no_such_file(path: str | Path) -> str:
+    """The one-line message for a missing input, with a hint when it looks like a path
+    under ``$RTPOSE_DATA`` written while that variable was unset (the shell expands
+    ``$RTPOSE_DATA/flies13/clip.mp4`` to ``/flies13/clip.mp4``)."""
+    text = str(path)
+    if not os.environ.get("RTPOSE_DATA") and text.startswith("/"):
+        beside = data_dir() / text.lstrip("/")
+        if beside.exists():
+            return (f"{text}: no such file (is RTPOSE_DATA unset? {beside} exists: "
+                    f"export RTPOSE_DATA={data_dir()})")
+    return f"{text}: no such file"

@@ -174,6 +174,21 @@ def test_predict_errors_are_one_line(tmp_path, flies_video_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {missing_dir}: its folder does not exist"
 
 
+def test_a_data_path_written_without_rtpose_data_gets_a_hint(flies_video_path, monkeypatch, capsys):
+    """``$RTPOSE_DATA/flies13/clip.mp4`` in a shell where it is unset reads ``/flies13/clip.mp4``."""
+    import rtpose.paths
+
+    data = flies_video_path.parent.parent
+    monkeypatch.delenv("RTPOSE_DATA", raising=False)
+    monkeypatch.setattr(rtpose.paths, "data_dir", lambda: data)
+    assert cli(["predict", "-m", str(SHIPPED), "-i", "/flies13/clip.mp4", "--frames", "1200"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: /flies13/clip.mp4: no such file (is RTPOSE_DATA unset? {flies_video_path} exists: "
+                   f"export RTPOSE_DATA={data})"), err
+    assert cli(["predict", "-m", str(SHIPPED), "-i", "/nowhere/clip.mp4"]) == 2
+    assert capsys.readouterr().err.strip() == "error: /nowhere/clip.mp4: no such file"
+
+
 def test_predict_default_output_sits_beside_a_writable_input(tmp_path):
     from rtpose.engine.predict import default_output
 

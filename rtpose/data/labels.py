@@ -14,6 +14,7 @@ import numpy as np
 import sleap_io as sio
 
 from rtpose.errors import RtposeError
+from rtpose.paths import no_such_file
 
 
 @attrs.define
@@ -34,7 +35,7 @@ def load_labels(path: str | Path, open_videos: bool = True) -> sio.Labels:
     """
     path = Path(path)
     if not path.exists():
-        raise RtposeError(f"{path}: no such file")
+        raise RtposeError(no_such_file(path))
     if path.suffix.lower() != ".slp":
         raise RtposeError(f"{path}: not a .slp labels file")
     try:

@@ -21,6 +21,7 @@ import numpy as np
 from rtpose.data.labels import load_labels, resolve_video_path
 from rtpose.data.video import FrameNotDecoded, StreamEnded, VideoReader, describe_indices
 from rtpose.errors import RtposeError
+from rtpose.paths import no_such_file
 
 
 def resolve_input(path: str | Path, frames: str | None, only_labeled: bool = False) -> tuple[Path, list[int]]:
@@ -31,7 +32,7 @@ def resolve_input(path: str | Path, frames: str | None, only_labeled: bool = Fal
     """
     path = Path(path)
     if not path.exists():
-        raise RtposeError(f"{path}: no such file")
+        raise RtposeError(no_such_file(path))
     if path.suffix.lower() == ".slp":
         labels = load_labels(path)
         if not labels.videos:
