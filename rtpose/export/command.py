@@ -110,8 +110,6 @@ def _video_frames(video: str, n_calibration: int) -> tuple[list, list[tuple[int,
 
 
 def main(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from rtpose.export.onnx_export import export
 
     dirs = [Path(d) for d in args.model_dir]
@@ -136,9 +134,7 @@ def main(args: argparse.Namespace) -> int:
     if own:
         references = _reference_frames(dirs[0], REFERENCE_FRAMES)
     else:  # imported models carry no labels: held-out frames of --video serve, or the check frame
-        held_out = video_frames[1] if video_frames else []
-        references = [held_out[i] for i in np.linspace(0, len(held_out) - 1, min(REFERENCE_FRAMES, len(held_out)))
-                      .astype(int)] or None
+        references = _pick(video_frames[1] if video_frames else [], REFERENCE_FRAMES) or None
     spec = export(dirs if len(dirs) > 1 else dirs[0], args.output, args.max_instances, args.frame_size, check, int8,
                   references)
     src = spec.source.get("format", "rtpose")
