@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", default="poses", help="the daemon's publisher.topic (default poses)")
     p.add_argument("--stale", dest="stale_s", type=float, default=2.0, metavar="S",
                    help="no message for this long during a run: the page says the stream is stale (default 2)")
+    for command in sub.choices.values():  # a misspelt option is reported with its command's usage
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -196,7 +198,9 @@ def _handler(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         handler = importlib.import_module(_handler(args))
         return int(handler.main(args) or 0)

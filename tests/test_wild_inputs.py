@@ -232,3 +232,12 @@ def test_bench_without_frames_times_what_a_short_video_holds(cases_dir, capsys):
     assert cli_main(["bench", "-m", MODEL, "-i", str(cases_dir / "three_frames.avi"), "--no-batch-sweep",
                      "--warmup", "1"]) == 0
     assert "frames 0-2 (n=3)" in capsys.readouterr().out
+
+
+def test_a_misspelt_option_is_reported_with_its_commands_usage(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["predict", "-m", "x", "-i", "y", "--framez", "3"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: rtpose predict" in err
+    assert "rtpose predict: error: unrecognized arguments: --framez 3" in err
