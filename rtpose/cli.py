@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-size", metavar="HxW", help="frame size the graph takes (default: training video)")
     p.add_argument("--int8", action="store_true",
                    help="also write an int8 graph (7-bit weights: same results with or without VNNI), "
-                        "checked against fp32")
+                        "checked against fp32; one that fails its checks is not written (the fp32 graph is; "
+                        "exit status 3)")
     p.add_argument("--calibration-frames", type=int, default=50, help="training frames that calibrate --int8")
     p.add_argument("--video", help="a video of the setup: a real frame for the export check and, for imported "
                                    "models, the frames that calibrate --int8")

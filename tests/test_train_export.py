@@ -289,3 +289,23 @@ def test_int8_quantisation_keeps_points_and_rebuilds_in_torch(trained, exported,
         recovered = rebuilt.state_dict()[name]
         scale = value.abs().max().clamp(min=1e-6)
         assert (recovered - value).abs().max() <= 0.02 * scale, name  # per-channel int8: < 1% of range
+
+
+def test_a_refused_int8_graph_leaves_the_fp32_export_and_exit_status_3(trained, tmp_path, monkeypatch, capsys):
+    """An int8 graph that fails its check is not written, the fp32 export is, and the
+    refusal is said on stderr and kept in rtpose.json."""
+    import rtpose.export.quantize as quantize
+    from rtpose.export.spec import ExportSpec
+
+    monkeypatch.setattr(quantize, "MAX_MEDIAN_SHIFT_PX", -1.0)  # any shift fails the check
+    out = tmp_path / "export"
+    (out).mkdir()
+    (out / "model.int8.onnx").write_bytes(b"stale")  # from an earlier export: must not survive
+    code = cli(["export", str(trained[0]), "-o", str(out), "--int8", "--calibration-frames", "4"])
+    assert code == 3
+    assert "int8 refused: points moved" in capsys.readouterr().err
+    spec = ExportSpec.load(out)
+    assert spec.graphs == {"fp32": "model.onnx"} and (out / "model.onnx").exists()
+    assert not (out / "model.int8.onnx").exists()
+    assert "bound -1.0" in spec.extra["int8_refused"]["reason"]
+    assert cli(["check", "-m", str(out)]) == 0  # what was written runs

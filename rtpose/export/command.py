@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rtpose.errors import RtposeError
 
 REFERENCE_FRAMES = 3  # real frames whose fp32 outputs the export stores (rtpose.engine.selfcheck)
+EXIT_INT8_REFUSED = 3  # the export is written, without the int8 graph asked for (as predict's 3: not all done)
 
 
 def _check_frame(model_dir: Path):
@@ -149,4 +151,8 @@ def main(args: argparse.Namespace) -> int:
               f"{shift['median']:.3f} px (median), {shift['p95']:.3f} px (p95) from fp32 on {shift['frames']} "
               "held-out frames")
     print(f"check it on any machine: rtpose check -m {args.output}")
+    if "int8_refused" in spec.extra:
+        print(f"int8 refused: {spec.extra['int8_refused']['reason']}; {args.output} holds the fp32 graph only "
+              "(it runs on every CPU)", file=sys.stderr)
+        return EXIT_INT8_REFUSED
     return 0
