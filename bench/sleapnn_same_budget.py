@@ -175,9 +175,11 @@ def main() -> int:
                     "--max-instances", str(len(classes)), "--video", str(video)], check=True)
     scores = score(out, export, cfg["data"])
     for block, r in scores.items():
-        d = r.get("dist_px", {})
-        print(f"sleap-nn, {block}: OKS mAP {r['map']:.3f}, node error p50/p90 {d.get('p50', float('nan')):.2f} / "
-              f"{d.get('p90', float('nan')):.2f} px, identity {r.get('id_accuracy', float('nan')):.1%}", flush=True)
+        d = r.get("dist_px") or {}
+        fig = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731  (None: nothing matched to measure)
+        print(f"sleap-nn, {block}: OKS mAP {fig(r['map'], '.3f')}, {r['n_found']} of {r['n_gt']} instances found, "
+              f"node error p50/p90 {fig(d.get('p50'), '.2f')} / {fig(d.get('p90'), '.2f')} px, "
+              f"identity {fig(r.get('id_accuracy'), '.1%')}", flush=True)
     (out / "scores.json").write_text(json.dumps(scores, indent=1))
     if any(p.name == "clip.close.slp" for p in label_paths(cfg["data"])):
         subprocess.run([str(py), str(REPO / "bench" / "close_encounters.py"), "-m", str(export),
