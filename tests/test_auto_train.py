@@ -69,6 +69,12 @@ def test_mice_settings_follow_the_labels(mice_path):
     assert cfg.instance.class_head is not None and class_names(labels) == ["white", "black"]
     stats = ls.label_stats(frames, node_names(labels), class_names(labels))
     assert stats.animal_size_px * cfg.centroid.input_scale >= ls.MIN_ANIMAL_PX
+    # the mice huddle (closest trunks ~52 px apart): the centroid map keeps them >= 4 map px apart,
+    # which takes 1/4 where the animal size alone would allow 1/8
+    gap = ls.anchor_gap(train, anchor)
+    assert 45 < gap < 60
+    assert gap * cfg.centroid.input_scale / 2 >= ls.MIN_ANCHOR_GAP_MAP_PX
+    assert cfg.centroid.input_scale == 0.25 and ls.centroid_input_scale(stats.animal_size_px, (768, 1024)) == 0.125
     assert cfg.instance.augment.neighbour_probability > 0
     keys = {k for k, _, _ in why.reasons}
     assert {"data.anchor_part", "instance.crop_size", "centroid.input_scale", "frames", "latency"} <= keys
@@ -94,6 +100,26 @@ def test_flies_settings_match_the_hand_tuned_config(flies_labels_path):
     moving = sum(f.frame_idx >= 1000 for f in train)
     # the flies hold still until ~1000: those frames are near copies, thinned like "0-999:10"
     assert 50 <= still <= 150 and moving > 100
+
+
+def test_anchor_gap_is_the_closest_other_anchor_and_sets_the_centroid_scale():
+    from rtpose.data.labels import FrameLabels
+
+    def frame(*anchors):
+        pts = np.full((len(anchors), 2, 2), np.nan, np.float32)
+        for i, (x, y) in enumerate(anchors):
+            pts[i, 0] = (x, y)  # node 0, the anchor
+            pts[i, 1] = (x + 10, y)
+        return FrameLabels(Path("v.mp4"), 0, pts, np.full(len(anchors), -1, np.int32))
+
+    assert ls.anchor_gap([frame((0, 0))], 0) == float("inf")  # one animal: no gap
+    frames = [frame((0, 0), (40, 0))] + [frame((0, 0), (100, 0))] * 19
+    assert ls.anchor_gap(frames, 0, q=0) == 40 and ls.anchor_gap(frames, 0, q=50) == 100
+    assert ls.anchor_gap([frame((0, 0), (30, 40))], None) == 50  # bounding-box centres
+    # 120 px animals in a 1024 frame: 1/8 by size alone; anchors 50 px apart need 1/4 for 4 map px
+    assert ls.centroid_input_scale(120, (1024, 1024)) == 0.125
+    assert ls.centroid_input_scale(120, (1024, 1024), anchor_gap_px=50, output_stride=2) == 0.25
+    assert ls.centroid_input_scale(120, (1024, 1024), anchor_gap_px=64, output_stride=2) == 0.125
 
 
 def test_format_selection_round_trips():
@@ -221,11 +247,14 @@ def test_minutes_must_be_positive(two_frames_path, tmp_path, capsys):
 
 # ---- end to end ---------------------------------------------------------------------------------
 
-def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path):
+def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, capsys):
     """Two embedded fly frames with tracks: derive, train briefly, report, and the saved
     config.yaml reruns as a config."""
     out = tmp_path / "model"
     assert cli(["train", str(two_frames_path), "--minutes", "0.6", "-o", str(out), *TINY]) == 0
+    # the printed settings say what --set replaced
+    printed = " ".join(capsys.readouterr().err.split())  # rich wraps the lines at the terminal width
+    assert "--set centroid.unet.filters=8 (given: replaces what is derived above)" in printed
     for name in ("config.yaml", "model.json", "report.json", "centroid/loss.png", "instance/loss.png"):
         assert (out / name).exists(), name
     report = json.loads((out / "report.json").read_text())

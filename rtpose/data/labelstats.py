@@ -33,6 +33,12 @@ from rtpose.data.targets import instance_anchor
 from rtpose.errors import RtposeError
 
 MIN_ANIMAL_PX = 12.0  # centroid net: a typical animal's bounding-box diagonal in scaled pixels
+# centroid net: the closest anchors (5th percentile of each animal's nearest other) at least this many
+# confidence-map pixels apart. Empirical, from mice2 (huddled mice, anchors 52 px apart): at 1/8 (3.2 map px)
+# the centroid peaks of touching mice merged or moved (whole-pipeline node error p90 21-134 px over two
+# runs with the same instance net); at 1/4 (6.5 map px) p90 was 10-12 px. flies13's closest thoraxes
+# (79-101 px) give 4.9-6.3 map px at 1/8, so its scale is unchanged.
+MIN_ANCHOR_GAP_MAP_PX = 4.0
 CENTROID_SIGMA_FRACTION = 0.1  # centroid sigma / scaled animal diagonal (flies13: 1.5 px at ~15 px)
 INSTANCE_SIGMA_DIVISOR = 48.0  # instance sigma = animal diagonal / this (flies13: 2.5 px at ~121 px)
 ANCHOR_VISIBILITY_SHARE = 0.8  # anchor candidates: visible at least this share as often as the best node
@@ -156,14 +162,33 @@ def crop_size(reach_px: float, multiple: int) -> int:
     return max(int(math.ceil(2 * reach_px / multiple) * multiple), 2 * multiple)
 
 
-def centroid_input_scale(animal_size_px: float, frame_hw: tuple[int, int], max_downscale: int = 16) -> float:
+def centroid_input_scale(animal_size_px: float, frame_hw: tuple[int, int], max_downscale: int = 16,
+                         anchor_gap_px: float = float("inf"), output_stride: int = 2) -> float:
     """The smallest power-of-two downscale (1, 1/2, ... 1/``max_downscale``) that keeps a
-    typical animal at least ``MIN_ANIMAL_PX`` across and the frame at least 64 px."""
+    typical animal at least ``MIN_ANIMAL_PX`` across, the frame at least 64 px, and the
+    closest anchors (``anchor_gap_px``, see ``anchor_gap``) at least ``MIN_ANCHOR_GAP_MAP_PX``
+    apart on the centroid confidence map (of ``output_stride``)."""
     scale = 1.0
     while (1 / scale) < max_downscale and animal_size_px * scale / 2 >= MIN_ANIMAL_PX \
-            and min(frame_hw) * scale / 2 >= 64:
+            and min(frame_hw) * scale / 2 >= 64 and anchor_gap_px * scale / 2 / output_stride >= MIN_ANCHOR_GAP_MAP_PX:
         scale /= 2
     return scale
+
+
+def anchor_gap(frames: list[FrameLabels], anchor_index: int | None, q: float = 5.0) -> float:
+    """``q``-th percentile (px) over the instances of frames holding several animals of
+    the distance from an instance's anchor to the nearest other anchor (``instance_anchor``:
+    the bounding-box centre where the anchor node is missing); inf when no frame holds two."""
+    gaps = []
+    for f in frames:
+        anchors = np.array([instance_anchor(p, anchor_index) for p in f.points]).reshape(-1, 2)
+        anchors = anchors[np.isfinite(anchors).all(axis=1)]
+        if len(anchors) < 2:
+            continue
+        d = np.linalg.norm(anchors[:, None] - anchors[None], axis=-1)
+        np.fill_diagonal(d, np.inf)
+        gaps.extend(d.min(axis=1).tolist())
+    return float(np.percentile(gaps, q)) if gaps else float("inf")
 
 
 def centroid_sigma(animal_size_px: float, input_scale: float) -> float:

@@ -236,11 +236,14 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     d.note("frames", f"{frame_hw[1]}x{frame_hw[0]} {colour}",
            "trained grey: the export takes (B, 1, H, W) uint8 grey frames, as lab cameras deliver them" +
            ("; colour is converted to luminance everywhere alike" if colour == "colour" else ""))
-    scale = ls.centroid_input_scale(size, frame_hw)
     cspec = UNetSpec(**BASE_UNET)
+    gap = ls.anchor_gap(rest, nodes.index(anchor) if anchor is not None else None)
+    scale = ls.centroid_input_scale(size, frame_hw, anchor_gap_px=gap, output_stride=cspec.output_stride)
+    gap_text = (f"; the closest animals' anchors {gap * scale / cspec.output_stride:.1f} map px apart "
+                f"(>= {ls.MIN_ANCHOR_GAP_MAP_PX:g})" if np.isfinite(gap) else "")
     d.set("centroid.input_scale", scale, f"a typical animal {size * scale:.0f} px across at this scale "
-                                         f"(>= {ls.MIN_ANIMAL_PX:g}); receptive field {UNet(cspec).receptive_field()} "
-                                         "px >= animal")
+                                         f"(>= {ls.MIN_ANIMAL_PX:g}){gap_text}; receptive field "
+                                         f"{UNet(cspec).receptive_field()} px >= animal")
     d.set("centroid.sigma", ls.centroid_sigma(size, scale), "a tenth of the scaled animal")
     d.set("centroid.unet", dict(BASE_UNET), show=_unet_text(cspec))
 

@@ -42,6 +42,8 @@ def _train_from_labels(args: argparse.Namespace) -> int:
                   "`rtpose train CONFIG.yaml`):", highlight=False, markup=False)
     for key, value, reason in why.reasons:
         console.print(f"  {key}: {value}  ({reason})", highlight=False, markup=False)
+    for override in args.overrides or []:  # applied last: they win over the derived values above
+        console.print(f"  --set {override}  (given: replaces what is derived above)", highlight=False, markup=False)
     model_dir = train(cfg, output=args.output, resume=args.resume)
     report = safe_report(Path(model_dir))
     write_report(Path(model_dir), report)
