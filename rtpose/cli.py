@@ -56,8 +56,20 @@ def _precision_arg(p: argparse.ArgumentParser) -> None:
     group.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="run the fp32 graph")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line, as every other error a user can cause, and options are
+    never abbreviated (``--frame`` is not silently ``--frames``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rtpose", description="Real-time closed-loop multi-animal pose tracking."
     )
     parser.add_argument("--version", action="version", version=f"rtpose {__version__}")

@@ -307,3 +307,10 @@ def test_two_centroid_models_or_a_missing_frame_size(legacy_pair, tmp_path, caps
     assert "--frame-size" in msg
     msg = export_error([str(tmp_path), "-o", str(tmp_path / "x")], capsys)
     assert "not a model directory" in msg
+
+
+def test_a_model_without_classes_says_how_many_instances_it_finds(legacy_pair, tmp_path, capsys):
+    """Without identity classes the default is one instance a frame: the export says so."""
+    assert cli(["export", *map(str, legacy_pair), "-o", str(tmp_path / "one"), "--frame-size", "384x384"]) == 0
+    assert "no identity classes: the graph finds up to 1 instance(s) a frame; give --max-instances N" in \
+        capsys.readouterr().out

@@ -291,7 +291,8 @@ def test_int8_quantisation_keeps_points_and_rebuilds_in_torch(trained, exported,
         assert (recovered - value).abs().max() <= 0.02 * scale, name  # per-channel int8: < 1% of range
 
 
-def test_a_refused_int8_graph_leaves_the_fp32_export_and_exit_status_3(trained, tmp_path, monkeypatch, capsys):
+def test_a_refused_int8_graph_leaves_the_fp32_export_and_exit_status_3(trained, tmp_path, monkeypatch, capsys,
+                                                                        flies_video_path):
     """An int8 graph that fails its check is not written, the fp32 export is, and the
     refusal is said on stderr and kept in rtpose.json."""
     import rtpose.export.quantize as quantize
@@ -309,3 +310,7 @@ def test_a_refused_int8_graph_leaves_the_fp32_export_and_exit_status_3(trained, 
     assert not (out / "model.int8.onnx").exists()
     assert "bound -1.0" in spec.extra["int8_refused"]["reason"]
     assert cli(["check", "-m", str(out)]) == 0  # what was written runs
+    capsys.readouterr()
+    assert cli(["predict", "-m", str(out), "-i", str(flies_video_path), "--frames", "1200", "--int8",
+                "-o", str(tmp_path / "p.slp")]) == 2
+    assert "its int8 graph was refused at export: points moved" in capsys.readouterr().err

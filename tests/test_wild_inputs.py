@@ -239,5 +239,7 @@ def test_a_misspelt_option_is_reported_with_its_commands_usage(capsys):
         cli_main(["predict", "-m", "x", "-i", "y", "--framez", "3"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "usage: rtpose predict" in err
-    assert "rtpose predict: error: unrecognized arguments: --framez 3" in err
+    assert err == "rtpose predict: error: unrecognized arguments: --framez 3 (see rtpose predict --help)\n"
+    with pytest.raises(SystemExit):  # no abbreviations: --frame is not --frames
+        cli_main(["predict", "-m", "x", "-i", "y", "--frame", "3"])
+    assert "unrecognized arguments: --frame 3" in capsys.readouterr().err

@@ -48,8 +48,11 @@ class _OrtEngine(Engine):
 
     def _open(self, precision: str) -> ort.InferenceSession:
         if precision not in self.spec.graphs:
+            refused = self.spec.extra.get("int8_refused") if precision == "int8" else None
+            hint = (f"; its int8 graph was refused at export: {refused['reason']}" if refused
+                    else "; export with --int8" if precision == "int8" else "")
             raise RtposeError(f"{self.export_dir}: no {precision} graph in this export (it has "
-                              f"{', '.join(self.spec.graphs)}){'; export with --int8' if precision == 'int8' else ''}")
+                              f"{', '.join(self.spec.graphs)}){hint}")
         path = self.export_dir / self.spec.graphs[precision]
         return ort.InferenceSession(str(path), self._options, providers=self._providers())
 

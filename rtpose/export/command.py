@@ -150,9 +150,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"int8: 7-bit weights, calibrated on {q['calibration_frames']} training frames; points move "
               f"{shift['median']:.3f} px (median), {shift['p95']:.3f} px (p95) from fp32 on {shift['frames']} "
               "held-out frames")
+    if not spec.class_names and args.max_instances is None:
+        print(f"no identity classes: the graph finds up to {spec.max_instances} instance(s) a frame; "
+              "give --max-instances N for more")
+    refused = spec.extra.get("int8_refused")
+    if refused:
+        print(f"int8 refused: {refused['reason']}; {args.output} holds the fp32 graph only (it runs on every CPU)",
+              file=sys.stderr)
     print(f"check it on any machine: rtpose check -m {args.output}")
-    if "int8_refused" in spec.extra:
-        print(f"int8 refused: {spec.extra['int8_refused']['reason']}; {args.output} holds the fp32 graph only "
-              "(it runs on every CPU)", file=sys.stderr)
-        return EXIT_INT8_REFUSED
-    return 0
+    return EXIT_INT8_REFUSED if refused else 0
