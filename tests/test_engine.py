@@ -95,8 +95,11 @@ def test_raw_outputs_below_threshold_become_nan(engine):
 
 
 def test_export_dir_errors(tmp_path):
-    with pytest.raises(RtposeError, match="not an export directory"):
+    with pytest.raises(RtposeError, match="nope: no such export directory"):
         ExportSpec.load(tmp_path / "nope")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RtposeError, match="not an export directory"):
+        ExportSpec.load(tmp_path / "file")
     partial = tmp_path / "partial"
     partial.mkdir()
     shutil.copy(SHIPPED / "rtpose.json", partial)

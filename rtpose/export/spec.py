@@ -86,8 +86,10 @@ class ExportSpec:
     @classmethod
     def load(cls, export_dir: str | Path) -> "ExportSpec":
         export_dir = Path(export_dir)
+        if not export_dir.exists():
+            raise RtposeError(f"{export_dir}: no such export directory (make one with `rtpose export`)")
         if not export_dir.is_dir():
-            raise RtposeError(f"{export_dir}: not an export directory")
+            raise RtposeError(f"{export_dir}: not an export directory (a file)")
         for name in (SPEC_FILE, MODEL_FILE):
             if not (export_dir / name).exists():
                 raise RtposeError(f"{export_dir}: missing {name} (export with `rtpose export`)")
