@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 CONFIGS = SHARED / "peer" / "configs"
 RUNS = {"centroid": "centroid.yaml", "centered_instance_id": "ci_id3.yaml"}
+PY = REPO / ".venv" / "bin" / "python"  # rtpose's own environment: export, predict and eval run there
 
 from rtpose.data.samples import parse_frame_selection  # noqa: E402  (numpy and attrs only)
 
@@ -122,14 +123,14 @@ def budgets(cfg: dict) -> tuple[float, float]:
 
 def score(out: Path, export: Path, data: dict) -> dict:
     """``rtpose predict --only-labeled`` on each labels file's validation block, ``rtpose eval``."""
-    py = str(REPO / ".venv" / "bin" / "python")
+    import sleap_io as sio
+
+    py = str(PY)
+    val_keep = selected(data["val_frames"])
     scores = {}
     for k, path in enumerate(label_paths(data)):
-        val = sorted(i for a, b, step in parse_frame_selection(data["val_frames"]) for i in range(a, b + 1, step))
-        import sleap_io as sio
-
-        labelled = {lf.frame_idx for lf in sio.load_slp(str(path)).labeled_frames if lf.user_instances}
-        idx = [i for i in val if i in labelled]
+        idx = sorted(lf.frame_idx for lf in sio.load_slp(str(path)).labeled_frames
+                     if lf.user_instances and val_keep(lf.frame_idx))
         if not idx:
             continue
         span = f"{idx[0]}-{idx[-1]}"
@@ -169,9 +170,8 @@ def main() -> int:
     for run in RUNS:
         if not (out / "models" / run / "best.ckpt").exists():
             raise SystemExit(f"sleap-nn wrote no checkpoint for {run} (see {out / f'{run}.log'})")
-    py = REPO / ".venv" / "bin" / "python"
     export = out / "export"
-    subprocess.run([str(py), "-m", "rtpose", "export", *(str(out / "models" / r) for r in RUNS), "-o", str(export),
+    subprocess.run([str(PY), "-m", "rtpose", "export", *(str(out / "models" / r) for r in RUNS), "-o", str(export),
                     "--max-instances", str(len(classes)), "--video", str(video)], check=True)
     scores = score(out, export, cfg["data"])
     for block, r in scores.items():
@@ -182,7 +182,7 @@ def main() -> int:
               f"identity {fig(r.get('id_accuracy'), '.1%')}", flush=True)
     (out / "scores.json").write_text(json.dumps(scores, indent=1))
     if any(p.name == "clip.close.slp" for p in label_paths(cfg["data"])):
-        subprocess.run([str(py), str(REPO / "bench" / "close_encounters.py"), "-m", str(export),
+        subprocess.run([str(PY), str(REPO / "bench" / "close_encounters.py"), "-m", str(export),
                         "--json", str(out / "close_encounters.json")], check=True)
     return 0
 

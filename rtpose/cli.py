@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", default="poses", help="the daemon's publisher.topic (default poses)")
     p.add_argument("--stale", dest="stale_s", type=float, default=2.0, metavar="S",
                    help="no message for this long during a run: the page says the stream is stale (default 2)")
-    for command in sub.choices.values():  # a misspelt option is reported with its command's usage
+    for command in sub.choices.values():  # an unknown option is reported by its command's parser (main)
         command.set_defaults(command_parser=command)
     return parser
 

@@ -234,7 +234,7 @@ def test_bench_without_frames_times_what_a_short_video_holds(cases_dir, capsys):
     assert "frames 0-2 (n=3)" in capsys.readouterr().out
 
 
-def test_a_misspelt_option_is_reported_with_its_commands_usage(capsys):
+def test_a_misspelt_option_is_one_line_naming_its_command(capsys):
     with pytest.raises(SystemExit) as exc:
         cli_main(["predict", "-m", "x", "-i", "y", "--framez", "3"])
     assert exc.value.code == 2

@@ -29,15 +29,17 @@ import attrs
 import numpy as np
 
 from rtpose.data.labels import FrameLabels
+from rtpose.data.proximity import nearest_other
 from rtpose.data.targets import instance_anchor
 from rtpose.errors import RtposeError
 
 MIN_ANIMAL_PX = 12.0  # centroid net: a typical animal's bounding-box diagonal in scaled pixels
 # centroid net: the closest anchors (5th percentile of each animal's nearest other) at least this many
-# confidence-map pixels apart. Empirical, from mice2 (huddled mice, anchors 52 px apart): at 1/8 (3.2 map px)
-# the centroid peaks of touching mice merged or moved (whole-pipeline node error p90 21-134 px over two
-# runs with the same instance net); at 1/4 (6.5 map px) p90 was 10-12 px. flies13's closest thoraxes
-# (79-101 px) give 4.9-6.3 map px at 1/8, so its scale is unchanged.
+# confidence-map pixels apart. Empirical, from mice2 alone (huddled mice, anchors 52 px apart): with one
+# and the same instance net, whole-pipeline node error p90 on frames 60-69 was 20.7, 134 and 149 px with
+# three centroid nets trained at 1/8 (3.2 map px: peaks of touching mice merged or moved), and 9.8-11.6 px
+# with three of four trained at 1/4 (6.5 map px; the fourth 68 px). flies13's closest thoraxes (79-101 px)
+# give 4.9-6.3 map px at 1/8, so its scale is unchanged.
 MIN_ANCHOR_GAP_MAP_PX = 4.0
 CENTROID_SIGMA_FRACTION = 0.1  # centroid sigma / scaled animal diagonal (flies13: 1.5 px at ~15 px)
 INSTANCE_SIGMA_DIVISOR = 48.0  # instance sigma = animal diagonal / this (flies13: 2.5 px at ~121 px)
@@ -177,18 +179,11 @@ def centroid_input_scale(animal_size_px: float, frame_hw: tuple[int, int], max_d
 
 def anchor_gap(frames: list[FrameLabels], anchor_index: int | None, q: float = 5.0) -> float:
     """``q``-th percentile (px) over the instances of frames holding several animals of
-    the distance from an instance's anchor to the nearest other anchor (``instance_anchor``:
-    the bounding-box centre where the anchor node is missing); inf when no frame holds two."""
-    gaps = []
-    for f in frames:
-        anchors = np.array([instance_anchor(p, anchor_index) for p in f.points]).reshape(-1, 2)
-        anchors = anchors[np.isfinite(anchors).all(axis=1)]
-        if len(anchors) < 2:
-            continue
-        d = np.linalg.norm(anchors[:, None] - anchors[None], axis=-1)
-        np.fill_diagonal(d, np.inf)
-        gaps.extend(d.min(axis=1).tolist())
-    return float(np.percentile(gaps, q)) if gaps else float("inf")
+    the distance from an instance's anchor to the nearest other anchor
+    (``rtpose.data.proximity.nearest_other``); inf when no frame holds two."""
+    gaps = np.concatenate([nearest_other(f.points, anchor_index) for f in frames] or [np.zeros(0)])
+    gaps = gaps[np.isfinite(gaps)]  # inf: alone in its frame, or without an anchor
+    return float(np.percentile(gaps, q)) if len(gaps) else float("inf")
 
 
 def centroid_sigma(animal_size_px: float, input_scale: float) -> float:
