@@ -307,6 +307,9 @@ def test_two_centroid_models_or_a_missing_frame_size(legacy_pair, tmp_path, caps
     assert "--frame-size" in msg
     msg = export_error([str(tmp_path), "-o", str(tmp_path / "x")], capsys)
     assert "not a model directory" in msg
+    # a missing directory is said first, not taken for an imported model (which --int8 would ask --video of)
+    msg = export_error([str(tmp_path / "runs" / "flies13"), "-o", str(tmp_path / "x"), "--int8"], capsys)
+    assert msg == f"error: {tmp_path / 'runs' / 'flies13'}: no such model directory"
 
 
 def test_a_model_without_classes_says_how_many_instances_it_finds(legacy_pair, tmp_path, capsys):

@@ -118,7 +118,9 @@ def main(args: argparse.Namespace) -> int:
     if len(dirs) > 2:
         raise RtposeError(f"rtpose export takes one model directory, or two (centroid + centered instance); "
                           f"got {len(dirs)}")
-    own = len(dirs) == 1 and (dirs[0] / "model.json").exists()
+    from rtpose.export.importers import model_format
+
+    own = [model_format(d) for d in dirs] == ["rtpose"]  # a missing or unknown directory is said first
     video_frames = _video_frames(args.video, args.calibration_frames) if args.video else None
     int8 = None
     if args.int8:

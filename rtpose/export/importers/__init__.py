@@ -23,6 +23,8 @@ PEAK_THRESHOLD = 0.2
 
 def model_format(model_dir: Path) -> str:
     """``"rtpose"``, ``"sleap-nn"`` or ``"sleap-1.x"``; RtposeError for anything else."""
+    if not model_dir.exists():
+        raise RtposeError(f"{model_dir}: no such model directory")
     if not model_dir.is_dir():
         raise RtposeError(f"{model_dir}: not a directory")
     if (model_dir / "model.json").exists():
