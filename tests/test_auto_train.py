@@ -78,6 +78,8 @@ def test_mice_settings_follow_the_labels(mice_path):
     assert cfg.instance.augment.neighbour_probability > 0
     keys = {k for k, _, _ in why.reasons}
     assert {"data.anchor_part", "instance.crop_size", "centroid.input_scale", "frames", "latency"} <= keys
+    # the Trunk is hidden in 29% of the instances: those anchors are estimated (rtpose.data.anchors)
+    assert cfg.data.missing_anchor == "estimate" and "data.missing_anchor" in keys
 
 
 def test_mice_video_is_grey_in_three_channels_and_non_square(mice_path):
@@ -238,6 +240,13 @@ def test_one_node_skeleton_trains_given_a_crop(mice_path, tmp_path):
     path = _variant(mice_path, tmp_path, one_node)
     cfg, _ = derive(path, 5, overrides=["instance.crop_size=160"], measure=False)
     assert cfg.instance.crop_size == 160 and cfg.data.anchor_part == "Trunk"
+
+
+def test_a_missing_labels_file_is_one_line_and_nothing_else(tmp_path, capsys):
+    assert cli(["train", str(tmp_path / "nope.slp"), "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope.slp: no such file" in err[0], err  # no banner before it
+    assert not (tmp_path / "m").exists()
 
 
 def test_minutes_must_be_positive(two_frames_path, tmp_path, capsys):

@@ -25,6 +25,10 @@ class FrameLabels:
     frame_idx: int
     points: np.ndarray  # (n, nodes, 2) float32, NaN where invisible
     classes: np.ndarray  # (n,) int32, -1 where the instance has no track
+    # (n, 2) float32 anchor of each instance for node ``anchor_index``, estimated where the
+    # node is not visible (rtpose.data.anchors.attach_anchors); None until attached
+    anchors: np.ndarray | None = None
+    anchor_index: int | None = None
 
 
 def load_labels(path: str | Path, open_videos: bool = True) -> sio.Labels:

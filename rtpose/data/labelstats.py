@@ -29,8 +29,8 @@ import attrs
 import numpy as np
 
 from rtpose.data.labels import FrameLabels
-from rtpose.data.proximity import nearest_other
-from rtpose.data.targets import instance_anchor
+from rtpose.data.anchors import frame_anchors
+from rtpose.data.proximity import nearest_other_anchor
 from rtpose.errors import RtposeError
 
 MIN_ANIMAL_PX = 12.0  # centroid net: a typical animal's bounding-box diagonal in scaled pixels
@@ -121,23 +121,16 @@ def anchor_reach(frames: list[FrameLabels], anchor_index: int | None, q: float =
     """``q``-th percentile over instances of the largest Chebyshev distance (px) from
     the anchor to a visible node: half the crop side that holds that share of animals.
 
-    ``anchor_index`` None: the centre of the visible nodes' bounding box.
+    ``anchor_index`` None: the centre of the visible nodes' bounding box. The anchors
+    are those :func:`rtpose.data.anchors.attach_anchors` stored, where it ran.
     """
     reach = []
     for f in frames:
-        for pts in f.points:
-            a = instance_anchor(pts, anchor_index) if anchor_index is not None else _bbox_centre(pts)
+        for pts, a in zip(f.points, frame_anchors(f, anchor_index)):
             d = np.abs(pts - a).max(axis=1)
             if np.isfinite(d).any():
                 reach.append(float(np.nanmax(d)))
     return float(np.percentile(reach, q)) if reach else 0.0
-
-
-def _bbox_centre(pts: np.ndarray) -> np.ndarray:
-    vis = pts[np.isfinite(pts).all(axis=1)]
-    if len(vis) == 0:
-        return np.full(2, np.nan, np.float32)
-    return ((vis.min(axis=0) + vis.max(axis=0)) / 2).astype(np.float32)
 
 
 def choose_anchor(frames: list[FrameLabels], stats: LabelStats) -> tuple[str | None, float]:
@@ -180,8 +173,9 @@ def centroid_input_scale(animal_size_px: float, frame_hw: tuple[int, int], max_d
 def anchor_gap(frames: list[FrameLabels], anchor_index: int | None, q: float = 5.0) -> float:
     """``q``-th percentile (px) over the instances of frames holding several animals of
     the distance from an instance's anchor to the nearest other anchor
-    (``rtpose.data.proximity.nearest_other``); inf when no frame holds two."""
-    gaps = np.concatenate([nearest_other(f.points, anchor_index) for f in frames] or [np.zeros(0)])
+    (``rtpose.data.proximity.nearest_other_anchor``, anchors from
+    ``rtpose.data.anchors.frame_anchors``); inf when no frame holds two."""
+    gaps = np.concatenate([nearest_other_anchor(frame_anchors(f, anchor_index)) for f in frames] or [np.zeros(0)])
     gaps = gaps[np.isfinite(gaps)]  # inf: alone in its frame, or without an anchor
     return float(np.percentile(gaps, q)) if len(gaps) else float("inf")
 

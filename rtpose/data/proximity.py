@@ -58,7 +58,13 @@ def anchors(points: np.ndarray, anchor_index: int | None) -> np.ndarray:
 def nearest_other(points: np.ndarray, anchor_index: int | None) -> np.ndarray:
     """``(n,)`` distance (px) from each instance's anchor to the nearest other anchor of
     the same frame; ``inf`` for an instance alone (or without an anchor)."""
-    a = anchors(points, anchor_index)
+    return nearest_other_anchor(anchors(points, anchor_index))
+
+
+def nearest_other_anchor(anchor_xy: np.ndarray) -> np.ndarray:
+    """``(n,)`` distance (px) from each of the ``(n, 2)`` anchors of one frame to the
+    nearest other; ``inf`` for an instance alone (or a NaN anchor)."""
+    a = np.asarray(anchor_xy, np.float64)
     d = np.linalg.norm(a[:, None] - a[None], axis=-1)
     d[~np.isfinite(d)] = np.inf
     np.fill_diagonal(d, np.inf)

@@ -22,8 +22,9 @@ import numpy as np
 from rtpose.data.augment import (AugmentParams, adjust_intensity, affine_about, paste_neighbour, random_affine,
                                  transform_points, warp)
 from rtpose.data.labels import FrameLabels
-from rtpose.data.proximity import nearest_other
-from rtpose.data.targets import confidence_maps, input_to_map, instance_anchor, scale_coords
+from rtpose.data.anchors import frame_anchors
+from rtpose.data.proximity import nearest_other_anchor
+from rtpose.data.targets import confidence_maps, input_to_map, scale_coords
 from rtpose.data.video import VideoReader
 from rtpose.errors import RtposeError
 
@@ -135,7 +136,8 @@ class CentroidSamples:
         self.images = []
         self.anchors = []
         # per frame: the smallest anchor-to-anchor distance (px; inf with one animal)
-        self.closest = np.array([nearest_other(f.points, anchor_index).min(initial=np.inf) for f in frames])
+        self.closest = np.array([nearest_other_anchor(frame_anchors(f, anchor_index)).min(initial=np.inf)
+                                 for f in frames])
         for f in frames:
             small = box_downscale(cache[f], input_scale)
             h, w = small.shape
@@ -143,7 +145,7 @@ class CentroidSamples:
             if (H, W) != (h, w):  # pad like the graph does (bottom/right)
                 small = np.pad(small, ((0, H - h), (0, W - w)))
             self.images.append(small / 255.0)
-            anchors = np.stack([instance_anchor(p, anchor_index) for p in f.points])
+            anchors = frame_anchors(f, anchor_index)
             anchors = anchors[np.isfinite(anchors).all(axis=1)]
             self.anchors.append(scale_coords(anchors, input_scale).astype(np.float32))
         self.shape = self.images[0].shape
@@ -195,8 +197,8 @@ class InstanceSamples:
         for f in frames:
             image = cache[f]
             padded = np.pad(image, half_patch)
-            for pts, cls, near in zip(f.points, f.classes, nearest_other(f.points, anchor_index)):
-                anchor = instance_anchor(pts, anchor_index)
+            frame_anchor = frame_anchors(f, anchor_index)
+            for pts, cls, near, anchor in zip(f.points, f.classes, nearest_other_anchor(frame_anchor), frame_anchor):
                 if not np.isfinite(anchor).all():
                     continue
                 cx, cy = int(round(anchor[0])), int(round(anchor[1]))
@@ -257,8 +259,7 @@ def suggest_crop_size(frames: list[FrameLabels], anchor_index: int, multiple: in
     anchor, and the largest node distance seen."""
     radius = 0.0
     for f in frames:
-        for pts in f.points:
-            a = instance_anchor(pts, anchor_index)
+        for pts, a in zip(f.points, frame_anchors(f, anchor_index)):
             d = np.linalg.norm(pts - a, axis=1)
             if np.isfinite(d).any():
                 radius = max(radius, float(np.nanmax(d)))
@@ -271,8 +272,7 @@ def fraction_outside_crop(frames: list[FrameLabels], anchor_index: int, crop_siz
     total = outside = 0
     half = crop_size / 2
     for f in frames:
-        for pts in f.points:
-            a = instance_anchor(pts, anchor_index)
+        for pts, a in zip(f.points, frame_anchors(f, anchor_index)):
             d = np.abs(pts - a).max(axis=1)
             vis = np.isfinite(d)
             total += int(vis.sum())

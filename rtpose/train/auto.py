@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from rtpose.data import labelstats as ls
+from rtpose.data.anchors import attach_anchors
 from rtpose.data.labels import class_names, load_labels, node_names, user_frames
 from rtpose.errors import RtposeError
 from rtpose.machine import cpu_name
@@ -202,11 +203,17 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     else:
         anchor, reach = (nodes[0] if len(nodes) == 1 else None), float("nan")
     vis = stats.visibility[nodes.index(anchor)] if anchor is not None else 1.0
+    if anchor is not None and vis < 1.0:  # where the node is hidden, where the animals put it
+        rest = attach_anchors(rest, nodes.index(anchor), _frame_size(frames[0].video_path))
+        reach = ls.anchor_reach(rest, nodes.index(anchor))
     d.set("data.anchor_part", anchor,
           f"visible in {vis:.0%} of instances, the smallest crop among the most visible nodes "
           f"(reach {reach:.0f} px)" if anchor is not None and np.isfinite(reach) else
           "no node is visible in half the instances: the centre of the visible nodes' bounding box"
           if anchor is None else "the only node", show=anchor if anchor is not None else "bounding-box centre")
+    if anchor is not None and vis < 1.0:
+        d.set("data.missing_anchor", "estimate", f"{anchor} is hidden in {1 - vis:.0%} of instances: its place there "
+                                                 "is estimated from the visible nodes, not their bounding-box centre")
     jitter = round(float(np.clip(size / 30, 2.0, 8.0)), 1) if np.isfinite(size) else 4.0
     inst_unet = dict(BASE_UNET)
     crop = ls.crop_size(reach, 16) if np.isfinite(reach) else 16 * 8
@@ -239,10 +246,14 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     cspec = UNetSpec(**BASE_UNET)
     gap = ls.anchor_gap(rest, nodes.index(anchor) if anchor is not None else None)
     scale = ls.centroid_input_scale(size, frame_hw, anchor_gap_px=gap, output_stride=cspec.output_stride)
-    gap_text = (f"; the closest animals' anchors {gap * scale / cspec.output_stride:.1f} map px apart "
-                f"(>= {ls.MIN_ANCHOR_GAP_MAP_PX:g})" if np.isfinite(gap) else "")
+    gap_text = ""
+    if np.isfinite(gap):
+        on_map = gap * scale / cspec.output_stride
+        coarser = f"; 1/{round(2 / scale)} would give {on_map / 2:.1f}" if size * scale / 2 >= ls.MIN_ANIMAL_PX else ""
+        gap_text = (f"; the closest animals' anchors (5th percentile) {gap:.0f} px apart, {on_map:.1f} px on the "
+                    f"centroid confidence map (>= {ls.MIN_ANCHOR_GAP_MAP_PX:g}{coarser})")
     d.set("centroid.input_scale", scale, f"a typical animal {size * scale:.0f} px across at this scale "
-                                         f"(>= {ls.MIN_ANIMAL_PX:g}){gap_text}; receptive field "
+                                         f"(>= {ls.MIN_ANIMAL_PX:g} px){gap_text}; receptive field "
                                          f"{UNet(cspec).receptive_field()} px >= animal")
     d.set("centroid.sigma", ls.centroid_sigma(size, scale), "a tenth of the scaled animal")
     d.set("centroid.unet", dict(BASE_UNET), show=_unet_text(cspec))
@@ -429,4 +440,5 @@ def _time_steps(model, samples, bs: int, loss_fn, device, precision: str, rng: n
 def cpu_summary() -> str:
     import torch
 
-    return f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"{cpu_name()}, {os.cpu_count()} cores, torch {n} thread{'s' if n != 1 else ''}"

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from rtpose.errors import RtposeError
+from rtpose.paths import no_such_file
 from rtpose.train.config import TrainConfig
 from rtpose.train.trainer import train
 from rtpose.config import load_config
@@ -34,16 +35,18 @@ def _train_from_labels(args: argparse.Namespace) -> int:
     from rtpose.train.report import print_report, safe_report, write_report
 
     t_start = time.monotonic()
+    if not Path(args.config).exists():  # said before the banner, as every other bad input
+        raise RtposeError(no_such_file(Path(args.config)))
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES
     console.print(f"deriving a training config from {args.config} for {minutes:g} min on {cpu_summary()}",
-                  highlight=False, markup=False)
+                  highlight=False, markup=False, soft_wrap=True)
     cfg, why = derive(args.config, minutes, args.output, args.overrides, t_start=t_start)
     console.print("derived settings (saved as config.yaml in the model directory; edit and rerun with "
-                  "`rtpose train CONFIG.yaml`):", highlight=False, markup=False)
+                  "`rtpose train CONFIG.yaml`):", highlight=False, markup=False, soft_wrap=True)
     for key, value, reason in why.reasons:
-        console.print(f"  {key}: {value}  ({reason})", highlight=False, markup=False)
+        console.print(f"  {key}: {value}  ({reason})", highlight=False, markup=False, soft_wrap=True)
     for override in args.overrides or []:  # applied last: they win over the derived values above
-        console.print(f"  --set {override}  (given: replaces what is derived above)", highlight=False, markup=False)
+        console.print(f"  --set {override}  (given: replaces what is derived above)", highlight=False, markup=False, soft_wrap=True)
     model_dir = train(cfg, output=args.output, resume=args.resume)
     report = safe_report(Path(model_dir))
     write_report(Path(model_dir), report)

@@ -27,6 +27,10 @@ class DataConfig(Strict):
     val_frames: str | None = None
     val_fraction: float | None = Field(None, gt=0, lt=1)
     anchor_part: str | None = "thorax"  # null: the centre of each instance's visible-node bounding box
+    # Where an instance's anchor part is not visible: ``estimate`` its place from the visible
+    # nodes and the labelled instances that show it (rtpose.data.anchors), or take the
+    # ``bounding_box`` centre of the visible nodes (SLEAP's fallback).
+    missing_anchor: Literal["estimate", "bounding_box"] = "estimate"
     classes: list[str] | None = None  # default: the track names
     # Sample weighting toward close encounters: training instances (and, for the centroid
     # net, frames) whose nearest other animal's anchor is within close_distance animal

@@ -29,7 +29,7 @@ console = Console(stderr=True, highlight=False)
 
 def say(name: str, text: str) -> None:
     """One plain log line, prefixed with the network's name (no rich markup parsing)."""
-    console.print(escape(f"[{name}] {text}"))
+    console.print(escape(f"[{name}] {text}"), soft_wrap=True)  # one line per epoch in logs, not wrapped at 80
 
 
 def autocast(device: torch.device, precision: str):

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 import yaml
 
 from rtpose import __version__
+from rtpose.data.anchors import attach_anchors, estimated_share
 from rtpose.data.augment import AugmentParams
 from rtpose.data.proximity import median_size
 from rtpose.data.labels import class_names, load_labels, node_names, pooled_user_frames, user_frames
@@ -297,6 +298,14 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
 
     cache = FrameCache(train_frames + val_frames)
     frame_h, frame_w = next(iter(cache.images.values())).shape
+    if cfg.data.missing_anchor == "estimate" and anchor is not None:
+        hidden = estimated_share(train_frames + val_frames, anchor)
+        pooled = attach_anchors(train_frames + val_frames, anchor, (frame_h, frame_w))
+        train_frames, val_frames = pooled[:len(train_frames)], pooled[len(train_frames):]
+        if hidden:
+            console.print(escape(f"anchor {cfg.data.anchor_part} hidden in {hidden:.0%} of the training and "
+                                 "validation instances: its place estimated from their visible nodes "
+                                 "(data.missing_anchor: estimate)"), soft_wrap=True)
 
     # ---- centroid network
     c_spec = _unet_spec(cfg.centroid.unet)
