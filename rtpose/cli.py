@@ -8,6 +8,7 @@ imports torch and ``rtpose --help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 
@@ -213,7 +214,10 @@ def _handler(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:
-        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        known = [s for action in args.command_parser._actions for s in action.option_strings]
+        close = [difflib.get_close_matches(u.split("=", 1)[0], known, n=1) for u in unknown if u.startswith("--")]
+        hint = "; did you mean " + " / ".join(c[0] for c in close if c) + "?" if any(close) else ""
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     try:
         handler = importlib.import_module(_handler(args))
         return int(handler.main(args) or 0)

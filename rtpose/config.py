@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
-KeyLines = Mapping[tuple[str, ...], int]
+KeyLines = Mapping[tuple[str, ...], int | str]  # a line number, or the --set that gave the key
 """The 1-based line of every key of a YAML tree, by key path (list items by index, as text)."""
 
 # $NAME or ${NAME}, NAME an identifier: "$5" and "a $ b" are left alone.
@@ -279,6 +279,8 @@ def _where(source: str | Path, lines: KeyLines, loc: Sequence[str]) -> str:
     loc = tuple(loc)
     line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
     field = f"{'.'.join(loc)}: " if loc else ""  # a check of the whole mapping names no field
+    if isinstance(line, str):  # given on the command line
+        return f"{source} with {line}: {field}"
     return f"{source}{f':{line}' if line else ''}: {field}"
 
 
@@ -372,7 +374,11 @@ def _fields_at(model: type, path: Sequence[Any]) -> tuple[str, ...]:
 def load_tree(path: str | Path, overrides: Iterable[str] = (), what: str = "file") -> tuple[Any, dict]:
     """``load_yaml``, then ``apply_overrides`` and ``expand_tree``: the tree to validate and its key lines."""
     tree, lines = load_yaml(path, what)
-    return expand_tree(apply_overrides(tree, overrides), path, lines), lines
+    overrides = list(overrides)
+    tree = expand_tree(apply_overrides(tree, overrides), path, lines)
+    # a key set by --set is blamed on the --set, not on the file's line that it replaced
+    lines = {**lines, **{tuple(o.split("=", 1)[0].strip().split(".")): f"--set {o}" for o in overrides}}
+    return tree, lines
 
 
 def load_config(path: str | Path, model: type[ModelT], overrides: Iterable[str] = ()) -> ModelT:

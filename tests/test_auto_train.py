@@ -85,7 +85,7 @@ def test_mice_settings_follow_the_labels(mice_path):
 def test_mice_video_is_grey_in_three_channels_and_non_square(mice_path):
     _, why = derive(mice_path, 15, measure=False)
     frames = dict((k, v) for k, v, _ in why.reasons)["frames"]
-    assert frames.startswith("1024x768 grey (stored as 3 channels)")
+    assert frames.startswith("768x1024 (HxW) grey (stored as 3 channels)")
 
 
 def test_flies_settings_match_the_hand_tuned_config(flies_labels_path):
@@ -306,3 +306,36 @@ def test_bounding_box_centre_anchor_trains_and_exports(flies_labels_path, tmp_pa
     assert json.loads((tmp_path / "model" / "model.json").read_text())["anchor_part"] is None
     assert cli(["export", str(tmp_path / "model"), "-o", str(tmp_path / "export")]) == 0
     assert json.loads((tmp_path / "export" / "rtpose.json").read_text())["anchor_part"] is None
+
+
+def test_ctrl_c_says_what_is_kept_and_how_to_resume(tmp_path, capsys, monkeypatch):
+    import rtpose.train.command as command
+
+    def interrupted(cfg, output=None, resume=False):
+        (Path(output) / "centroid").mkdir(parents=True)
+        (Path(output) / "centroid" / "last.pt").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "train", interrupted)
+    out = tmp_path / "model"
+    assert cli(["train", str(Path(__file__).parents[1] / "experiments/train/flies13.yaml"), "-o", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"centroid/last.pt kept in {out}" in err and "--resume" in err and "interrupted" in err
+
+
+@pytest.mark.parametrize("found, warns", [(7, "only 7 of 20 validation instances found"), (17, None),
+                                          (0, "no validation instance was found")])
+def test_the_report_warns_when_few_validation_instances_are_found(tmp_path, found, warns):
+    from rich.console import Console
+
+    from rtpose.train.report import print_report
+
+    net = {"epochs": 3, "wall_minutes": 1.0, "best_epoch": 2, "stopped": "time budget"}
+    (tmp_path / "model.json").write_text(json.dumps({"wall_minutes": 4.1, "centroid": net, "instance": net,
+                                                     "class_names": ["white", "black"]}))
+    report = {"map": 0.03, "frames": 10, "frame_range": "60-69", "n_gt": 20, "n_found": found, "n_matched": 20,
+              "dist_px": {"p50": 7.2, "p90": 58.0, "p95": 75.0}, "id_accuracy": 1.0}
+    console = Console(record=True, width=200)
+    print_report(tmp_path, report, "test CPU", console)
+    text = console.export_text()
+    assert (warns in text) if warns else ("warning" not in text)

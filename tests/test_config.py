@@ -48,7 +48,7 @@ def test_a_bad_device_file_stops_rtpose_run_with_one_line(tmp_path, capsys):
                      "--set", f"recorder.path={tmp_path / 'never'}"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0
-    assert err.startswith(f"error: {protocol}:")
+    assert err.startswith(f"error: {protocol} with --set daq.device_file={path}:")
     assert f"daq.device_file: {path}:{line}: ao.opto_led.range_volt: unknown key" in err
     assert not (tmp_path / "never").exists()
 
@@ -80,8 +80,14 @@ def test_training_configs_and_protocols_word_errors_like_device_files(tmp_path):
     assert str(error.value) == f"{config}:6: instance.optim.bacth_size: unknown key (did you mean 'batch_size'?)"
     with pytest.raises(ConfigError) as error:
         load_config(config, TrainConfig, ["instance.optim.lr=-1", "instance.optim.bacth_size=null"])
-    # the override exists but the typo is reported first, then the count of the rest
-    assert str(error.value) == f"{config}:6: instance.optim.bacth_size: unknown key (did you mean 'batch_size'?) (and 1 more problem)"
+    # the typo is reported first, then the count of the rest; the --set that wrote it is named
+    assert str(error.value) == (f"{config} with --set instance.optim.bacth_size=null: instance.optim.bacth_size: "
+                                "unknown key (did you mean 'batch_size'?) (and 1 more problem)")
+    # a bad value given by --set is blamed on the --set, not on the file's line it replaced
+    config.write_text("data:\n  labels: x.slp\ninstance:\n  optim:\n    lr: 0.001\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(config, TrainConfig, ["instance.optim.lr=fast"])
+    assert str(error.value).startswith(f"{config} with --set instance.optim.lr=fast: instance.optim.lr: ")
     protocol = tmp_path / "protocol.yaml"
     text = (REPO_ROOT / "experiments" / "male_approach_replay.yaml").read_text()
     protocol.write_text(text.replace("  px_per_mm: 30.3", "  px_per_mm: 30.3\n  px_per_inch: 770"))

@@ -198,6 +198,21 @@ def test_predict_default_output_sits_beside_a_writable_input(tmp_path):
     assert default_output(tmp_path / "clip.mp4") == tmp_path / "clip.predictions.slp"
 
 
+def test_predict_default_output_leaves_a_read_only_folder_alone_even_for_root(tmp_path, monkeypatch):
+    # shared data is dr-xr-xr-x; root may write there, and a new-user trial did, as root
+    from rtpose.engine.predict import default_output
+
+    shared, here = tmp_path / "shared", tmp_path / "work"
+    shared.mkdir()
+    here.mkdir()
+    shared.chmod(0o555)
+    monkeypatch.chdir(here)
+    try:
+        assert default_output(shared / "clip.mp4") == here / "clip.predictions.slp"
+    finally:
+        shared.chmod(0o755)
+
+
 def test_bench_reports_latency(tmp_path, flies_video_path):
     out = tmp_path / "bench.json"
     png = tmp_path / "hist.png"

@@ -239,7 +239,11 @@ def test_a_misspelt_option_is_one_line_naming_its_command(capsys):
         cli_main(["predict", "-m", "x", "-i", "y", "--framez", "3"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert err == "rtpose predict: error: unrecognized arguments: --framez 3 (see rtpose predict --help)\n"
-    with pytest.raises(SystemExit):  # no abbreviations: --frame is not --frames
+    assert err == ("rtpose predict: error: unrecognized arguments: --framez 3; did you mean --frames? "
+                   "(see rtpose predict --help)\n")
+    with pytest.raises(SystemExit):  # no abbreviations: --frame is not --frames, but it is named
         cli_main(["predict", "-m", "x", "-i", "y", "--frame", "3"])
-    assert "unrecognized arguments: --frame 3" in capsys.readouterr().err
+    assert "unrecognized arguments: --frame 3; did you mean --frames?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # nothing close: no guess
+        cli_main(["predict", "-m", "x", "-i", "y", "--zzz"])
+    assert capsys.readouterr().err.endswith("unrecognized arguments: --zzz (see rtpose predict --help)\n")

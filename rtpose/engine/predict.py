@@ -34,9 +34,18 @@ def default_output(input_path: Path) -> Path:
     """``INPUT.predictions.slp`` beside the input, or in the working directory when the
     input's folder is read-only (shared data): found out before the run, not after it."""
     beside = input_path.with_suffix(".predictions.slp")
-    if os.access(beside.parent, os.W_OK):
+    if os.access(beside.parent, os.W_OK) and _mode_allows_writing(beside.parent):
         return beside
     return Path.cwd() / beside.name
+
+
+def _mode_allows_writing(folder: Path) -> bool:
+    """False for a folder without any write permission bit (``dr-xr-xr-x``): root may
+    write there (``os.access`` says yes), but whoever made it read-only meant it."""
+    try:
+        return bool(folder.stat().st_mode & 0o222)
+    except OSError:
+        return False
 
 
 def predict(model: str | Path, input_path: str | Path, frames: str | None = None, output: str | Path | None = None,

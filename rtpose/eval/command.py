@@ -133,7 +133,7 @@ def proximity_table(r: dict[str, Any]) -> Table:
     size = prox["animal_size_px"]
     bounds = list(prox["bins"].items())
     table = Table(title=f"by {anchor}-to-{anchor} distance to the nearest other animal "
-                        f"(unit: animal size {_num(size, 1)} px)", title_justify="left")
+                        f"(unit: animal size {_num(size, 1)} px, the median sqrt(box area))", title_justify="left")
     for col in ("animals", "instances", "found", "mAP", "err p50/p95 px", "identity"):
         table.add_column(col, justify="left" if col == "animals" else "right")
     for k, (name, lower) in enumerate(bounds):

@@ -28,7 +28,7 @@ from rtpose.live.summary import print_summary  # noqa: E402
 def main(args: argparse.Namespace) -> int:
     loaded = load_protocol(args.protocol, args.overrides, args.duration)
     protocol = loaded.protocol
-    console = Console(stderr=False, highlight=False)
+    console = Console(stderr=False, highlight=False, soft_wrap=True)
     duration = f"{protocol.duration:g} s" if protocol.duration is not None else "until Ctrl-C"
     parts = [f"[bold]{loaded.name}[/bold]: {protocol.camera.backend} camera, model {loaded.export_dir.name} "
              f"on {protocol.model.engine}", f"{len(protocol.rules)} rule(s) -> {len(protocol.outputs)} output(s)"

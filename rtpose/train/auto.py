@@ -240,7 +240,7 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
 
     frame_hw = _frame_size(frames[0].video_path)
     colour = _video_colour(frames[0].video_path)
-    d.note("frames", f"{frame_hw[1]}x{frame_hw[0]} {colour}",
+    d.note("frames", f"{frame_hw[0]}x{frame_hw[1]} (HxW) {colour}",
            "trained grey: the export takes (B, 1, H, W) uint8 grey frames, as lab cameras deliver them" +
            ("; colour is converted to luminance everywhere alike" if colour == "colour" else ""))
     cspec = UNetSpec(**BASE_UNET)

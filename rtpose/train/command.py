@@ -8,6 +8,8 @@ the model directory's ``config.yaml`` and followed by a validation report.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 import time
 from pathlib import Path
 
@@ -25,8 +27,21 @@ def main(args: argparse.Namespace) -> int:
     if minutes is not None:
         raise RtposeError("--minutes applies to a labels file (.slp); in a config set budget_minutes")
     cfg = load_config(args.config, TrainConfig, args.overrides)
-    train(cfg, output=args.output, resume=args.resume)
+    with _say_what_is_kept(Path(args.output or cfg.output)):
+        train(cfg, output=args.output, resume=args.resume)
     return 0
+
+
+@contextlib.contextmanager
+def _say_what_is_kept(model_dir: Path):
+    """On Ctrl-C, say what a rerun with ``--resume`` continues from (then stop as before)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        kept = sorted(str(p.relative_to(model_dir)) for p in model_dir.glob("*/last.pt")) if model_dir.is_dir() else []
+        print(f"stopped: {', '.join(kept)} kept in {model_dir}; the same command with --resume continues from there"
+              if kept else f"stopped before the first epoch ended: nothing to resume in {model_dir}", file=sys.stderr)
+        raise
 
 
 def _train_from_labels(args: argparse.Namespace) -> int:
@@ -47,7 +62,8 @@ def _train_from_labels(args: argparse.Namespace) -> int:
         console.print(f"  {key}: {value}  ({reason})", highlight=False, markup=False, soft_wrap=True)
     for override in args.overrides or []:  # applied last: they win over the derived values above
         console.print(f"  --set {override}  (given: replaces what is derived above)", highlight=False, markup=False, soft_wrap=True)
-    model_dir = train(cfg, output=args.output, resume=args.resume)
+    with _say_what_is_kept(Path(cfg.output)):
+        model_dir = train(cfg, output=args.output, resume=args.resume)
     report = safe_report(Path(model_dir))
     write_report(Path(model_dir), report)
     print_report(Path(model_dir), report, cpu_summary(), console)

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rtpose.data.samples import Batch
 from rtpose.train.config import OptimConfig
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)  # log lines are not cut at 80 columns
 
 
 def say(name: str, text: str) -> None:

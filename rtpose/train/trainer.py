@@ -298,14 +298,17 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
 
     cache = FrameCache(train_frames + val_frames)
     frame_h, frame_w = next(iter(cache.images.values())).shape
+    hidden = estimated_share(train_frames + val_frames, anchor)
     if cfg.data.missing_anchor == "estimate" and anchor is not None:
-        hidden = estimated_share(train_frames + val_frames, anchor)
         pooled = attach_anchors(train_frames + val_frames, anchor, (frame_h, frame_w))
         train_frames, val_frames = pooled[:len(train_frames)], pooled[len(train_frames):]
-        if hidden:
-            console.print(escape(f"anchor {cfg.data.anchor_part} hidden in {hidden:.0%} of the training and "
-                                 "validation instances: its place estimated from their visible nodes "
-                                 "(data.missing_anchor: estimate)"), soft_wrap=True)
+    if hidden:
+        n_inst = sum(len(f.points) for f in train_frames + val_frames)
+        where = "estimated from the visible nodes" if cfg.data.missing_anchor == "estimate" else \
+            "the centre of the visible nodes' bounding box"
+        console.print(escape(f"anchor {cfg.data.anchor_part} hidden in {round(hidden * n_inst)} of the {n_inst} "
+                             f"training and validation instances: there, {where} "
+                             f"(data.missing_anchor: {cfg.data.missing_anchor})"))
 
     # ---- centroid network
     c_spec = _unet_spec(cfg.centroid.unet)
