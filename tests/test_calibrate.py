@@ -331,21 +331,33 @@ def test_the_mean_system_latency_is_the_injected_delay_plus_the_software_latency
     assert abs(per_change.mean() * 1000 - expected_daq) < 0.25, (per_change.mean() * 1000, expected_daq)
 
 
+# a segment's software latency is steady when its standard deviation is within this (s); on an idle
+# 2-core machine they are 1.5-3.2 ms, in the first seconds of a run 8-14 ms
+STEADY_SD_S = 0.005
+
+
 def test_a_segment_weighs_each_frame_by_its_squared_feature_jump_and_places_it_at_its_exposure(teed_run):
     # Why system latency is compared with the *weighted* software latency, and an absolute check of where
     # the traces put each frame: the software share found by a segment's alignment is the mean of its
     # frames' own exposure -> write times, weighted by the square of the change each made to the output.
-    # That is the correlation's first-order behaviour; a segment whose latency swings by tens of ms
-    # departs from it, hence the median. (A trace placed half a sample off would move it by 0.25 ms.)
+    # That is the correlation's first-order behaviour, which holds where the latency is steady: a
+    # segment whose latency swings by tens of ms departs from it (the first seconds of a run, or a
+    # hiccup of a shared machine: in one CI run six such segments were 7-43 ms off, all one way, and
+    # moved the median of all to 0.27 ms; with another process busy on one of two cores, 11 of 17
+    # segments swing), so the check is on the steady segments, of which there must be a few.
+    # (A trace placed half a sample off would move it by 0.25 ms.)
     calibration = teed_run[CABLES_MS[0]]
     traces = calibration.traces
     squared_jumps = np.diff(traces.frame_volts, prepend=0.0) ** 2
     differences, plain = [], []
     for segment in calibration.used:
         inside = (traces.exposure >= segment.start) & (traces.exposure < segment.start + calibration.settings.segment_s)
+        if traces.software_s[inside].std() > STEADY_SD_S:
+            continue
         weighted = np.sum(squared_jumps[inside] * traces.software_s[inside]) / np.sum(squared_jumps[inside])
         differences.append(segment.software_alignment.latency_s - weighted)
         plain.append(segment.software_alignment.latency_s - traces.software_s[inside].mean())
+    assert len(differences) >= 3, (len(differences), len(calibration.used))
     assert abs(np.median(differences)) * 1000 < 0.15, np.round(np.array(differences) * 1000, 2)
     # the weighting explains the segments, the plain mean does not (typical size, not std: one segment whose
     # latency swung by tens of ms dominates both standard deviations alike)
