@@ -154,6 +154,11 @@ def load_yaml(path: str | Path, what: str = "file") -> tuple[dict, dict[tuple[st
 # --- --set overrides, ${VAR}, paths ----------------------------------------------------
 
 
+def _override_key(item: str) -> tuple[str, ...]:
+    """The key path of a ``dotted.key=value`` override (``("daq", "loopback_delay_ms")``)."""
+    return tuple(item.split("=", 1)[0].strip().split("."))
+
+
 def apply_overrides(tree: dict, overrides: Iterable[str]) -> dict:
     """Set ``dotted.key=value`` pairs in place; values are parsed as YAML scalars (``5`` -> int).
 
@@ -166,7 +171,7 @@ def apply_overrides(tree: dict, overrides: Iterable[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. daq.loopback_delay_ms=5")
         key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
+        parts = list(_override_key(item))
         if not all(parts):
             raise ConfigError(f"--set {item!r}: empty key part")
         try:
@@ -377,7 +382,7 @@ def load_tree(path: str | Path, overrides: Iterable[str] = (), what: str = "file
     overrides = list(overrides)
     tree = expand_tree(apply_overrides(tree, overrides), path, lines)
     # a key set by --set is blamed on the --set, not on the file's line that it replaced
-    lines = {**lines, **{tuple(o.split("=", 1)[0].strip().split(".")): f"--set {o}" for o in overrides}}
+    lines = {**lines, **{_override_key(o): f"--set {o}" for o in overrides}}
     return tree, lines
 
 

@@ -23,6 +23,7 @@ import attrs
 import numpy as np
 
 from rtpose.data.labels import FrameLabels
+from rtpose.data.proximity import anchors
 from rtpose.data.targets import instance_anchor
 
 # references used per estimate: the best fitting K, from at most MAX_REFERENCES instances
@@ -65,8 +66,7 @@ def estimate_anchors(points: np.ndarray, anchor_index: int, k: int = K_NEAREST) 
     """
     pts = np.asarray(points, np.float64)
     vis = np.isfinite(pts).all(axis=-1)
-    out = np.stack([instance_anchor(p, anchor_index) for p in pts]).astype(np.float64) if len(pts) else \
-        np.zeros((0, 2))
+    out = anchors(pts, anchor_index)
     refs = np.flatnonzero(vis[:, anchor_index])
     if len(refs) > MAX_REFERENCES:  # evenly spaced, so the estimate is deterministic
         refs = refs[np.linspace(0, len(refs) - 1, MAX_REFERENCES).astype(int)]
@@ -122,18 +122,16 @@ def attach_anchors(frames: list[FrameLabels], anchor_index: int | None,
 
 def frame_anchors(frame: FrameLabels, anchor_index: int | None) -> np.ndarray:
     """``(n, 2)`` anchors of ``frame``'s instances: those :func:`attach_anchors` stored
-    for ``anchor_index``, else :func:`rtpose.data.targets.instance_anchor` of each."""
+    for ``anchor_index``, else :func:`rtpose.data.proximity.anchors` (the node, or the
+    bounding-box centre)."""
     if frame.anchors is not None and frame.anchor_index == anchor_index:
         return frame.anchors
-    if not len(frame.points):
-        return np.zeros((0, 2), np.float32)
-    return np.stack([instance_anchor(p, anchor_index) for p in frame.points])
+    return anchors(frame.points, anchor_index)
 
 
-def estimated_share(frames: list[FrameLabels], anchor_index: int | None) -> float:
-    """Share of the instances of ``frames`` whose anchor node is not visible (0 with
+def hidden_anchors(frames: list[FrameLabels], anchor_index: int | None) -> int:
+    """How many instances of ``frames`` have their anchor node hidden (0 with
     ``anchor_index`` None)."""
-    if anchor_index is None or not frames:
-        return 0.0
-    a = np.concatenate([f.points[:, anchor_index] for f in frames])
-    return float((~np.isfinite(a).all(axis=-1)).mean()) if len(a) else 0.0
+    if anchor_index is None:
+        return 0
+    return sum(int((~np.isfinite(f.points[:, anchor_index]).all(axis=-1)).sum()) for f in frames)

@@ -44,15 +44,9 @@ def anchors(points: np.ndarray, anchor_index: int | None) -> np.ndarray:
     """``(n, 2)`` anchor of each instance of ``points (n, nodes, 2)``: the anchor node,
     or the centre of the visible nodes' bounding box where it is missing (or when
     ``anchor_index`` is None)."""
-    out = np.full((len(points), 2), np.nan, np.float64)
-    for i, p in enumerate(points):
-        if anchor_index is None:
-            vis = p[np.isfinite(p).all(axis=-1)]
-            if len(vis):
-                out[i] = (vis.min(axis=0) + vis.max(axis=0)) / 2
-        else:
-            out[i] = instance_anchor(p, anchor_index)
-    return out
+    if not len(points):
+        return np.zeros((0, 2), np.float64)
+    return np.stack([instance_anchor(p, anchor_index) for p in points]).astype(np.float64)
 
 
 def nearest_other(points: np.ndarray, anchor_index: int | None) -> np.ndarray:

@@ -135,9 +135,7 @@ class CentroidSamples:
         self.augment = augment
         self.images = []
         self.anchors = []
-        # per frame: the smallest anchor-to-anchor distance (px; inf with one animal)
-        self.closest = np.array([nearest_other_anchor(frame_anchors(f, anchor_index)).min(initial=np.inf)
-                                 for f in frames])
+        closest = []  # per frame: the smallest anchor-to-anchor distance (px; inf with one animal)
         for f in frames:
             small = box_downscale(cache[f], input_scale)
             h, w = small.shape
@@ -146,8 +144,10 @@ class CentroidSamples:
                 small = np.pad(small, ((0, H - h), (0, W - w)))
             self.images.append(small / 255.0)
             anchors = frame_anchors(f, anchor_index)
+            closest.append(nearest_other_anchor(anchors).min(initial=np.inf))
             anchors = anchors[np.isfinite(anchors).all(axis=1)]
             self.anchors.append(scale_coords(anchors, input_scale).astype(np.float32))
+        self.closest = np.array(closest)
         self.shape = self.images[0].shape
 
     def __len__(self) -> int:

@@ -198,13 +198,14 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
         rest = train
 
     # -- anchor, crop and geometry
+    frame_hw = _frame_size(frames[0].video_path)
     if np.isfinite(size):
         anchor, reach = ls.choose_anchor(rest, stats)
     else:
         anchor, reach = (nodes[0] if len(nodes) == 1 else None), float("nan")
     vis = stats.visibility[nodes.index(anchor)] if anchor is not None else 1.0
     if anchor is not None and vis < 1.0:  # where the node is hidden, where the animals put it
-        rest = attach_anchors(rest, nodes.index(anchor), _frame_size(frames[0].video_path))
+        rest = attach_anchors(rest, nodes.index(anchor), frame_hw)
         reach = ls.anchor_reach(rest, nodes.index(anchor))
     d.set("data.anchor_part", anchor,
           f"visible in {vis:.0%} of instances, the smallest crop among the most visible nodes "
@@ -238,7 +239,6 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     d.set("instance.unet", inst_unet, f"output stride {ispec.output_stride}, receptive field "
                                       f"{UNet(ispec).receptive_field()} px >= crop", show=_unet_text(ispec))
 
-    frame_hw = _frame_size(frames[0].video_path)
     colour = _video_colour(frames[0].video_path)
     d.note("frames", f"{frame_hw[0]}x{frame_hw[1]} (HxW) {colour}",
            "trained grey: the export takes (B, 1, H, W) uint8 grey frames, as lab cameras deliver them" +

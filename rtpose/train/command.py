@@ -54,14 +54,14 @@ def _train_from_labels(args: argparse.Namespace) -> int:
         raise RtposeError(no_such_file(Path(args.config)))
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES
     console.print(f"deriving a training config from {args.config} for {minutes:g} min on {cpu_summary()}",
-                  highlight=False, markup=False, soft_wrap=True)
+                  highlight=False, markup=False)
     cfg, why = derive(args.config, minutes, args.output, args.overrides, t_start=t_start)
     console.print("derived settings (saved as config.yaml in the model directory; edit and rerun with "
-                  "`rtpose train CONFIG.yaml`):", highlight=False, markup=False, soft_wrap=True)
+                  "`rtpose train CONFIG.yaml`):", highlight=False, markup=False)
     for key, value, reason in why.reasons:
-        console.print(f"  {key}: {value}  ({reason})", highlight=False, markup=False, soft_wrap=True)
+        console.print(f"  {key}: {value}  ({reason})", highlight=False, markup=False)
     for override in args.overrides or []:  # applied last: they win over the derived values above
-        console.print(f"  --set {override}  (given: replaces what is derived above)", highlight=False, markup=False, soft_wrap=True)
+        console.print(f"  --set {override}  (given: replaces what is derived above)", highlight=False, markup=False)
     with _say_what_is_kept(Path(cfg.output)):
         model_dir = train(cfg, output=args.output, resume=args.resume)
     report = safe_report(Path(model_dir))

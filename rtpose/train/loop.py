@@ -29,7 +29,7 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)  # log lines are
 
 def say(name: str, text: str) -> None:
     """One plain log line, prefixed with the network's name (no rich markup parsing)."""
-    console.print(escape(f"[{name}] {text}"), soft_wrap=True)  # one line per epoch in logs, not wrapped at 80
+    console.print(escape(f"[{name}] {text}"))
 
 
 def autocast(device: torch.device, precision: str):

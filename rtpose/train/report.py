@@ -116,7 +116,7 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
                      "batch 1)")
     lines.append(f"  next: rtpose export {model_dir} -o models/{model_dir.name}")
     for line in lines:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False)
 
 
 def write_report(model_dir: Path, report: dict[str, Any]) -> None:

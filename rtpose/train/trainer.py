@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import yaml
 
 from rtpose import __version__
-from rtpose.data.anchors import attach_anchors, estimated_share
+from rtpose.data.anchors import attach_anchors, hidden_anchors
 from rtpose.data.augment import AugmentParams
 from rtpose.data.proximity import median_size
 from rtpose.data.labels import class_names, load_labels, node_names, pooled_user_frames, user_frames
@@ -298,7 +298,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
 
     cache = FrameCache(train_frames + val_frames)
     frame_h, frame_w = next(iter(cache.images.values())).shape
-    hidden = estimated_share(train_frames + val_frames, anchor)
+    hidden = hidden_anchors(train_frames + val_frames, anchor)
     if cfg.data.missing_anchor == "estimate" and anchor is not None:
         pooled = attach_anchors(train_frames + val_frames, anchor, (frame_h, frame_w))
         train_frames, val_frames = pooled[:len(train_frames)], pooled[len(train_frames):]
@@ -306,7 +306,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
         n_inst = sum(len(f.points) for f in train_frames + val_frames)
         where = "estimated from the visible nodes" if cfg.data.missing_anchor == "estimate" else \
             "the centre of the visible nodes' bounding box"
-        console.print(escape(f"anchor {cfg.data.anchor_part} hidden in {round(hidden * n_inst)} of the {n_inst} "
+        console.print(escape(f"anchor {cfg.data.anchor_part} hidden in {hidden} of the {n_inst} "
                              f"training and validation instances: there, {where} "
                              f"(data.missing_anchor: {cfg.data.missing_anchor})"))
 
