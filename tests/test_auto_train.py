@@ -339,3 +339,5 @@ def test_the_report_warns_when_few_validation_instances_are_found(tmp_path, foun
     print_report(tmp_path, report, "test CPU", console)
     text = console.export_text()
     assert (warns in text) if warns else ("warning" not in text)
+    # a weak model's next step is more training, not an export
+    assert ("next: train longer" in text) == bool(warns) and "rtpose export" in text

@@ -101,10 +101,13 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
                      f"OKS mAP {report['map']:.3f}, "
                      f"node error p50 {d.get('p50', float('nan')):.1f} px, p90 {d.get('p90', float('nan')):.1f} px, "
                      f"p95 {d.get('p95', float('nan')):.1f} px{ident}")
+    weak = False
     if "map" in report and report.get("n_gt") and report.get("n_found", 1) == 0:
+        weak = True
         lines.append("  [yellow]warning:[/] no validation instance was found (OKS > 0.5): this model is not usable "
                      "yet; train longer (--minutes) or check the labels")
     elif "map" in report and report.get("n_gt") and report.get("n_found", report["n_gt"]) < WEAK_FOUND * report["n_gt"]:
+        weak = True
         lines.append(f"  [yellow]warning:[/] only {report['n_found']} of {report['n_gt']} validation instances found "
                      f"(OKS > 0.5) after {info['wall_minutes']:.1f} min: train longer (--minutes) or label more frames "
                      "before relying on it")
@@ -114,7 +117,11 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
     if lat:
         lines.append(f"  latency {lat['p50']:.1f} ms p50, {lat['p90']:.1f} ms p90 per frame ({lat['engine']}, "
                      "batch 1)")
-    lines.append(f"  next: rtpose export {model_dir} -o models/{model_dir.name}")
+    if weak:  # exporting it is not the next step
+        lines.append(f"  next: train longer, e.g. the same command with a larger --minutes (this run: "
+                     f"{info['wall_minutes']:.1f} min); then rtpose export {model_dir} -o models/{model_dir.name}")
+    else:
+        lines.append(f"  next: rtpose export {model_dir} -o models/{model_dir.name}")
     for line in lines:
         console.print(line, highlight=False)
 
