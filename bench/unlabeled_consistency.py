@@ -14,6 +14,10 @@ Without labels nothing here is an accuracy; these are the symptoms of its failur
   that animal's median over the run (a node put on the neighbour, usually);
 - shared nodes: nodes of one animal within ``--shared-px`` of a node of the other (a
   node put on the neighbour usually lands on the neighbour's own node of that part);
+- node spikes: a node that leaves the line between its own places in the frames before
+  and after by more than ``--spike-px`` while those two agree within ``--spike-px``: at
+  150 FPS a leg tip moves a few pixels between frames, so a one-frame jump that comes
+  back is a node put elsewhere (on the neighbour's leg, usually) for one frame;
 - how close the animals come (anchor to anchor), which is what makes frames hard, and
   the odd bodies split by that distance (``rtpose.data.proximity``'s bins, in units of
   ``--animal-size`` px), so the weakness shows where it lies without any labels.
@@ -48,6 +52,20 @@ def swaps(anchors: np.ndarray) -> int:
     return int(np.sum(cross < same))
 
 
+def spikes(points: np.ndarray, tolerance_px: float) -> np.ndarray:
+    """``(frames, classes, nodes)`` bool: the node leaves the midpoint of its places in the
+    frames before and after by more than ``tolerance_px``, while those two places agree
+    within ``tolerance_px`` (NaN anywhere in the three frames: False). ``points`` is
+    ``(frames, classes, nodes, 2)`` px, NaN where missing. First and last frames: False."""
+    out = np.zeros(points.shape[:3], bool)
+    before, now, after = points[:-2], points[1:-1], points[2:]
+    with np.errstate(invalid="ignore"):
+        off = np.linalg.norm(now - (before + after) / 2, axis=-1)
+        steady = np.linalg.norm(after - before, axis=-1) <= tolerance_px
+        out[1:-1] = (off > tolerance_px) & steady
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model", default=str(REPO / "models" / "flies13"))
@@ -57,6 +75,7 @@ def main() -> int:
     parser.add_argument("--head", default="head")
     parser.add_argument("--tolerance-px", type=float, default=5.0)
     parser.add_argument("--shared-px", type=float, default=2.0)
+    parser.add_argument("--spike-px", type=float, default=8.0)
     parser.add_argument("--animal-size", type=float, default=90.0,
                         help="unit of the distance bins, px (default: flies13's training labels' median)")
     args = parser.parse_args()
@@ -71,6 +90,7 @@ def main() -> int:
     by_head, by_continuity = [], []  # (frames, class, 2) anchors, NaN where missing
     lengths = []  # (frames, class) head-anchor distance
     shared = []  # (frames,) nodes of one animal on a node of the other
+    tracks = []  # (frames, class, nodes, 2) points of the named animals, NaN where missing
     with VideoReader(args.input) as reader:
         for index in parse_frame_range(args.frames, reader.n_frames):
             poses = engine.infer(reader.read(index))
@@ -88,6 +108,11 @@ def main() -> int:
                 if cls >= 0:
                     row[cls] = np.linalg.norm(kept.points[i, head] - kept.points[i, anchor])
             lengths.append(row)
+            named = np.full((2, len(spec.node_names), 2), np.nan)
+            for i, cls in enumerate(kept.identity):
+                if cls >= 0:
+                    named[cls] = kept.points[i]
+            tracks.append(named)
             if len(kept) == 2:
                 d = np.linalg.norm(kept.points[0][:, None] - kept.points[1][None], axis=-1)
                 shared.append(int(np.sum(np.nanmin(d, axis=1) < args.shared_px)
@@ -96,6 +121,7 @@ def main() -> int:
                 shared.append(0)
     by_head, by_continuity, lengths = np.array(by_head), np.array(by_continuity), np.array(lengths)
     shared = np.array(shared)
+    spiked = spikes(np.array(tracks), args.spike_px)
     n = len(by_head)
     odd = np.abs(lengths - np.nanmedian(lengths, axis=0)) > args.tolerance_px
     apart = np.linalg.norm(by_continuity[:, 0] - by_continuity[:, 1], axis=-1)
@@ -110,6 +136,10 @@ def main() -> int:
           f"{int(odd.sum())} of {int(np.isfinite(lengths).sum())} instances")
     print(f"shared nodes (within {args.shared_px:g} px of a node of the other animal): {int(shared.sum())} in "
           f"{int((shared > 0).sum())} frames")
+    per_node = spiked.sum(axis=(0, 1))
+    worst = ", ".join(f"{spec.node_names[k]} {per_node[k]}" for k in np.argsort(-per_node)[:4] if per_node[k])
+    print(f"node spikes (one-frame jumps over {args.spike_px:g} px that come back): {int(spiked.sum())} in "
+          f"{int(spiked.any(axis=(1, 2)).sum())} frames" + (f" ({worst})" if worst else ""))
     print(f"anchor to anchor: min {np.nanmin(apart):.1f} px, median {np.nanmedian(apart):.1f} px")
     bins = proximity_bin(np.where(np.isfinite(apart), apart, np.inf), args.animal_size)
     counted = np.isfinite(lengths)
@@ -117,7 +147,7 @@ def main() -> int:
         rows = bins == name
         n = int(counted[rows].sum())
         print(f"  {name:9s} {int(rows.sum()):4d} frames: odd bodies {int(odd[rows].sum())} of {n} instances"
-              + (f" ({100 * odd[rows].sum() / n:.1f}%)" if n else "") + f", shared nodes {int(shared[rows].sum())}")
+              + (f" ({100 * odd[rows].sum() / n:.1f}%)" if n else "") + f", shared nodes {int(shared[rows].sum())}, node spikes {int(spiked[rows].sum())}")
     return 0
 
 

@@ -156,6 +156,17 @@ def test_predict_writes_slp_with_tracks(tmp_path, flies_video_path):
     assert all(len(p) >= 1 for _, _, p in pred.frames)
 
 
+def test_predict_stdout_into_a_pipe_holds_the_result_lines_alone(tmp_path, flies_video_path):
+    """No progress bar, and no blank line where one was, when stdout is a pipe or file."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "rtpose", "predict", "-m", str(SHIPPED), "-i", str(flies_video_path),
+                          "--frames", "1200-1201", "-o", str(tmp_path / "p.slp")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0].startswith("2 frames, ")
+
+
 def test_predict_on_labels_only_labeled(tmp_path, flies_labels_path):
     out = tmp_path / "pred.slp"
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_labels_path), "--frames", "1195-1204",

@@ -129,3 +129,20 @@ def test_cpu_budget_clock_counts_work_not_waiting():
     while clock() - b < 0.05:  # burns CPU, so the clock moves on
         x += 1
     assert x > 0 and budget_clock("wall") is time.monotonic
+
+
+def test_config_hash_names_the_recipe_not_the_machine(tmp_path):
+    """The model card's config hash is the same for the shipped YAML on any machine and
+    run folder, and changes with any training setting."""
+    from rtpose.train.config import TrainConfig
+    from rtpose.train.trainer import config_hash
+
+    text = Path("experiments/train/flies13_close.yaml").read_text()
+    tree = yaml.safe_load(text)
+    here = TrainConfig.model_validate(tree)
+    tree["output"] = str(tmp_path / "elsewhere")
+    tree["data"]["labels"] = [str(Path("/other/machine/data") / Path(p).name) for p in tree["data"]["labels"]]
+    there = TrainConfig.model_validate(tree)
+    assert config_hash(here) == config_hash(there)
+    tree["instance"]["sigma"] = 2.0
+    assert config_hash(TrainConfig.model_validate(tree)) != config_hash(there)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from rtpose.data.predictions import write_predictions
@@ -79,7 +80,9 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     columns = [TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]} FPS"),
                TimeRemainingColumn()]
     t0 = time.perf_counter()
-    with Progress(*columns, disable=not progress, transient=True) as bar:
+    # the bar goes to stderr, and only to a terminal: stdout keeps the result lines alone
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, disable=not (progress and console.is_terminal), transient=True) as bar:
         task = bar.add_task("", total=len(indices), fps="-")
         done = 0
 

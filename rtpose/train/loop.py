@@ -142,6 +142,7 @@ def fit(
         log_path.unlink()
 
     steps = max(math.ceil(n_train / optim.batch_size), optim.min_steps_per_epoch)
+    say(name, f"a line per epoch; * marks a new best validation loss, kept as {best_path.name}")
     budget_s = optim.max_minutes * 60 if optim.max_minutes else math.inf
     # Under a time budget the last ``anneal_fraction`` of it lowers the learning rate
     # linearly towards min_lr: a run cut by the clock still ends on fine steps.

@@ -44,7 +44,16 @@ MODEL_INFO = "model.json"
 
 
 def config_hash(cfg: TrainConfig) -> str:
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
+    """12 hex digits of the SHA-256 of the training recipe: the config without its
+    ``output`` folder, with each labels file reduced to its name, so that the same config
+    hashes the same on every machine and in every run folder."""
+    d = cfg.model_dump(mode="json")
+    d.pop("output", None)
+    data = d["data"]
+    data["labels"] = [Path(p).name for p in cfg.data.label_files]
+    if data.get("val_labels"):
+        data["val_labels"] = Path(data["val_labels"]).name
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _unet_spec(c: UNetConfig) -> UNetSpec:
