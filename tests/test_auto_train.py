@@ -80,6 +80,13 @@ def test_mice_settings_follow_the_labels(mice_path):
     assert {"data.anchor_part", "instance.crop_size", "centroid.input_scale", "frames", "latency"} <= keys
     # the Trunk is hidden in 29% of the instances: those anchors are estimated (rtpose.data.anchors)
     assert cfg.data.missing_anchor == "estimate" and "data.missing_anchor" in keys
+    # a mouse needs a 192-px crop: a stride-4 stem keeps the frame near flies13's cost (it
+    # was 2.1x with stride 2), and the cost line counts the networks as trained
+    assert cfg.instance.crop_size == 192 and cfg.instance.unet.stem_stride == 4
+    cost = dict((k, (v, r)) for k, v, r in why.reasons)["latency"]
+    assert 1.0 < float(cost[1].split("x ")[0]) < 1.5
+    _, forced = derive(mice_path, 15, overrides=["instance.unet.stem_stride=2"], measure=False)
+    assert float(dict((k, r) for k, _, r in forced.reasons)["latency"].split("x ")[0]) > 2.0
 
 
 def test_mice_video_is_grey_in_three_channels_and_non_square(mice_path):
@@ -96,6 +103,7 @@ def test_flies_settings_match_the_hand_tuned_config(flies_labels_path):
     assert cfg.data.val_frames == hand.data.val_frames == "1150-1199"
     assert cfg.centroid.input_scale == hand.centroid.input_scale
     assert abs(cfg.instance.crop_size - hand.instance.crop_size) <= 16
+    assert cfg.instance.unet.stem_stride == hand.instance.unet.stem_stride == 2
     labels, frames = _frames(flies_labels_path)
     train = select_frames(frames, cfg.data.train_frames)
     still = sum(f.frame_idx < 1000 for f in train)

@@ -43,6 +43,12 @@ TARGET_EPOCHS = {"centroid": 60, "instance": 80}  # validations per budget (pati
 MIN_EPOCH_STEPS = 20  # a slow machine gets longer epochs rather than a learning rate halved every few steps
 LATENCY_REFERENCE = Path(__file__).resolve().parents[2] / "models" / "flies13" / "rtpose.json"
 BASE_UNET = {"filters": 16, "filters_rate": 2.0, "down_blocks": 3, "up_blocks": 3, "stem_stride": 2}
+# Crops above this many pixels run the instance net behind a stride-4 stem (output stride
+# 4): its first level then stays at most 80 px across, as flies13's 144-px crop is 72 px
+# behind its stride-2 stem. mice2 (192-px crops): 2.1x flies13's cost with a stride-2
+# stem, 1.2x with stride 4, and node error p90 7.6-7.7 px on 60-69 against 12.2-12.7 px
+# in three seeds each (README, "Training from labels alone").
+STEM4_ABOVE_CROP = 160
 
 
 # ---- cost model -------------------------------------------------------------------------
@@ -218,7 +224,7 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     jitter = round(float(np.clip(size / 30, 2.0, 8.0)), 1) if np.isfinite(size) else 4.0
     inst_unet = dict(BASE_UNET)
     crop = ls.crop_size(reach, 16) if np.isfinite(reach) else 16 * 8
-    if crop > 256:  # big animals: a stride-4 stem keeps the cost of the crop at that of a 1/2 crop
+    if crop > STEM4_ABOVE_CROP:  # big animals: a stride-4 stem keeps the cost of the crop at that of a 1/2 crop
         inst_unet["stem_stride"] = 4
         crop = ls.crop_size(reach, 32)
     ispec = UNetSpec(**inst_unet)
@@ -236,7 +242,9 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     d.set("instance.center_jitter_px", jitter, "a centroid error of ~1/30 of the animal")
     d.set("instance.sigma", ls.instance_sigma(size), f"animal size {size:.0f} px (median bounding-box diagonal) / "
                                                      f"{ls.INSTANCE_SIGMA_DIVISOR:g}")
-    d.set("instance.unet", inst_unet, f"output stride {ispec.output_stride}, receptive field "
+    stem = (f"a stride-4 stem for a crop above {STEM4_ABOVE_CROP} px (the cost of a half crop), "
+            if ispec.stem_stride == 4 else "")
+    d.set("instance.unet", inst_unet, f"{stem}output stride {ispec.output_stride}, receptive field "
                                       f"{UNet(ispec).receptive_field()} px >= crop", show=_unet_text(ispec))
 
     colour = _video_colour(frames[0].video_path)
@@ -279,17 +287,16 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     c_bs = _pow2_at_most(max(len(rest) / 8, 1), 8)
     i_bs = _pow2_at_most(max(n_train_inst / 8, 1), 16)
     total_s = minutes * 60
-    ref = reference_macs()
-    arch = {"centroid": {"unet": _spec_dict(cspec), "input_scale": scale},
-            "instance": {"unet": _spec_dict(ispec), "crop_size": crop}}
-    macs = frame_macs(arch, frame_hw, max(stats.max_instances, len(classes) if with_id else 0, 1), len(nodes))
-    if ref:
-        d.note("latency", f"{macs / 1e9:.2f} GMAC/frame", f"{macs / ref[0]:.2f}x {ref[1]} ({ref[0] / 1e9:.2f} GMAC)")
-
     d.set("output", str(output) if output else f"runs/{labels_path.name.split('.')[0]}")
     d.set("seed", 0)
     tree = apply_overrides(d.tree, list(overrides or []))
     cfg = _validate(tree, _source(overrides))
+    ref = reference_macs()
+    if ref:  # of the networks as they will be trained (--set included)
+        arch = {"centroid": {"unet": cfg.centroid.unet.model_dump(), "input_scale": cfg.centroid.input_scale},
+                "instance": {"unet": cfg.instance.unet.model_dump(), "crop_size": cfg.instance.crop_size}}
+        macs = frame_macs(arch, frame_hw, max(stats.max_instances, len(classes) if with_id else 0, 1), len(nodes))
+        d.note("latency", f"{macs / 1e9:.2f} GMAC/frame", f"{macs / ref[0]:.2f}x {ref[1]} ({ref[0] / 1e9:.2f} GMAC)")
     step = measure_step_seconds(cfg, rest, c_bs, i_bs) if measure else (0.1, 0.1, 0.01, {})
     c_step, i_step, decode_s, by_threads = step
     if len(by_threads) > 1:
