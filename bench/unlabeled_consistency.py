@@ -14,10 +14,12 @@ Without labels nothing here is an accuracy; these are the symptoms of its failur
   that animal's median over the run (a node put on the neighbour, usually);
 - shared nodes: nodes of one animal within ``--shared-px`` of a node of the other (a
   node put on the neighbour usually lands on the neighbour's own node of that part);
-- node spikes: a node that leaves the line between its own places in the frames before
+- node spikes: a node that leaves the midpoint of its own places in the frames before
   and after by more than ``--spike-px`` while those two agree within ``--spike-px``: at
   150 FPS a leg tip moves a few pixels between frames, so a one-frame jump that comes
-  back is a node put elsewhere (on the neighbour's leg, usually) for one frame;
+  back is a node put elsewhere for one frame (on flies13's 1300-1499, leg tips trading
+  names with another leg). Instability, not error: on the labelled 1200-1299 only 2 of
+  the 62 nodes more than 8 px off were spikes (the others stay wrong for several frames);
 - how close the animals come (anchor to anchor), which is what makes frames hard, and
   the odd bodies split by that distance (``rtpose.data.proximity``'s bins, in units of
   ``--animal-size`` px), so the weakness shows where it lies without any labels.

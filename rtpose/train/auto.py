@@ -338,12 +338,6 @@ def _validate(tree: dict, source: str) -> TrainConfig:
     return validate(TrainConfig, tree, source)
 
 
-def _spec_dict(spec: UNetSpec) -> dict[str, Any]:
-    import attrs
-
-    return attrs.asdict(spec)
-
-
 def _unet_text(spec: UNetSpec) -> str:
     return (f"UNet {spec.filters}x{spec.filters_rate:g}, max stride {spec.max_stride}, "
             f"output stride {spec.output_stride}")
