@@ -46,8 +46,8 @@ BASE_UNET = {"filters": 16, "filters_rate": 2.0, "down_blocks": 3, "up_blocks": 
 # Crops above this many pixels run the instance net behind a stride-4 stem (output stride
 # 4): its first level then stays at most 80 px across, as flies13's 144-px crop is 72 px
 # behind its stride-2 stem. mice2 (192-px crops): 2.1x flies13's cost with a stride-2
-# stem, 1.2x with stride 4, and node error p90 7.6-7.7 px on 60-69 against 12.2-12.7 px
-# in three seeds each (README, "Training from labels alone").
+# stem, 1.2x with stride 4, and node error p90 7.6-9.7 px on 60-69 in four runs against
+# 12.2-12.7 px in three (README, "Training from labels alone").
 STEM4_ABOVE_CROP = 160
 
 
@@ -242,7 +242,8 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     d.set("instance.center_jitter_px", jitter, "a centroid error of ~1/30 of the animal")
     d.set("instance.sigma", ls.instance_sigma(size), f"animal size {size:.0f} px (median bounding-box diagonal) / "
                                                      f"{ls.INSTANCE_SIGMA_DIVISOR:g}")
-    stem = (f"a stride-4 stem for a crop above {STEM4_ABOVE_CROP} px (the cost of a half crop), "
+    stem = (f"a stride-4 stem for a crop above {STEM4_ABOVE_CROP} px (it then costs what a crop of half "
+             "the side would behind a stride-2 stem), "
             if ispec.stem_stride == 4 else "")
     d.set("instance.unet", inst_unet, f"{stem}output stride {ispec.output_stride}, receptive field "
                                       f"{UNet(ispec).receptive_field()} px >= crop", show=_unet_text(ispec))
@@ -296,7 +297,8 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
         arch = {"centroid": {"unet": cfg.centroid.unet.model_dump(), "input_scale": cfg.centroid.input_scale},
                 "instance": {"unet": cfg.instance.unet.model_dump(), "crop_size": cfg.instance.crop_size}}
         macs = frame_macs(arch, frame_hw, max(stats.max_instances, len(classes) if with_id else 0, 1), len(nodes))
-        d.note("latency", f"{macs / 1e9:.2f} GMAC/frame", f"{macs / ref[0]:.2f}x {ref[1]} ({ref[0] / 1e9:.2f} GMAC)")
+        d.note("cost", f"{macs / 1e9:.2f} GMAC/frame", f"{macs / ref[0]:.2f}x {ref[1]} ({ref[0] / 1e9:.2f} GMAC); "
+               "the report times it")
     step = measure_step_seconds(cfg, rest, c_bs, i_bs) if measure else (0.1, 0.1, 0.01, {})
     c_step, i_step, decode_s, by_threads = step
     if len(by_threads) > 1:

@@ -53,6 +53,8 @@ def _train_from_labels(args: argparse.Namespace) -> int:
     if not Path(args.config).exists():  # said before the banner, as every other bad input
         raise RtposeError(no_such_file(Path(args.config)))
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES
+    if minutes <= 0:  # said before the banner, which would announce a run of 0 min
+        raise RtposeError(f"--minutes must be positive, got {minutes:g}")
     console.print(f"deriving a training config from {args.config} for {minutes:g} min on {cpu_summary()}",
                   highlight=False, markup=False)
     cfg, why = derive(args.config, minutes, args.output, args.overrides, t_start=t_start)
