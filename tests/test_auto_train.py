@@ -344,10 +344,13 @@ def test_the_report_warns_when_few_validation_instances_are_found(tmp_path, foun
     (tmp_path / "model.json").write_text(json.dumps({"wall_minutes": 4.1, "centroid": net, "instance": net,
                                                      "class_names": ["white", "black"]}))
     report = {"map": 0.03, "frames": 10, "frame_range": "60-69", "n_gt": 20, "n_found": found, "n_matched": 20,
-              "dist_px": {"p50": 7.2, "p90": 58.0, "p95": 75.0}, "id_accuracy": 1.0}
+              "dist_px": {"p50": 7.2, "p90": 58.0, "p95": 75.0}, "id_accuracy": 1.0,
+              "latency_ms": {"p50": 8.9, "p90": 9.3, "engine": "ort-cpu fp32 on test CPU (2 threads)"}}
     console = Console(record=True, width=200)
     print_report(tmp_path, report, "test CPU", console)
     text = console.export_text()
     assert (warns in text) if warns else ("warning" not in text)
     # a weak model's next step is more training, not an export
     assert ("next: train longer" in text) == bool(warns) and "rtpose export" in text
+    # whether the model keeps up with a camera, from the measured p90
+    assert "keeps up with a camera of up to 108 FPS" in text

@@ -116,7 +116,8 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
     lat = report.get("latency_ms")
     if lat:
         lines.append(f"  latency {lat['p50']:.1f} ms p50, {lat['p90']:.1f} ms p90 per frame ({lat['engine']}, "
-                     "batch 1)")
+                     f"batch 1): inference alone keeps up with a camera of up to {1000 / lat['p90']:.0f} FPS "
+                     "here (1000 / p90)")
     if weak:  # exporting it is not the next step
         lines.append(f"  next: train longer, e.g. the same command with a larger --minutes (this run: "
                      f"{info['wall_minutes']:.1f} min); then rtpose export {model_dir} -o models/{model_dir.name}")
