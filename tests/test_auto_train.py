@@ -333,9 +333,15 @@ def test_ctrl_c_says_what_is_kept_and_how_to_resume(tmp_path, capsys, monkeypatc
     assert f"centroid/last.pt kept in {out}" in err and "--resume" in err and "interrupted" in err
 
 
-@pytest.mark.parametrize("found, warns", [(7, "only 7 of 20 validation instances found"), (17, None),
-                                          (0, "no validation instance was found")])
-def test_the_report_warns_when_few_validation_instances_are_found(tmp_path, found, warns):
+@pytest.mark.parametrize("found, oks_map, warns", [
+    (7, 0.03, "only 7 of 20 validation instances found (OKS > 0.5) and OKS mAP 0.030 (below 0.2) after 4.1 min"),
+    (17, 0.43, None),
+    (0, 0.0, "no validation instance was found"),
+    # a 4-minute mice run: 60% found is not below the bound, but its mAP is
+    (12, 0.095, "OKS mAP 0.095 (below 0.2) after 4.1 min"),
+    (18, 0.19, "OKS mAP 0.190 (below 0.2)"),
+])
+def test_the_report_warns_when_the_validation_scores_are_weak(tmp_path, found, oks_map, warns):
     from rich.console import Console
 
     from rtpose.train.report import print_report
@@ -343,7 +349,7 @@ def test_the_report_warns_when_few_validation_instances_are_found(tmp_path, foun
     net = {"epochs": 3, "wall_minutes": 1.0, "best_epoch": 2, "stopped": "time budget"}
     (tmp_path / "model.json").write_text(json.dumps({"wall_minutes": 4.1, "centroid": net, "instance": net,
                                                      "class_names": ["white", "black"]}))
-    report = {"map": 0.03, "frames": 10, "frame_range": "60-69", "n_gt": 20, "n_found": found, "n_matched": 20,
+    report = {"map": oks_map, "frames": 10, "frame_range": "60-69", "n_gt": 20, "n_found": found, "n_matched": 20,
               "dist_px": {"p50": 7.2, "p90": 58.0, "p95": 75.0}, "id_accuracy": 1.0,
               "latency_ms": {"p50": 8.9, "p90": 9.3, "engine": "ort-cpu fp32 on test CPU (2 threads)"}}
     console = Console(record=True, width=200)

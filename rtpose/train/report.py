@@ -79,9 +79,40 @@ def validation_report(model_dir: Path, n_timed: int = 30) -> dict[str, Any]:
     return out
 
 
-# below this share of validation instances found (OKS > 0.5) the report warns; runs of the
-# README's commands find 80-100% (mice 16-17 of 20, flies 100%), a 5-minute mice run 35%
+# below this share of validation instances found (OKS > 0.5), or below this OKS mAP, the
+# report warns. Runs of the README's commands find 80-100% (mice 16-19 of 20, flies 100%)
+# at mAP 0.36-0.47 (mice) and 0.87-0.92 (flies); a 5-minute mice run found 35%, and a
+# 4-minute one found 60% (12/20) at mAP 0.095 with node error p90 47 px.
 WEAK_FOUND = 0.6
+WEAK_MAP = 0.2
+
+
+def weak_warning(report: dict[str, Any], minutes: float) -> str | None:
+    """The report's warning when the validation scores say the model is not usable yet.
+
+    Args:
+        report: :func:`validation_report`'s dict (``n_gt``, ``n_found``, ``map``).
+        minutes: the run's wall-clock training time, for the message.
+
+    Returns:
+        One sentence, or None when the run is not weak or nothing was scored.
+    """
+    n_gt = report.get("n_gt")
+    if "map" not in report or not n_gt:
+        return None
+    found = report.get("n_found", n_gt)
+    if found == 0:
+        return ("no validation instance was found (OKS > 0.5): this model is not usable yet; train longer "
+                "(--minutes) or check the labels")
+    weak = []
+    if found < WEAK_FOUND * n_gt:
+        weak.append(f"only {found} of {n_gt} validation instances found (OKS > 0.5)")
+    if report["map"] < WEAK_MAP:
+        weak.append(f"OKS mAP {report['map']:.3f} (below {WEAK_MAP})")
+    if not weak:
+        return None
+    return (f"{' and '.join(weak)} after {minutes:.1f} min: train longer (--minutes) or label more frames "
+            "before relying on it")
 
 
 def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> None:
@@ -101,16 +132,9 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
                      f"OKS mAP {report['map']:.3f}, "
                      f"node error p50 {d.get('p50', float('nan')):.1f} px, p90 {d.get('p90', float('nan')):.1f} px, "
                      f"p95 {d.get('p95', float('nan')):.1f} px{ident}")
-    weak = False
-    if "map" in report and report.get("n_gt") and report.get("n_found", 1) == 0:
-        weak = True
-        lines.append("  [yellow]warning:[/] no validation instance was found (OKS > 0.5): this model is not usable "
-                     "yet; train longer (--minutes) or check the labels")
-    elif "map" in report and report.get("n_gt") and report.get("n_found", report["n_gt"]) < WEAK_FOUND * report["n_gt"]:
-        weak = True
-        lines.append(f"  [yellow]warning:[/] only {report['n_found']} of {report['n_gt']} validation instances found "
-                     f"(OKS > 0.5) after {info['wall_minutes']:.1f} min: train longer (--minutes) or label more frames "
-                     "before relying on it")
+    warning = weak_warning(report, info["wall_minutes"])
+    if warning:
+        lines.append(f"  [yellow]warning:[/] {warning}")
     if report.get("note"):
         lines.append(f"  {report['note']}")
     lat = report.get("latency_ms")
@@ -118,7 +142,7 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
         lines.append(f"  latency {lat['p50']:.1f} ms p50, {lat['p90']:.1f} ms p90 per frame ({lat['engine']}, "
                      f"batch 1): inference alone keeps up with a camera of up to {1000 / lat['p90']:.0f} FPS "
                      "here (1000 / p90)")
-    if weak:  # exporting it is not the next step
+    if warning:  # exporting it is not the next step
         lines.append(f"  next: train longer, e.g. the same command with a larger --minutes (this run: "
                      f"{info['wall_minutes']:.1f} min); then rtpose export {model_dir} -o models/{model_dir.name}")
     else:
