@@ -3,13 +3,14 @@ points together, on the real fly labels."""
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import pytest
 
 from rtpose.data.augment import AugmentParams, affine_about, transform_points, warp
 from rtpose.data.labels import load_labels, user_frames
-from rtpose.data.samples import (CentroidSamples, FrameCache, InstanceSamples, box_downscale, parse_frame_selection,
-                                 select_frames, split_frames, suggest_crop_size)
+from rtpose.data.samples import (CentroidSamples, FrameCache, InstanceSamples, box_downscale, mirror_order,
+                                 parse_frame_selection, select_frames, split_frames, suggest_crop_size)
 from rtpose.errors import RtposeError
 
 
@@ -124,3 +125,35 @@ def test_a_pasted_neighbour_adds_a_fly_beside_the_centred_one(moving_frames, cac
         assert added.sum() > 200, i  # a fly's worth of bright pixels
         yy, xx = np.nonzero(added)
         assert np.hypot(xx - 71.5, yy - 71.5).max() > 50  # ...reaching in from beside the centred fly
+
+
+def test_mirrored_crops_trade_left_and_right_names(moving_frames, cache):
+    """A mirrored crop is the plain crop flipped about its centre column, and each node of
+    a symmetric pair takes its partner's place (the left wing is where a right wing goes)."""
+    names = ["head", "thorax", "abdomen", "wingL", "wingR", "forelegL4", "forelegR4", "midlegL4", "midlegR4",
+             "hindlegL4", "hindlegR4", "eyeL", "eyeR"]
+    order = mirror_order(names, [("wingL", "wingR"), ("eyeL", "eyeR")])
+    assert list(order[[3, 4, 11, 12, 0]]) == [4, 3, 12, 11, 0]
+    plain = AugmentParams(rotation_deg=0.0, scale=(1.0, 1.0), brightness=0.0, contrast=(1.0, 1.0), noise=0.0)
+    kwargs = dict(anchor_index=1, crop_size=144, sigma=2.5, output_stride=2, center_jitter_px=0.0)
+    ref = InstanceSamples(moving_frames, cache, augment=plain, **kwargs)
+    mirrored = InstanceSamples(moving_frames, cache, augment=attrs.evolve(plain, flip_probability=1.0),
+                               mirror_order=order, **kwargs)
+    crop, _, pts = ref.sample(3, np.random.default_rng(0))
+    mcrop, mcm, mpts = mirrored.sample(3, np.random.default_rng(0))
+    # the anchor (an integer place in the patch) stays at the crop centre; x mirrors about it
+    cx = pts[1, 0]
+    expect = pts[order].copy()
+    expect[:, 0] = 2 * cx - expect[:, 0]
+    np.testing.assert_allclose(mpts, expect, atol=1e-3)
+    # the image mirrors about the same column: compare the central band, away from borders
+    c = int(round(cx))
+    band = slice(c - 40, c + 41)
+    np.testing.assert_allclose(mcrop[0, :, band], crop[0, :, band][:, ::-1], atol=1e-4)
+    # and the target of wingL peaks where the plain crop's right wing was, mirrored
+    r, col = np.unravel_index(np.argmax(mcm[3]), mcm[3].shape)
+    assert abs(col * 2 + 0.5 - (2 * cx - pts[4, 0])) <= 1.0 and abs(r * 2 + 0.5 - pts[4, 1]) <= 1.0
+    with pytest.raises(RtposeError, match="'wingX' is not a node"):
+        mirror_order(names, [("wingL", "wingX")])
+    with pytest.raises(RtposeError, match="more than one pair"):
+        mirror_order(names, [("wingL", "wingR"), ("wingL", "eyeL")])

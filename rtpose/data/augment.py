@@ -23,23 +23,34 @@ class AugmentParams:
     noise: float = 0.02  # Gaussian sd, fraction of full scale
     neighbour_probability: float = 0.0  # instance crops: chance of pasting in another animal
     neighbour_distance_px: tuple[float, float] = (60.0, 110.0)  # its anchor's distance from the centre
+    flip_probability: float = 0.0  # chance of mirroring a sample (left and right nodes trade names)
 
 
-def affine_about(src_centre: np.ndarray, dst_centre: np.ndarray, angle_deg: float, scale: float) -> np.ndarray:
-    """2x3 matrix taking ``src_centre`` to ``dst_centre`` with rotation and scale about it."""
+def affine_about(src_centre: np.ndarray, dst_centre: np.ndarray, angle_deg: float, scale: float,
+                 mirror: bool = False) -> np.ndarray:
+    """2x3 matrix taking ``src_centre`` to ``dst_centre`` with rotation and scale about it,
+    after mirroring x about it if ``mirror``."""
     a = np.deg2rad(angle_deg)
     c, s = np.cos(a) * scale, np.sin(a) * scale
     rot = np.array([[c, -s], [s, c]], np.float64)
+    if mirror:
+        rot = rot @ np.diag([-1.0, 1.0])
     t = np.asarray(dst_centre, np.float64) - rot @ np.asarray(src_centre, np.float64)
     return np.hstack([rot, t[:, None]])
 
 
 def random_affine(rng: np.random.Generator, params: AugmentParams, src_centre: np.ndarray,
-                  dst_centre: np.ndarray) -> np.ndarray:
+                  dst_centre: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A random 2x3 matrix about ``src_centre`` -> ``dst_centre``, and whether it mirrors.
+
+    With ``flip_probability`` 0 no mirror is drawn, so the random stream (and a seeded
+    run) is what it was before mirroring existed.
+    """
     angle = rng.uniform(-params.rotation_deg, params.rotation_deg)
     scale = rng.uniform(*params.scale)
     shift = rng.uniform(-params.translate_px, params.translate_px, size=2) if params.translate_px else 0.0
-    return affine_about(src_centre, np.asarray(dst_centre) + shift, angle, scale)
+    mirror = bool(params.flip_probability) and rng.random() < params.flip_probability
+    return affine_about(src_centre, np.asarray(dst_centre) + shift, angle, scale, mirror), mirror
 
 
 def warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -164,7 +164,7 @@ class CentroidSamples:
         if rng is not None:
             h, w = image.shape
             centre = np.array([(w - 1) / 2, (h - 1) / 2])
-            m = random_affine(rng, self.augment, centre, centre)
+            m, _ = random_affine(rng, self.augment, centre, centre)  # anchors have no side
             image = adjust_intensity(warp(image.astype(np.float32), m, (h, w)), rng, self.augment)
             anchors = transform_points(anchors, m)
         return self._make(image, anchors)
@@ -183,8 +183,12 @@ class InstanceSamples:
     """Crops centred on each instance's anchor, at full resolution."""
 
     def __init__(self, frames: list[FrameLabels], cache: FrameCache, anchor_index: int, crop_size: int,
-                 sigma: float, output_stride: int, center_jitter_px: float, augment: AugmentParams):
+                 sigma: float, output_stride: int, center_jitter_px: float, augment: AugmentParams,
+                 mirror_order: np.ndarray | None = None):
+        """``mirror_order``: node order of a mirrored sample (:func:`mirror_order`); None
+        keeps the order (a skeleton without left and right)."""
         self.crop = crop_size
+        self.mirror_order = mirror_order
         self.sigma = sigma
         self.stride = output_stride
         self.jitter = center_jitter_px
@@ -232,8 +236,9 @@ class InstanceSamples:
         half = self.crop // 2
         if rng is not None:
             dst = np.array([half, half], np.float64) + rng.uniform(-self.jitter, self.jitter, 2)
-            m = random_affine(rng, self.augment, self.anchors[i], dst)
+            m, mirrored = random_affine(rng, self.augment, self.anchors[i], dst)
         else:
+            mirrored = False
             # What inference does: an integer-centred crop, no resampling.
             centre = np.round(self.anchors[i])
             m = affine_about(centre, np.array([half, half]), 0.0, 1.0)
@@ -245,6 +250,8 @@ class InstanceSamples:
         if rng is not None:
             crop = adjust_intensity(crop, rng, self.augment)
         pts = transform_points(self.points[i], m)
+        if mirrored and self.mirror_order is not None:  # the left wing is now where a right wing would be
+            pts = pts[self.mirror_order]
         hm = self.crop // self.stride
         cm = confidence_maps(input_to_map(pts, self.stride)[None], hm, hm, self.sigma / self.stride)
         return crop[None], cm, pts
@@ -252,6 +259,34 @@ class InstanceSamples:
     def batch(self, indices, rng: np.random.Generator | None) -> Batch:
         crops, cms, pts = zip(*(self.sample(i, rng) for i in indices))
         return Batch(np.stack(crops), np.stack(cms), self.classes[list(indices)], np.stack(pts)[:, None])
+
+
+def mirror_order(node_names: list[str], pairs: list[tuple[str, str]]) -> np.ndarray:
+    """Node permutation of a mirrored animal: each node of a symmetric pair takes the
+    other's place (SLEAP's skeleton symmetries; its flip augmentation does the same).
+
+    Args:
+        node_names: the skeleton's nodes, in order.
+        pairs: symmetric node pairs by name, e.g. ``[("wingL", "wingR")]``.
+
+    Returns:
+        ``(nodes,)`` int array ``order``: mirrored points are ``points[order]``.
+
+    Raises:
+        RtposeError: a name that is not a node, or a node in two pairs.
+    """
+    order = np.arange(len(node_names))
+    seen: set[str] = set()
+    for a, b in pairs:
+        for name in (a, b):
+            if name not in node_names:
+                raise RtposeError(f"data.symmetries: {name!r} is not a node of the skeleton ({', '.join(node_names)})")
+            if name in seen or a == b:
+                raise RtposeError(f"data.symmetries: {name!r} is in more than one pair")
+            seen.add(name)
+        i, j = node_names.index(a), node_names.index(b)
+        order[i], order[j] = j, i
+    return order
 
 
 def suggest_crop_size(frames: list[FrameLabels], anchor_index: int, multiple: int) -> tuple[int, float]:

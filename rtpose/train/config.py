@@ -37,6 +37,9 @@ class DataConfig(Strict):
     # sizes (see rtpose.data.proximity) are drawn close_weight times as often.
     close_weight: float = Field(1.0, ge=1.0)
     close_distance: float = Field(1.5, gt=0)
+    # Left/right node pairs, e.g. [[wingL, wingR]], for mirrored samples
+    # (augment.flip_probability). None: the labels' skeleton symmetries.
+    symmetries: list[tuple[str, str]] | None = None
 
     @field_validator("labels")
     @classmethod
@@ -73,6 +76,9 @@ class AugmentConfig(Strict):
     # heads to ignore a touching neighbour when the labels hold few close encounters.
     neighbour_probability: float = Field(0.0, ge=0, le=1)
     neighbour_distance_px: tuple[float, float] = (60.0, 110.0)
+    # the share of samples mirrored (before the rotation); in centered-instance crops the
+    # nodes of each symmetric pair (data.symmetries) trade names, as in SLEAP's random flip
+    flip_probability: float = Field(0.0, ge=0, le=1)
 
 
 class OptimConfig(Strict):

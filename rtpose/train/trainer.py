@@ -26,7 +26,7 @@ from rtpose.data.anchors import attach_anchors, hidden_anchors
 from rtpose.data.augment import AugmentParams
 from rtpose.data.proximity import median_size
 from rtpose.data.labels import class_names, load_labels, node_names, pooled_user_frames, user_frames
-from rtpose.data.samples import (Batch, CentroidSamples, FrameCache, InstanceSamples, fraction_outside_crop,
+from rtpose.data.samples import (Batch, CentroidSamples, FrameCache, InstanceSamples, fraction_outside_crop, mirror_order,
                                  split_frames, suggest_crop_size)
 from rtpose.data.targets import map_to_input
 from rtpose.errors import RtposeError
@@ -65,6 +65,22 @@ def _augment(c: AugmentConfig, translate_px: float | None = None) -> AugmentPara
     if translate_px is not None:
         d["translate_px"] = translate_px
     return AugmentParams(**d)
+
+
+def _mirror_order(cfg: TrainConfig, labels, nodes: list[str]) -> np.ndarray | None:
+    """The node order of mirrored instance crops, or None where nothing is mirrored."""
+    if not cfg.instance.augment.flip_probability:
+        return None
+    if cfg.data.symmetries is not None:
+        pairs, where = cfg.data.symmetries, "data.symmetries"
+    else:
+        pairs = [tuple(n.name for n in sym.nodes) for sym in labels.skeletons[0].symmetries]
+        where = "the skeleton's symmetries"
+    order = mirror_order(nodes, pairs)
+    shown = ", ".join(f"{a}/{b}" for a, b in pairs) or "none: every node keeps its name"
+    console.print(escape(f"mirrored crops ({cfg.instance.augment.flip_probability:.0%}): left/right pairs from "
+                         f"{where}: {shown}"))
+    return order
 
 
 def _device(name: str) -> torch.device:
@@ -386,7 +402,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
 
     i_aug = _augment(cfg.instance.augment)
     i_train = InstanceSamples(train_frames, cache, anchor, crop, cfg.instance.sigma, i_spec.output_stride,
-                              cfg.instance.center_jitter_px, i_aug)
+                              cfg.instance.center_jitter_px, i_aug, _mirror_order(cfg, labels, nodes))
     i_val = InstanceSamples(val_frames, cache, anchor, crop, cfg.instance.sigma, i_spec.output_stride,
                             0.0, i_aug) if val_frames else None
     i_weights = close_weights(i_train.closest, size_px, cfg.data)
