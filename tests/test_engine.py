@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import sleap_io as sio
 
 from rtpose.cli import main as cli
 from rtpose.data.predictions import read_predictions
@@ -16,8 +17,16 @@ from rtpose.data.video import VideoReader
 from rtpose.engine.base import assign_identities, load_engine, prepare_frame, raw_to_poses
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
+from rtpose.paths import data_dir
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "flies13"
+
+
+def _need_data(relative: str) -> Path:
+    path = data_dir() / relative
+    if not path.exists():
+        pytest.fail(f"test data missing: {path}")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +72,64 @@ def test_batch_and_single_agree(engine, frame, flies_video_path):
         assert np.allclose(np.nan_to_num(single.points), np.nan_to_num(batched.points), atol=1e-2)
 
 
-def test_frame_size_is_padded_or_refused(engine):
+def test_frame_size_is_padded_within_the_graphs_own_padding_or_refused(engine):
+    """The graph pads frames to a multiple of centroid max stride / input scale; frames
+    that pad to the same size are padded, any other size is refused (larger or smaller)."""
     spec = engine.spec
-    small = np.zeros((spec.frame_height - 24, spec.frame_width - 8), np.uint8)
-    assert prepare_frame(small, spec).shape == (spec.frame_height, spec.frame_width)
-    with pytest.raises(RtposeError, match=r"takes 1024x1024.*--frame-size"):
-        prepare_frame(np.zeros((1080, 1920), np.uint8), spec)
+    unet = spec.architecture["centroid"]["unet"]
+    m = round(unet["stem_stride"] * 2 ** unet["down_blocks"] / spec.input_scale)
+    assert spec.frame_multiple == m > 1
+    H, W = spec.frame_height, spec.frame_width
+    for h, w in [(H - 24, W - 8), (H - m + 1, W - m + 1)]:
+        padded = prepare_frame(np.full((h, w), 7, np.uint8), spec)
+        assert padded.shape == (H, W) and (padded[:h, :w] == 7).all() and not padded[h:].any()
+    for h, w in [(H - m, W), (H, W - m), (768, 1024), (1080, 1920)]:
+        with pytest.raises(RtposeError, match=rf"frames are {h}x{w} but the model takes {H}x{W}.*"
+                                              rf"--frame-size {h}x{w}"):
+            prepare_frame(np.zeros((h, w), np.uint8), spec)
     with pytest.raises(RtposeError, match="channels"):
         prepare_frame(np.zeros((1024, 1024, 2), np.uint8), spec)
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_predict_refuses_another_setups_video_naming_it_and_both_sizes(tmp_path, capsys):
+    """The 768x1024 mouse video into the 1024x1024 fly model: one line, exit 2, nothing written."""
+    mice_video = _need_data("mice2/video.mp4")
+    out = tmp_path / "p.slp"
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(mice_video), "--frames", "70-75", "-o", str(out)]) == 2
+    msg = _one_error_line(capsys)
+    assert msg.startswith(f"error: {mice_video}: frames are 768x1024 but the model takes 1024x1024")
+    assert "--frame-size 768x1024" in msg and not out.exists()
+
+
+def test_predict_refuses_labels_of_another_skeleton(tmp_path, mice_path, minimal_labels_path, capsys):
+    """The 15-node mouse labels (and the 2-node minimal package) into the 13-node fly model."""
+    labels_nodes = [n.name for n in sio.load_slp(str(mice_path), open_videos=False).skeletons[0].nodes]
+    first = next(n for n in labels_nodes if n not in ExportSpec.load(SHIPPED).node_names)
+    out = tmp_path / "p.slp"
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(mice_path), "--only-labeled", "-o", str(out)]) == 2
+    msg = _one_error_line(capsys)
+    assert msg.startswith(f"error: {mice_path}: the labels' skeleton ({len(labels_nodes)} nodes) is not the "
+                          "model's (13 nodes")
+    assert f"its node {first!r} is not a node of the model" in msg and not out.exists()
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(minimal_labels_path), "-o", str(out)]) == 2
+    msg = _one_error_line(capsys)
+    assert str(minimal_labels_path) in msg and "skeleton (2 nodes)" in msg and not out.exists()
+
+
+def test_labels_of_the_models_skeleton_in_another_order_are_taken(tmp_path, flies_labels_path):
+    """The skeleton check compares node names, not their order."""
+    from rtpose.engine.frames import check_skeleton
+
+    spec = ExportSpec.load(SHIPPED)
+    check_skeleton(list(reversed(spec.node_names)), spec, "x.slp")
+    with pytest.raises(RtposeError, match=r"x.slp: .* it lacks the model's node 'eyeR'"):
+        check_skeleton(spec.node_names[:-1], spec, "x.slp")
 
 
 def test_identity_assignment_is_one_per_class():

@@ -64,9 +64,10 @@ class Engine(abc.ABC):
         """Poses of one frame: what the live loop calls, at batch size 1.
 
         Args:
-            frame: ``(H, W)`` uint8 grey, or ``(H, W, 3)`` BGR (converted to grey), at most
-                the exported ``frame_height x frame_width`` (smaller frames are zero-padded at
-                the bottom and right, so coordinates are unchanged).
+            frame: ``(H, W)`` uint8 grey, or ``(H, W, 3)`` BGR (converted to grey), of the
+                exported ``frame_height x frame_width``; a frame a few pixels smaller, that
+                the graph pads to the same size, is zero-padded at the bottom and right
+                (coordinates are unchanged; see ``check_frame_size``).
 
         Returns:
             ``Poses`` in full-frame pixels: ``points (n, nodes, 2)`` float32 (NaN below the
@@ -76,7 +77,7 @@ class Engine(abc.ABC):
             ``n`` is at most the export's ``max_instances``.
 
         Raises:
-            RtposeError: The frame is larger than the exported size.
+            RtposeError: The frame's size does not fit the export (``check_frame_size``).
         """
         return self.infer_batch([frame])[0]
 
@@ -90,7 +91,7 @@ class Engine(abc.ABC):
             One ``Poses`` per frame, in order, as ``infer`` returns them.
 
         Raises:
-            RtposeError: A frame is larger than the exported size.
+            RtposeError: A frame's size does not fit the export (``check_frame_size``).
         """
         batch = np.stack([prepare_frame(f, self.spec) for f in frames])[:, None]
         raw = self.run_raw(batch)
@@ -136,15 +137,55 @@ class Engine(abc.ABC):
         return f"{self.graph} graph" + (f" ({self.graph_reason.strip()})" if self.graph_reason else "")
 
 
+def padded_size(n: int, multiple: int) -> int:
+    """``n`` rounded up to a multiple of ``multiple`` (what the graph pads a side to)."""
+    return -(-n // multiple) * multiple
+
+
+def check_frame_size(height: int, width: int, spec: ExportSpec, where: str = "frame") -> None:
+    """Refuse frames of another size than the export's, beyond the graph's own padding.
+
+    The graph pads every frame with zeros at the bottom and right to a multiple of
+    ``spec.frame_multiple`` pixels (rtpose.nn.pipeline). A frame that pads to the same
+    size as the exported one (a few pixels smaller: a camera ROI, a crop) is padded here
+    the same way and runs as it would on a graph exported at its own size. Any other
+    size (larger, or smaller by more: another setup's video) is refused.
+
+    Args:
+        height: the frame's height in pixels.
+        width: the frame's width in pixels.
+        spec: the export's spec.
+        where: what gives the frames (an input file, a camera), to start the message.
+
+    Raises:
+        RtposeError: one line naming ``where``, both sizes and the re-export to run.
+    """
+    H, W, m = spec.frame_height, spec.frame_width, spec.frame_multiple
+    if (height, width) == (H, W):
+        return
+    if height <= H and width <= W and padded_size(height, m) == padded_size(H, m) \
+            and padded_size(width, m) == padded_size(W, m):
+        return
+    low_h, low_w = max(1, padded_size(H, m) - m + 1), max(1, padded_size(W, m) - m + 1)
+    why = ""
+    if height <= H and width <= W and (low_h, low_w) != (H, W):  # smaller than its padding allows
+        why = f" (or, padded as the graph pads, {low_h}x{low_w} up to that)"
+    raise RtposeError(f"{where}: frames are {height}x{width} but the model takes {H}x{W}{why}; re-export it with "
+                      f"--frame-size {height}x{width}, or use a model made for these frames")
+
+
 def prepare_frame(frame: np.ndarray, spec: ExportSpec) -> np.ndarray:
-    """Grey uint8 of exactly the exported size: smaller frames are padded, larger refused."""
+    """Grey uint8 of exactly the exported size.
+
+    Frames a few pixels smaller are zero-padded as the graph pads them anyway; other
+    sizes are refused (see ``check_frame_size``).
+    """
     img = to_gray(np.asarray(frame))
     h, w = img.shape
     H, W = spec.frame_height, spec.frame_width
     if (h, w) == (H, W):
         return img
-    if h > H or w > W:
-        raise RtposeError(f"frame is {h}x{w} but the model takes {H}x{W} (re-export with --frame-size {h}x{w})")
+    check_frame_size(h, w, spec)
     out = np.zeros((H, W), np.uint8)
     out[:h, :w] = img
     return out

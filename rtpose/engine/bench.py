@@ -18,6 +18,7 @@ from rtpose.engine.base import Engine, load_engine
 from rtpose.data.video import describe_indices
 from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import RtposeError
+from rtpose.export.spec import ExportSpec
 from rtpose.machine import describe
 
 DEFAULT_FRAMES = 100  # frames timed without --frames: the first ones the input holds
@@ -74,7 +75,7 @@ def plot_histogram(ms: np.ndarray, path: str | Path, title: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    video, indices = resolve_input(args.input, args.frames)
+    video, indices = resolve_input(args.input, args.frames, spec=ExportSpec.load(args.model))
     if args.frames is None:
         indices = indices[:DEFAULT_FRAMES]  # the first 100 the input holds, or all of a shorter one
     report = DecodeReport()

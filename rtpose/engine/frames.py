@@ -20,21 +20,38 @@ import numpy as np
 
 from rtpose.data.labels import load_labels, resolve_video_path
 from rtpose.data.video import FrameNotDecoded, StreamEnded, VideoReader, describe_indices
+from rtpose.engine.base import check_frame_size
 from rtpose.errors import RtposeError
+from rtpose.export.spec import ExportSpec
 from rtpose.paths import no_such_file
 
 
-def resolve_input(path: str | Path, frames: str | None, only_labeled: bool = False) -> tuple[Path, list[int]]:
+def resolve_input(path: str | Path, frames: str | None, only_labeled: bool = False,
+                  spec: ExportSpec | None = None) -> tuple[Path, list[int]]:
     """The video to read and the frame indices to predict on.
 
     A .slp with embedded images (a package) is read itself, and its frames are the ones
     it holds (``frames`` picks among them); a .slp without is read through its video.
+
+    Args:
+        path: a video file or a .slp.
+        frames: a ``--frames`` value (None: every frame the input holds).
+        only_labeled: keep only the labelled frames of a .slp.
+        spec: the export the frames are for: when given, the input must fit it (its
+            frame size, ``rtpose.engine.base.check_frame_size``, and a .slp's skeleton,
+            ``check_skeleton``) before any frame is run.
+
+    Raises:
+        RtposeError: a missing or unreadable input, a bad range, or an input that does
+            not fit ``spec`` (one line naming the input).
     """
     path = Path(path)
     if not path.exists():
         raise RtposeError(no_such_file(path))
     if path.suffix.lower() == ".slp":
         labels = load_labels(path)
+        if spec is not None and labels.skeletons:
+            check_skeleton([n.name for n in labels.skeletons[0].nodes], spec, str(path))
         if not labels.videos:
             raise RtposeError(f"{path}: the labels have no video")
         if len(labels.videos) > 1:
@@ -42,6 +59,8 @@ def resolve_input(path: str | Path, frames: str | None, only_labeled: bool = Fal
         embedded = type(labels.videos[0].backend).__name__ == "HDF5Video"
         video = path if embedded else resolve_video_path(labels.videos[0], path)
         with VideoReader(video) as reader:
+            if spec is not None:
+                check_frame_size(*reader.shape, spec, str(path) if video == path else f"{path} (video {video})")
             indices = reader.select(frames)
         if only_labeled:
             labeled = {lf.frame_idx for lf in labels.labeled_frames}
@@ -50,7 +69,33 @@ def resolve_input(path: str | Path, frames: str | None, only_labeled: bool = Fal
     if only_labeled:
         raise RtposeError("--only-labeled needs a .slp input")
     with VideoReader(path) as reader:
+        if spec is not None:
+            check_frame_size(*reader.shape, spec, str(path))
         return path, reader.select(frames)
+
+
+def check_skeleton(node_names: list[str], spec: ExportSpec, where: str) -> None:
+    """Refuse labels whose skeleton is not the model's (node names, in any order).
+
+    Args:
+        node_names: the labels' skeleton nodes.
+        spec: the export's spec.
+        where: the labels file, to start the message.
+
+    Raises:
+        RtposeError: one line naming the first node of the labels the model lacks (or
+            else the first node of the model the labels lack) and both node counts.
+    """
+    model = list(spec.node_names)
+    extra = [n for n in node_names if n not in model]
+    missing = [n for n in model if n not in node_names]
+    if not extra and not missing:
+        return
+    first = (f"its node {extra[0]!r} is not a node of the model" if extra
+             else f"it lacks the model's node {missing[0]!r}")
+    raise RtposeError(f"{where}: the labels' skeleton ({len(node_names)} nodes) is not the model's "
+                      f"({len(model)} nodes: {', '.join(model[:4])}{', ...' if len(model) > 4 else ''}): {first}; "
+                      "use a model trained on this skeleton")
 
 
 @attrs.define

@@ -26,6 +26,7 @@ from rtpose.engine.continuity import IdentityContinuity
 from rtpose.data.video import describe_indices
 from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import RtposeError
+from rtpose.export.spec import ExportSpec
 from rtpose.poses import Poses
 
 EXIT_FRAMES_MISSING = 3  # predictions written, but some frames asked for could not be read
@@ -60,12 +61,15 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     which graph of the export (rtpose.engine.base.load_engine).
 
     Raises:
-        RtposeError: bad input, model or output path (nothing is written), or a graph
-            that fails its self-check on this machine.
+        RtposeError: bad input, model or output path (nothing is written), an input
+            that does not fit the model (its frame size, a .slp's skeleton:
+            ``rtpose.engine.frames.resolve_input``), or a graph that fails its
+            self-check on this machine.
     """
     if batch_size < 1:
         raise RtposeError("--batch-size must be at least 1")
-    video, indices = resolve_input(input_path, frames, only_labeled)
+    spec = ExportSpec.load(model)
+    video, indices = resolve_input(input_path, frames, only_labeled, spec)  # refuses an input that does not fit
     if not indices:
         raise RtposeError(f"{input_path}: no frames to predict on")
     if Path(video).suffix.lower() == ".slp":

@@ -73,6 +73,19 @@ class ExportSpec:
     def n_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def frame_multiple(self) -> int:
+        """Pixels the graph pads every frame to a multiple of (bottom and right, zeros).
+
+        ``centroid max stride / input_scale`` (rtpose.nn.pipeline ``frame_multiple``),
+        with the max stride ``stem_stride * 2**down_blocks`` of the centroid UNet in
+        ``architecture``; 1 for an export that does not record it (format 1).
+        """
+        unet = self.architecture.get("centroid", {}).get("unet", {})
+        if "stem_stride" not in unet or "down_blocks" not in unet or not self.input_scale:
+            return 1
+        return max(1, int(round(int(unet["stem_stride"]) * 2 ** int(unet["down_blocks"]) / self.input_scale)))
+
     def to_dict(self) -> dict[str, Any]:
         d = attrs.asdict(self)
         d["edges"] = [list(e) for e in self.edges]

@@ -146,7 +146,7 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
                "chunks_predicted": 0, "frames_predicted": 0}
         manifest["runs"].append(run)
         manifest.update(model=str(Path(model).resolve()), model_sha1=digest, engine=engine_name, precision=precision)
-        jobs = [_plan(p, o, manifest, frames, only_labeled, digest, engine_name, batch_size, chunk_frames, run,
+        jobs = [_plan(p, o, manifest, frames, only_labeled, digest, engine_name, batch_size, chunk_frames, run, spec,
                       precision)
                 for p, o in zip(paths, outputs)]
         save_json(manifest_path, manifest)
@@ -173,14 +173,15 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
 
 
 def _plan(path: Path, output: Path, manifest: dict, frames: str | None, only_labeled: bool, digest: str,
-          engine_name: str, batch_size: int, chunk_frames: int, run: dict, precision: str) -> VideoJob:
+          engine_name: str, batch_size: int, chunk_frames: int, run: dict, spec: ExportSpec,
+          precision: str) -> VideoJob:
     """The job of one input: what earlier runs finished stays; the rest is chunked."""
     old = manifest["videos"].get(str(path), {})
     entry = {"input": str(path), "output": str(output), "status": "pending", "error": None, "engine": engine_name}
     manifest["videos"][str(path)] = entry
     job = VideoJob(path, output, entry)
     try:
-        video, indices = resolve_input(path, frames, only_labeled)
+        video, indices = resolve_input(path, frames, only_labeled, spec)  # an input that does not fit fails alone
         if not indices:
             raise RtposeError(f"{path}: no frames to predict on")
     except RtposeError as exc:

@@ -53,7 +53,7 @@ from typing import Any
 import attrs
 
 from rtpose import __version__, clock
-from rtpose.engine.base import Engine, load_engine
+from rtpose.engine.base import Engine, check_frame_size, load_engine
 from rtpose.engine.continuity import IdentityContinuity
 from rtpose.errors import RtposeError
 from rtpose.hw import AiTrace, Camera, CameraTimeout, Daq, FrameLost, make_camera, make_daq
@@ -268,11 +268,8 @@ class Daemon:
         self._check_frame_size()
 
     def _check_frame_size(self) -> None:
-        spec = self.loaded.spec
         h, w = self.camera.frame_shape
-        if h > spec.frame_height or w > spec.frame_width:
-            raise RtposeError(f"the camera gives {h}x{w} frames but the model takes at most "
-                              f"{spec.frame_height}x{spec.frame_width} (re-export with --frame-size {h}x{w})")
+        check_frame_size(h, w, self.loaded.spec, f"camera {self.protocol.camera.backend}")
 
     def _recording_directory(self) -> Path:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
