@@ -25,6 +25,7 @@ from rtpose.cli import main as cli
 from rtpose.data.video import VideoReader
 from rtpose.engine.base import load_engine
 from rtpose.engine.torch_cuda import pipeline_from_export
+from rtpose.errors import RtposeError
 from rtpose.export.importers import import_topdown, read_net
 from rtpose.export.importers.common import load_layers
 from rtpose.export.quantize import matched_point_shifts
@@ -310,6 +311,93 @@ def test_two_centroid_models_or_a_missing_frame_size(legacy_pair, tmp_path, caps
     # a missing directory is said first, not taken for an imported model (which --int8 would ask --video of)
     msg = export_error([str(tmp_path / "runs" / "flies13"), "-o", str(tmp_path / "x"), "--int8"], capsys)
     assert msg == f"error: {tmp_path / 'runs' / 'flies13'}: no such model directory"
+
+
+def test_a_video_that_does_not_fit_the_frame_size_is_refused(legacy_pair, flies_video_path, tmp_path, capsys):
+    """1024x1024 fly frames are never cut to a 384x384 export's size for its checks."""
+    out = tmp_path / "x"
+    msg = export_error([*map(str, legacy_pair), "-o", str(out), "--video", str(flies_video_path), "--frame-size",
+                        "384x384", "--max-instances", "2"], capsys)
+    assert msg.startswith(f"error: --video {flies_video_path}: frames are 1024x1024 but the export is for 384x384")
+    assert "--frame-size 1024x1024" in msg and not out.exists()
+
+
+def test_the_frame_size_comes_from_the_video_when_the_model_does_not_record_it(legacy_pair, minimal_labels_path,
+                                                                                tmp_path, capsys):
+    """A SLEAP 1.x config records no frame size: ``--video`` gives it, and the references
+    are said in words (the package's one frame), not as an index."""
+    out = tmp_path / "x"
+    assert cli(["export", *map(str, legacy_pair), "-o", str(out), "--video", str(minimal_labels_path),
+                "--max-instances", "2"]) == 0
+    printed = capsys.readouterr().out
+    with VideoReader(minimal_labels_path) as reader:
+        held, shape = list(reader.frame_indices), reader.shape
+    spec = ExportSpec.load(out)
+    assert (spec.frame_height, spec.frame_width) == shape and len(held) == 1
+    words = f"frame {held[0]} of {minimal_labels_path.name} (the one frame it holds)"
+    assert f"references (reference.npz): fp32 outputs on {words}" in printed and "[-1]" not in printed
+    assert spec.extra["references"]["video_frames"] == held
+    assert cli(["check", "-m", str(out)]) == 0
+    assert f"reference frames: {words}" in capsys.readouterr().out
+
+
+def test_an_export_without_real_frames_says_its_reference_is_a_blank_frame(legacy_pair, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert cli(["export", *map(str, legacy_pair), "-o", str(out), "--frame-size", "384x384"]) == 0
+    printed = capsys.readouterr().out
+    assert "fp32 outputs on a blank frame (no real frame at hand: give --video VIDEO" in printed
+    assert "[-1]" not in printed
+
+
+def test_a_frame_a_few_pixels_smaller_runs_as_on_an_export_of_its_own_size(legacy_export, legacy_pair,
+                                                                            minimal_labels_path, tmp_path):
+    """What justifies the engines' padding: the graph pads frames to a multiple of
+    ``frame_multiple`` itself, so a frame that pads to the exported size gives the poses
+    an export at its own size gives."""
+    spec = ExportSpec.load(legacy_export)
+    m = spec.frame_multiple
+    h, w = spec.frame_height - m + 1, spec.frame_width - m // 2
+    own_size = tmp_path / "own"
+    assert cli(["export", *map(str, legacy_pair), "-o", str(own_size), "--frame-size", f"{h}x{w}",
+                "--max-instances", "2"]) == 0
+    with VideoReader(minimal_labels_path) as reader:
+        frame = reader.read(list(reader.frame_indices)[0])[:h, :w]
+    padded = load_engine(legacy_export, "ort-cpu", "fp32").infer(frame)
+    exact = load_engine(own_size, "ort-cpu", "fp32").infer(frame)
+    assert len(padded) == len(exact) == 2
+    np.testing.assert_allclose(padded.points, exact.points, atol=1e-3)
+    np.testing.assert_allclose(padded.instance_scores, exact.instance_scores, atol=1e-4)
+    with pytest.raises(RtposeError, match=rf"frames are {h - 1}x{w} but the model takes"):
+        load_engine(legacy_export, "ort-cpu", "fp32").infer(np.zeros((h - 1, w), np.uint8))
+
+
+def test_predict_names_the_input_whose_frames_are_too_large(legacy_export, flies_video_path, tmp_path, capsys):
+    assert cli(["predict", "-m", str(legacy_export), "-i", str(flies_video_path), "--frames", "0-2", "-o",
+                str(tmp_path / "p.slp")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {flies_video_path}: frames are 1024x1024 but the model "
+                                               "takes 384x384"), err
+    assert "--frame-size 1024x1024" in err[0] and not (tmp_path / "p.slp").exists()
+
+
+def test_models_of_different_projects_are_not_paired(legacy_pair, peer_pair, tmp_path, capsys):
+    """The minimal centroid (nodes A, B) with the two-node fly multi-class model (head,
+    thorax); the fly centroid (anchor part thorax) with the minimal instance model."""
+    multiclass = _need(LEGACY / "min_tracks_2node.UNet.topdown_multiclass")
+    msg = export_error([str(legacy_pair[0]), str(multiclass), "-o", str(tmp_path / "x"), "--frame-size", "384x384"],
+                       capsys)
+    assert "(nodes A, B) and" in msg and "(nodes head, thorax) share no skeleton node" in msg
+    msg = export_error([str(peer_pair[0]), str(legacy_pair[1]), "-o", str(tmp_path / "x"), "--frame-size", "384x384"],
+                       capsys)
+    assert msg.startswith(f"error: {peer_pair[0]}: its anchor part 'thorax' is not a node of the instance model")
+    assert not (tmp_path / "x").exists()
+
+
+def test_one_network_alone_names_both_kinds_of_instance_model(tmp_path, capsys):
+    multiclass = _need(LEGACY / "min_tracks_2node.UNet.topdown_multiclass")
+    msg = export_error([str(multiclass), "-o", str(tmp_path / "x"), "--frame-size", "384x384"], capsys)
+    assert "is one network; pass two model directories" in msg
+    assert "centered_instance" in msg and "multi_class_topdown" in msg
 
 
 def test_a_model_without_classes_says_how_many_instances_it_finds(legacy_pair, tmp_path, capsys):

@@ -16,7 +16,8 @@ import json
 from pathlib import Path
 
 from rtpose.engine.base import ENGINES, load_engine
-from rtpose.engine.selfcheck import FP32_BOUNDS, REDUCED_BOUNDS, CheckResult, load_references, run_check
+from rtpose.engine.selfcheck import (FP32_BOUNDS, REDUCED_BOUNDS, CheckResult, describe_references, load_references,
+                                     run_check)
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
 from rtpose.machine import cpu_flags, describe
@@ -50,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     m = describe()
     print(f"{args.model} with {args.engine} on {m['cpu']} ({' '.join(cpu_flags()) or 'no AVX2'}), "
           f"onnxruntime {m['onnxruntime']}")
-    print(f"reference frames: video frames {spec.extra.get('references', {}).get('video_frames', '?')}")
+    print(f"reference frames: {describe_references(spec)}")
     for r in results:
         status = "ok  " if r.passed else "FAIL"
         print(f"{status} {r.summary()} [{r.seconds * 1e3:.0f} ms]")

@@ -236,6 +236,21 @@ def make_references(run_raw: Callable[[np.ndarray], RawOutputs], frames: list[np
                       outputs={k: np.stack(v) for k, v in outputs.items()})
 
 
+def describe_references(spec: ExportSpec) -> str:
+    """What an export's reference frames are, in words (``extra.references``): the
+    description the exporter recorded, else the video frame indices it stored (an
+    index of -1 is a frame without one: an older export's check frame or blank frame)."""
+    refs = spec.extra.get("references", {})
+    if refs.get("description"):
+        return str(refs["description"])
+    indices = refs.get("video_frames")
+    if not indices:
+        return "no recorded frames"
+    if all(i >= 0 for i in indices):
+        return f"video frame{'s' if len(indices) > 1 else ''} {', '.join(str(i) for i in indices)}"
+    return "one frame without a recorded index (the export's check frame, or a blank frame)"
+
+
 def save_references(refs: References, export_dir: str | Path) -> Path:
     path = Path(export_dir) / REFERENCE_FILE
     np.savez_compressed(path, frames=refs.frames, frame_indices=refs.frame_indices, **refs.outputs)

@@ -20,7 +20,8 @@ EXIT_INT8_REFUSED = 3  # the export is written, without the int8 graph asked for
 
 
 def _check_frame(model_dir: Path):
-    """A real frame of the training video for the agreement check, when it is at hand."""
+    """``(index, frame)``: a real frame of the training video for the agreement check,
+    when it is at hand (None otherwise)."""
     from rtpose.data.labels import load_labels, resolve_video_path
     from rtpose.data.video import VideoReader
 
@@ -29,7 +30,7 @@ def _check_frame(model_dir: Path):
         labels = load_labels(info["labels"])
         frame = labels.labeled_frames[-1]
         with VideoReader(resolve_video_path(frame.video, info["labels"])) as reader:
-            return reader.read(frame.frame_idx)
+            return frame.frame_idx, reader.read(frame.frame_idx)
     except (RtposeError, OSError, KeyError, IndexError, ValueError):
         return None
 
@@ -71,22 +72,29 @@ def _int8_frames(model_dir: Path, n_calibration: int) -> tuple[list, list]:
     return _read(_pick(train, n_calibration)), _read(_pick(val, 20))
 
 
-def _reference_frames(model_dir: Path, n: int) -> list | None:
+def _reference_frames(model_dir: Path, n: int) -> tuple[list, str] | None:
     """``n`` validation frames (never trained or calibrated on) as (index, frame) pairs,
-    for the export's references; None where the labels or video are not at hand."""
+    for the export's references, and what they are in words; None where the labels or
+    video are not at hand."""
     try:
         _, val = _selection(model_dir)
         chosen = _pick(val, n)
-        return list(zip([f.frame_idx for f in chosen], _read(chosen))) or None
+        pairs = list(zip([f.frame_idx for f in chosen], _read(chosen)))
     except (RtposeError, OSError, KeyError, ValueError):
         return None
+    if not pairs:
+        return None
+    videos = sorted({Path(f.video_path).name for f in chosen})
+    return pairs, (f"validation frames {', '.join(str(i) for i, _ in pairs)} of {' and '.join(videos)} "
+                   "(never trained on)")
 
 
-def _video_frames(video: str, n_calibration: int) -> tuple[list, list[tuple[int, object]]]:
-    """Frames of a user's video: calibration frames from the first 80% of the frames it
-    holds, and (index, frame) check frames from the rest (the quantisation is judged, and
-    the references are taken, on frames it did not see). Frames that turn out not to
-    decode, or to lie past the real end of the stream, are skipped."""
+def _video_frames(video: str, n_calibration: int) -> tuple[list, list[tuple[int, object]], tuple[int, int]]:
+    """Frames of a user's video: (index, frame) calibration frames from the first 80% of
+    the frames it holds, (index, frame) check frames from the rest (the quantisation is
+    judged, and the references are taken, on frames it did not see), and its frame size
+    ``(height, width)``. Frames that turn out not to decode, or to lie past the real end
+    of the stream, are skipped."""
     import numpy as np
 
     from rtpose.data.video import FrameUnavailable, VideoReader
@@ -105,13 +113,32 @@ def _video_frames(video: str, n_calibration: int) -> tuple[list, list[tuple[int,
         cut = max(1, int(len(held) * 0.8))
         calib = [held[i] for i in np.linspace(0, cut - 1, min(n_calibration, cut)).astype(int)]
         check = [held[i] for i in np.linspace(cut, len(held) - 1, min(20, len(held) - cut)).astype(int)]
-        calibration, checking = [f for _, f in read(reader, calib)], read(reader, check)
+        calibration, checking = read(reader, calib), read(reader, check)
+        shape = reader.shape
     if not calibration and not checking:
         raise RtposeError(f"{video}: no frame could be read")
-    return calibration, checking
+    return calibration, checking, shape
+
+
+def _video_references(video: str, frames: tuple[list, list, tuple[int, int]]) -> tuple[list, str]:
+    """Reference frames of ``--video`` and what they are in words: held-out frames (the
+    last 20%, never calibrated on), or the calibration frames of a video too short to
+    hold any back (a one-frame package)."""
+    calibration, checking, _ = frames
+    name = Path(video).name
+    if checking:
+        chosen = _pick(checking, REFERENCE_FRAMES)
+        return chosen, (f"frames {', '.join(str(i) for i, _ in chosen)} of {name} (from its last 20%, "
+                        "never calibrated on)")
+    chosen = _pick(calibration, REFERENCE_FRAMES)
+    if len(calibration) == 1:
+        return chosen, f"frame {chosen[0][0]} of {name} (the one frame it holds)"
+    return chosen, (f"frames {', '.join(str(i) for i, _ in chosen)} of {name} (it holds too few frames to keep "
+                    "some back: --int8 also calibrates on them)")
 
 
 def main(args: argparse.Namespace) -> int:
+    from rtpose.engine.selfcheck import describe_references
     from rtpose.export.onnx_export import export
 
     dirs = [Path(d) for d in args.model_dir]
@@ -125,27 +152,29 @@ def main(args: argparse.Namespace) -> int:
     int8 = None
     if args.int8:
         if video_frames is not None:
-            int8 = (video_frames[0], [f for _, f in video_frames[1]])
+            int8 = ([f for _, f in video_frames[0]], [f for _, f in video_frames[1]])
         elif own:
             int8 = _int8_frames(dirs[0], args.calibration_frames)
         else:
             raise RtposeError("--int8 on an imported model needs --video VIDEO (frames to calibrate on)")
-    check = None
+    check, references = None, None  # references: ((index, frame) pairs, what they are in words)
     if video_frames:
-        check = video_frames[1][0][1] if video_frames[1] else video_frames[0][0]
+        check = (video_frames[1] or video_frames[0])[0][1]
+        references = _video_references(args.video, video_frames)
     elif own:
-        check = _check_frame(dirs[0])
-    if own:
+        training_frame = _check_frame(dirs[0])
+        check = training_frame[1] if training_frame else None
         references = _reference_frames(dirs[0], REFERENCE_FRAMES)
-    else:  # imported models carry no labels: held-out frames of --video serve, or the check frame
-        references = _pick(video_frames[1] if video_frames else [], REFERENCE_FRAMES) or None
+        if references is None and training_frame:
+            references = [training_frame], f"frame {training_frame[0]} of the training video (its last labelled frame)"
     spec = export(dirs if len(dirs) > 1 else dirs[0], args.output, args.max_instances, args.frame_size, check, int8,
-                  references)
+                  references[0] if references else None, references[1] if references else None,
+                  (args.video, video_frames[2]) if video_frames else None)
     src = spec.source.get("format", "rtpose")
     print(f"exported {' + '.join(map(str, dirs))} ({src}) -> {args.output}: {spec.frame_height}x{spec.frame_width} "
           f"uint8 frames, up to {spec.max_instances} instances, {spec.n_nodes} nodes, classes {spec.class_names}")
-    print(f"graphs: {', '.join(f'{p} {n}' for p, n in spec.graphs.items())}; references: fp32 outputs on video "
-          f"frames {spec.extra['references']['video_frames']} (reference.npz)")
+    print(f"graphs: {', '.join(f'{p} {n}' for p, n in spec.graphs.items())}; references (reference.npz): fp32 "
+          f"outputs on {describe_references(spec)}")
     if "quantization" in spec.extra:
         q = spec.extra["quantization"]
         shift = q["shift_vs_fp32_px"]

@@ -59,8 +59,9 @@ def build_pipeline(model_dir: str | Path | list, max_instances: int | None = Non
             from rtpose.export.importers import read_net
 
             read_net(dirs[0])  # an unsupported model type is the first thing to say
-            raise RtposeError(f"{dirs[0]}: a {formats[0]} model is one network; pass the centroid and the "
-                              "centered-instance model directories")
+            raise RtposeError(f"{dirs[0]}: a {formats[0]} model is one network; pass two model directories: the "
+                              "centroid, and the centered-instance (centered_instance) or multi-class top-down "
+                              "(multi_class_topdown) model")
         return import_topdown(dirs, max_instances)
     model_dir = dirs[0]
     info_path = model_dir / MODEL_INFO
@@ -100,11 +101,21 @@ def spec_from_info(info: dict, max_instances: int, frame_hw: tuple[int, int]) ->
     )
 
 
-def parse_frame_size(text: str | None, info: dict) -> tuple[int, int]:
+def parse_frame_size(text: str | None, info: dict, video_hw: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The frame size ``(height, width)`` to export for: ``--frame-size`` (``text``), else
+    the size the model records (rtpose: its training video; sleap-nn: max_height and
+    max_width), else the frame size of ``--video`` (``video_hw``).
+
+    Raises:
+        RtposeError: a malformed or tiny ``--frame-size``, or no size from any source.
+    """
     if not text:
-        if not info.get("frame_height") or not info.get("frame_width"):
-            raise RtposeError("the model does not record its frame size; pass --frame-size HxW")
-        return int(info["frame_height"]), int(info["frame_width"])
+        if info.get("frame_height") and info.get("frame_width"):
+            return int(info["frame_height"]), int(info["frame_width"])
+        if video_hw is not None:
+            return int(video_hw[0]), int(video_hw[1])
+        raise RtposeError("the model does not record its frame size; pass --frame-size HxW, or --video VIDEO "
+                          "of the setup (its frame size is used)")
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -117,7 +128,8 @@ def parse_frame_size(text: str | None, info: dict) -> tuple[int, int]:
 def export(model_dir: str | Path | list, export_dir: str | Path, max_instances: int | None = None,
            frame_size: str | None = None, check_frame: np.ndarray | None = None,
            int8_frames: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
-           reference_frames: list[tuple[int, np.ndarray]] | None = None) -> ExportSpec:
+           reference_frames: list[tuple[int, np.ndarray]] | None = None, references_note: str | None = None,
+           video: tuple[str, tuple[int, int]] | None = None) -> ExportSpec:
     """Write ``export_dir``; returns its spec.
 
     Args:
@@ -125,7 +137,8 @@ def export(model_dir: str | Path | list, export_dir: str | Path, max_instances: 
             of a sleap-nn or SLEAP 1.x top-down model (see ``build_pipeline``).
         export_dir: created or overwritten (its graphs, references and spec).
         max_instances: instances per frame (default: the model's classes).
-        frame_size: ``HxW`` the graph takes (default: the training video's).
+        frame_size: ``HxW`` the graph takes (default: the size the model records, else
+            ``video``'s; see ``parse_frame_size``).
         check_frame: a real ``(H, W)`` uint8 frame for the torch/ONNX Runtime agreement
             check (a blank frame checks nothing useful).
         int8_frames: (calibration frames, check frames) to also write an int8 graph
@@ -133,22 +146,30 @@ def export(model_dir: str | Path | list, export_dir: str | Path, max_instances: 
             checks is not written; ``spec.extra["int8_refused"]`` says why.
         reference_frames: ``(video frame index, (H, W) uint8 frame)`` pairs whose fp32
             outputs become the export's references; default: ``check_frame``.
+        references_note: what the reference frames are, in words (``rtpose.json``
+            ``extra.references.description``; ``describe_references`` says it).
+        video: ``(path, (height, width))`` of the ``--video`` the frames come from; its
+            frames must fit the exported size as engines take them
+            (``rtpose.engine.base.check_frame_size``), as they are never cut.
 
     Raises:
-        RtposeError: the model directory is incomplete, or a check fails.
+        RtposeError: the model directory is incomplete, ``video``'s frames do not fit
+            the frame size, or a check fails.
     """
     import onnxruntime as ort
 
     from rtpose.engine.selfcheck import REDUCED_BOUNDS, make_references, run_check, save_references
 
     pipeline, info = build_pipeline(model_dir, max_instances)
-    h, w = parse_frame_size(frame_size, info)
+    h, w = parse_frame_size(frame_size, info, video[1] if video else None)
     trained_hw = (info.get("frame_height"), info.get("frame_width"))
     if info.get("source", {}).get("format") == "sleap-nn" and all(trained_hw) and (h, w) != trained_hw:
         raise RtposeError(f"--frame-size {h}x{w}: this sleap-nn model was trained on {trained_hw[0]}x{trained_hw[1]} "
                           "frames (preprocessing.max_height/max_width), which sleap-nn resizes every frame to; "
                           "rtpose runs it at that size only")
     spec = spec_from_info(info, pipeline.max_instances, (h, w))
+    if video is not None:
+        _check_video_fits(video, spec, "--frame-size" if frame_size else "recorded in the model")
     if check_frame is None:
         check_frame = np.zeros((h, w), np.uint8)
     fit = lambda f: _fit(f, h, w)
@@ -176,9 +197,16 @@ def export(model_dir: str | Path | list, export_dir: str | Path, max_instances: 
             if diff > 0.1:
                 raise RtposeError(f"export check failed: ONNX Runtime points differ from torch by {diff:.3f} px")
         run_fp32 = lambda batch: dict(zip(OUTPUT_NAMES, session.run(None, {INPUT_NAME: batch})))
-        refs = make_references(run_fp32, [fit(f) for _, f in reference_frames or [(-1, check_frame)]],
-                               [i for i, _ in reference_frames or [(-1, check_frame)]], spec)
+        if not reference_frames:
+            reference_frames = [(-1, check_frame)]
+            references_note = references_note or ("the check frame" if check_frame.any() else
+                                                  "a blank frame (no real frame at hand: give --video VIDEO "
+                                                  "for a self-check on real frames)")
+        refs = make_references(run_fp32, [fit(f) for _, f in reference_frames], [i for i, _ in reference_frames],
+                               spec)
         spec.extra["references"] = {"file": REFERENCE_FILE, "video_frames": refs.frame_indices.tolist()}
+        if references_note:
+            spec.extra["references"]["description"] = references_note
         int8_path = None
         if int8_frames is not None:
             from rtpose.export.quantize import MAX_MEDIAN_SHIFT_PX, MAX_WEIGHT, point_shift_px, quantize_int8
@@ -216,6 +244,19 @@ def export(model_dir: str | Path | list, export_dir: str | Path, max_instances: 
         save_references(refs, export_dir)
     spec.save(export_dir)
     return spec
+
+
+def _check_video_fits(video: tuple[str, tuple[int, int]], spec: ExportSpec, size_from: str) -> None:
+    """Refuse a ``--video`` whose frames the export would not take (one line, both sizes)."""
+    from rtpose.engine.base import check_frame_size
+
+    path, (vh, vw) = video
+    try:
+        check_frame_size(vh, vw, spec, path)
+    except RtposeError:
+        raise RtposeError(f"--video {path}: frames are {vh}x{vw} but the export is for {spec.frame_height}x"
+                          f"{spec.frame_width} frames ({size_from}); pass --frame-size {vh}x{vw} to export for "
+                          "its frames, or a video of the setup the model is for") from None
 
 
 def _fit(frame: np.ndarray, h: int, w: int) -> np.ndarray:

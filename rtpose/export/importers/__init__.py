@@ -44,6 +44,29 @@ def read_net(model_dir: Path) -> ImportedNet:
     return sleap_nn.read(model_dir) if fmt == "sleap-nn" else sleap_legacy.read(model_dir)
 
 
+def check_pair(centroid: ImportedNet, instance: ImportedNet) -> None:
+    """Refuse a centroid and an instance model that cannot belong together.
+
+    Both SLEAP 1.x and sleap-nn configs record the training skeleton (and the centroid's
+    anchor part, where one was set). The instance network's crops are centred on the
+    centroid model's peaks, so its anchor part must be a node of the instance model's
+    skeleton; and two skeletons without a node name in common come from different
+    projects. Skeletons that only partly differ (a node added later) pass.
+
+    Raises:
+        RtposeError: one line naming both directories and what does not match.
+    """
+    c_dir, i_dir = centroid.source["dir"], instance.source["dir"]
+    shown = lambda names: ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    if centroid.anchor_part and centroid.anchor_part not in instance.node_names:
+        raise RtposeError(f"{c_dir}: its anchor part {centroid.anchor_part!r} is not a node of the instance model "
+                          f"{i_dir} (nodes {shown(instance.node_names)}): the two models are not of one project")
+    if centroid.node_names and not set(centroid.node_names) & set(instance.node_names):
+        raise RtposeError(f"{c_dir} (nodes {shown(centroid.node_names)}) and {i_dir} (nodes "
+                          f"{shown(instance.node_names)}) share no skeleton node: the two models are not of one "
+                          "project")
+
+
 def import_topdown(model_dirs: list[Path], max_instances: int | None = None):
     """The eval-mode pipeline of a foreign centroid + centered-instance pair, and the
     exporter's ``info`` for it. Raises RtposeError with one line for anything rtpose
@@ -59,6 +82,7 @@ def import_topdown(model_dirs: list[Path], max_instances: int | None = None):
         got = " and ".join(f"{n.model_type} ({n.source['dir']})" for n in nets)
         raise RtposeError(f"a top-down export needs a centroid model and a centered_instance or multi_class_topdown "
                           f"model; got {got}")
+    check_pair(centroid, instance)
     c_net = centroid.arch.build()
     load_layers(c_net, centroid)
     i_net = instance.arch.build()

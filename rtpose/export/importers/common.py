@@ -114,7 +114,8 @@ def confmaps_head(heads: dict[str, Any], model_type: str, output_stride: int, cf
         RtposeError: its output stride differs from the backbone's.
     """
     head = heads[model_type]
-    confmaps = head["confmaps"] if model_type == "multi_class_topdown" else head
+    # multi_class_topdown heads (both formats) and every sleap-nn head nest it under "confmaps"
+    confmaps = head["confmaps"] if model_type == "multi_class_topdown" or "confmaps" in head else head
     if int(confmaps.get("output_stride") or output_stride) != output_stride:
         raise RtposeError(f"{cfg_path}: head output_stride {confmaps['output_stride']} differs from the backbone's "
                           f"{output_stride} (not supported)")
