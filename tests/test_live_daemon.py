@@ -26,6 +26,7 @@ import yaml
 import zmq
 
 from rtpose import clock
+from rtpose.data.video import VideoReader
 from rtpose.engine.base import Engine, load_engine
 from rtpose.hw import CameraTimeout, make_daq
 from rtpose.hw.replay import ReplayCamera
@@ -362,6 +363,23 @@ def test_an_exception_in_the_inference_thread_stops_the_run_with_zero_volts(tmp_
     assert frames["acquired"] == frames["processed"] + frames["dropped"]
     recording = read_recording(result.recording)
     assert recording.end["reason"] == "error" and len(recording.frame) == 4
+    daq.close()
+
+
+def test_a_camera_whose_frames_do_not_fit_the_model_is_refused_with_zero_volts(tmp_path, mice_path, engine):
+    """The 768x1024 mouse video on the replay camera with the 1024x1024 fly model: no frame
+    is run padded into the wrong model; the run stops with one line naming both sizes."""
+    mice_video = mice_path.parent / "video.mp4"
+    assert mice_video.exists(), mice_video
+    with VideoReader(mice_video) as reader:
+        h, w = reader.shape
+    path = write_protocol(tmp_path, mice_video, camera__frames=f"0-{len(reader) - 1}", duration=2)
+    daemon, result, daq = run_daemon(path, engine)
+    assert result.stop_reason == "error" and result.exit_code == 1
+    assert f"camera replay: frames are {h}x{w} but the model takes 1024x1024" in result.error
+    assert f"--frame-size {h}x{w}" in result.error
+    assert result.summary["frames"]["processed"] == 0 and not was_driven(daq, "opto_led")
+    assert set(daq.ao_values().values()) == {0.0}
     daq.close()
 
 
