@@ -185,6 +185,8 @@ def test_every_acquired_frame_is_processed_once_or_dropped_with_a_reason(ordinar
     frames = result.summary["frames"]
     assert frames["acquired"] == frames["processed"] + frames["dropped"]
     assert frames["acquired"] >= 200 and frames["processed"] >= 10
+    # a run that dropped frames by replacement says why, in the summary and its JSON
+    assert (frames["why_dropped"] is not None) == (frames["dropped_by_reason"]["replaced"] > 0)
     recording = read_recording(result.recording)
     assert len(recording.frame) == frames["processed"]
     assert np.all(np.diff(recording.seq) > 0) and len(set(recording.frame.tolist())) == len(recording.frame)
