@@ -20,8 +20,14 @@ EXIT_INT8_REFUSED = 3  # the export is written, without the int8 graph asked for
 
 
 def _check_frame(model_dir: Path):
-    """``(index, frame)``: a real frame of the training video for the agreement check,
-    when it is at hand (None otherwise)."""
+    """A real frame of the training video for the agreement check, when it is at hand."""
+    found = _last_labelled_frame(model_dir)
+    return found[1] if found else None
+
+
+def _last_labelled_frame(model_dir: Path):
+    """``(index, frame)``: the training labels' last labelled frame, or None where the
+    labels or video are not at hand."""
     from rtpose.data.labels import load_labels, resolve_video_path
     from rtpose.data.video import VideoReader
 
@@ -162,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
         check = (video_frames[1] or video_frames[0])[0][1]
         references = _video_references(args.video, video_frames)
     elif own:
-        training_frame = _check_frame(dirs[0])
+        training_frame = _last_labelled_frame(dirs[0])
         check = training_frame[1] if training_frame else None
         references = _reference_frames(dirs[0], REFERENCE_FRAMES)
         if references is None and training_frame:
