@@ -179,10 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the report JSON here (a histogram PNG goes beside it)")
 
     p = sub.add_parser("listen", help="print or record a pose stream from a running daemon")
-    p.add_argument("address", nargs="?", default="tcp://127.0.0.1:5555")
+    p.add_argument("address", nargs="?", default="tcp://127.0.0.1:5555",
+                   help="the daemon's publisher.address, as tcp://HOST:PORT (default %(default)s)")
     p.add_argument("-o", "--output", help="record messages to this file (msgpack stream)")
-    p.add_argument("--count", type=int, help="stop after this many messages")
-    p.add_argument("--topic", default="poses")
+    p.add_argument("--count", type=int, help="stop after this many messages (default: until Ctrl-C)")
+    p.add_argument("--topic", default="poses", help="the daemon's publisher.topic (default %(default)s)")
     p.add_argument("--latest", action="store_true",
                    help="receive only the newest message each time (ZMQ_CONFLATE): for a listener slower than the "
                         "stream, which otherwise falls behind by what the sockets and kernel buffers hold")
