@@ -264,6 +264,18 @@ def resolve_path(text: str) -> Path:
 # --- pydantic errors as one line --------------------------------------------------------
 
 
+def misspelt_key_hint(key: str, given: Any) -> str:
+    """A hint for a required key that ``given`` lacks but has a near miss of.
+
+    Returns ``"; did you mean 'backend' for 'backnd'?"`` when the mapping ``given`` has a
+    key close to ``key``, else ``""``.
+    """
+    if not isinstance(given, Mapping):
+        return ""
+    close = difflib.get_close_matches(key, [str(k) for k in given], n=1)
+    return f"; did you mean '{key}' for '{close[0]}'?" if close else ""
+
+
 def _message(error: Mapping[str, Any]) -> str:
     kind, msg = error.get("type"), str(error.get("msg", ""))
     if kind == "extra_forbidden":
@@ -272,7 +284,8 @@ def _message(error: Mapping[str, Any]) -> str:
         return "required key is missing"
     if kind == "union_tag_not_found":
         ctx = error.get("ctx") or {}
-        return f"required key is missing ({ctx.get('discriminator', 'backend').strip(chr(39))})"
+        tag = ctx.get("discriminator", "backend").strip(chr(39))
+        return f"required key is missing ({tag}{misspelt_key_hint(tag, error.get('input'))})"
     if kind == "union_tag_invalid":
         ctx = error.get("ctx") or {}
         return f"unknown backend {ctx.get('tag')!r} (one of {ctx.get('expected_tags')})"

@@ -459,3 +459,14 @@ def test_protocols_that_cannot_be_calibrated_fail_before_anything_opens_with_one
 def test_the_calibration_does_not_import_torch():
     code = "import sys, rtpose.calibrate.command; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def test_segments_at_the_lag_bound_say_which_bound_to_raise(tmp_path, capsys, flies_video_path):
+    # a 20 ms cable against a 5 ms bound: every segment's correlation peaks at the bound
+    path = write_test_protocol(tmp_path, duration=4)
+    code = rtpose_main(["calibrate", str(path), "--set", "calibration.max_lag_ms=5",
+                        "--set", "daq.loopback_delay_ms=20"])
+    _, err = capsys.readouterr()
+    assert code == 1 and err.count("\n") == 1, err
+    assert "peak at lag bound" in err and "calibration.max_lag_ms = 5 ms" in err, err
+    assert "exposure -> output p95 here" in err and "--set calibration.max_lag_ms=10" in err, err

@@ -154,6 +154,16 @@ def test_predict_writes_slp_with_tracks(tmp_path, flies_video_path):
     assert [f for _, f, _ in pred.frames] == [1200, 1201, 1202, 1203, 1204]
     assert pred.class_names == ["female", "male"] and len(pred.node_names) == 13
     assert all(len(p) >= 1 for _, _, p in pred.frames)
+    # the file says what made it: rtpose's version, the export, the graph that ran
+    import sleap_io as sio
+
+    from rtpose import __version__
+
+    prov = sio.load_slp(str(out)).provenance
+    assert prov["rtpose.version"] == __version__ and prov["rtpose.model"] == str(SHIPPED.resolve())
+    assert prov["rtpose.model_config_hash"] == json.loads((SHIPPED / "rtpose.json").read_text())["config_hash"]
+    assert prov["rtpose.engine"].startswith("ort-cpu on ") and "graph" in prov["rtpose.graph"]
+    assert prov["rtpose.identity_continuity"] is True
 
 
 def test_predict_stdout_into_a_pipe_holds_the_result_lines_alone(tmp_path, flies_video_path):

@@ -132,6 +132,23 @@ def test_swapped_identities_over_a_stretch(tmp_path, flies, flies_labels_path, f
     assert r["id_accuracy"] == pytest.approx(1 - 100 / 600)
 
 
+def test_identity_of_found_instances_leaves_out_pairs_far_off(tmp_path, flies, flies_labels_path, flies_video_path,
+                                                             capsys):
+    """Poses 40 px off in frames 0-49 are still matched (greedy, no OKS floor) but not
+    found: identity over matched pairs counts them, identity over found instances not."""
+    def change(f, p, ident):
+        return (p + 40.0 if f < 50 else p), (ident[::-1].copy() if f < 50 else ident)
+
+    path = write_from_truth(tmp_path / "off.slp", flies, flies_video_path, range(0, 100), change)
+    r = evaluate(flies_labels_path, path, frames=range(0, 100))
+    assert r["n_matched"] == 200 and r["n_found"] == 100
+    assert r["n_id_found"] == 100 and r["id_accuracy_found"] == 1.0
+    assert r["id_accuracy"] < 1.0  # the swapped names of the far-off pairs
+    assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path), "--frames", "0-49"]) == 0
+    out = capsys.readouterr().out
+    assert "found instances (0)" in out and "instances found (OKS > 0.5)" in out
+
+
 def test_frames_in_only_one_file_are_left_out_or_missed(tmp_path, flies, flies_labels_path, flies_video_path):
     path = write_from_truth(tmp_path / "part.slp", flies, flies_video_path, range(0, 100))
     r = evaluate(flies_labels_path, path, frames=FRAMES)  # default: as sleap-nn, unpredicted frames left out

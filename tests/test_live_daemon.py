@@ -185,6 +185,8 @@ def test_every_acquired_frame_is_processed_once_or_dropped_with_a_reason(ordinar
     frames = result.summary["frames"]
     assert frames["acquired"] == frames["processed"] + frames["dropped"]
     assert frames["acquired"] >= 200 and frames["processed"] >= 10
+    # a run that dropped frames by replacement says why, in the summary and its JSON
+    assert (frames["why_dropped"] is not None) == (frames["dropped_by_reason"]["replaced"] > 0)
     recording = read_recording(result.recording)
     assert len(recording.frame) == frames["processed"]
     assert np.all(np.diff(recording.seq) > 0) and len(set(recording.frame.tolist())) == len(recording.frame)
@@ -272,6 +274,12 @@ def test_the_recording_exports_to_slp(ordinary_run, tmp_path):
     assert [f for _, f, _ in predicted.frames] == sorted(recording.frame.tolist())
     first = predicted.frames[0][2]
     np.testing.assert_array_equal(first.points, recording.poses[int(np.argmin(recording.frame))].points)
+    # the file says which run, model and graph made it
+    import sleap_io as sio
+
+    prov = sio.load_slp(str(tmp_path / "run.slp")).provenance
+    assert prov["rtpose.model"] == recording.header["model"] and prov["rtpose.graph"] == recording.header["engine_graph"]
+    assert prov["rtpose.recording"] == str(recording.path) and prov["rtpose.engine"].startswith("ort-cpu on ")
 
 
 def test_an_existing_recording_is_never_overwritten(ordinary_run, tmp_path, flies_video_path, engine):

@@ -147,6 +147,8 @@ def test_overrides_and_duration_replace_file_values(write):
     assert loaded.protocol.camera.fps == 60 and not loaded.protocol.publisher.enabled
     assert load_protocol(write(), [], duration=0.5).protocol.duration == 0.5
     assert "duration" in error_of(write(), ["duration=-1"])
+    with pytest.raises(RtposeError, match=r"with --duration -3: duration: Input should be greater than 0"):
+        load_protocol(write(), [], duration=-3.0)  # the option the user typed, not a --set
 
 
 def test_a_bad_protocol_opens_nothing(write, tmp_path, capsys):

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import attrs
 import numpy as np
 
-from rtpose.calibrate.align import AlignmentSettings
+from rtpose.calibrate.align import AT_LAG_BOUND, AlignmentSettings
 from rtpose.calibrate.edges import EdgeTiming, time_all_changes
 from rtpose.calibrate.target import CalibrationTarget
 from rtpose.calibrate.traces import LoopTraces, Segment, align_traces, build_traces
@@ -83,6 +83,16 @@ class Calibration:
                     "per segment; did the animals move, and did the model find them?")
         elif not self.segments:
             hint = ": the run was too short for one segment (segment + max lag after the first frame)"
+        elif self.rejected_by_reason().get(AT_LAG_BOUND, 0) * 2 >= len(self.rejected) > 0:
+            loop_ms = sum(self.stages_s.values()) if self.stages_s else np.zeros(0)
+            loop = ""
+            if np.size(loop_ms) and np.isfinite(loop_ms).any():
+                loop = f" (exposure -> output p95 here: {np.nanpercentile(loop_ms, 95) * 1000:.0f} ms)"
+            hint = (f": the round trip may be longer than calibration.max_lag_ms = {self.settings.max_lag_ms:g} ms"
+                    f"{loop}; run on an idle machine, or raise the bound with --set calibration.max_lag_ms="
+                    f"{2 * self.settings.max_lag_ms:g}")
+        if not hint and self.segments:
+            hint = "; a longer --duration gives more segments"
         return (f"only {len(self.used)} of {len(self.segments)} segments usable ({reasons}), need at least "
                 f"{self.settings.min_segments}{hint}")
 

@@ -10,6 +10,7 @@ its container declares is simply a shorter video: every frame it holds is predic
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -47,6 +48,23 @@ def _mode_allows_writing(folder: Path) -> bool:
         return bool(folder.stat().st_mode & 0o222)
     except OSError:
         return False
+
+
+def model_provenance(model: str | Path, engine, continuity: bool) -> dict:
+    """What made a predictions file, for its provenance: rtpose's version, the export
+    (path, config hash, where its weights came from), the graph and engine that ran, and
+    whether identity continuity was on. JSON-able values only (sleap-io stores them)."""
+    from rtpose import __version__
+
+    spec_file = Path(model) / "rtpose.json"
+    info = json.loads(spec_file.read_text()) if spec_file.is_file() else {}
+    source = info.get("source") or {}
+    out = {"rtpose.version": __version__, "rtpose.model": str(Path(model).resolve()),
+           "rtpose.model_config_hash": info.get("config_hash"),
+           "rtpose.model_source": {k: source[k] for k in ("format", "version") if k in source},
+           "rtpose.graph": engine.describe_graph(), "rtpose.engine": f"{engine.name} on {engine.device}",
+           "rtpose.identity_continuity": bool(continuity)}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def predict(model: str | Path, input_path: str | Path, frames: str | None = None, output: str | Path | None = None,
@@ -99,7 +117,9 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
         print(f"warning: {input_path}: {note}", file=sys.stderr)
     if report.stream_frames is not None and frames is None:
         report.past_end.clear()  # no range asked for: the video is just shorter than declared
-    provenance = {"rtpose.frames_not_read": report.missing} if report.missing else {}
+    provenance = model_provenance(model, engine, continuity)
+    if report.missing:
+        provenance["rtpose.frames_not_read"] = report.missing
     if report.stream_frames is not None:
         provenance["rtpose.stream_frames"] = report.stream_frames
     write_predictions(output, video, spec.node_names, spec.edges, spec.class_names, results, provenance=provenance)

@@ -113,7 +113,8 @@ def result_table(r: dict[str, Any]) -> Table:
         rows.append((f"error {unit} p75 / p90 / mean", " / ".join(_num(d[k], digits) for k in ("p75", "p90", "mean"))))
     rows += [
         (f"PCK@{r['pck_px']:g}px", _num(r["pck"], 4)),
-        ("identity accuracy", _num(r["id_accuracy"], 4)),
+        (f"identity accuracy, matched pairs ({r['n_id_scored']})", _num(r["id_accuracy"], 4)),
+        (f"identity accuracy, found instances ({r['n_id_found']})", _num(r["id_accuracy_found"], 4)),
         ("identity switches (per animal)", _num(r["id_switches"])),
         ("  switch events (frames)", _num(r["id_switch_events"])),
     ]

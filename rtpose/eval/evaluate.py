@@ -73,6 +73,11 @@ def score(paired: PairedFrames, px_per_mm: float | None = None, pck_px: float = 
     frame, gt, pred = matches.frame[on_animal], matches.gt[on_animal], matches.pred[on_animal]
     pred_track = paired.pred_track[frame, pred]
     id_accuracy, n_id_scored = metrics.identity_accuracy(paired.gt_track[frame, gt], pred_track)
+    # the same over found instances only (OKS > 0.5): a pair far off its animal says
+    # little about identity (the figure of the issue tables: "identity, of those found")
+    found_pair = matches.oks[on_animal] > FOUND_OKS
+    id_accuracy_found, n_id_found = metrics.identity_accuracy(paired.gt_track[frame[found_pair], gt[found_pair]],
+                                                             pred_track[found_pair])
 
     assigned = np.full(paired.gt_present.shape, None, dtype=object)
     assigned[frame, gt] = pred_track
@@ -107,6 +112,8 @@ def score(paired: PairedFrames, px_per_mm: float | None = None, pck_px: float = 
         "pck": metrics.pck(distances, gt_visible, pck_px),
         "id_accuracy": id_accuracy,
         "n_id_scored": n_id_scored,
+        "id_accuracy_found": id_accuracy_found,
+        "n_id_found": n_id_found,
         "id_switches": switches,
         "id_switch_events": switch_events,
         "px_per_mm": px_per_mm,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
 
-from rtpose.config import ConfigError, StrictModel, describe_errors, expand_vars, resolve_path, validate
+from rtpose.config import ConfigError, StrictModel, describe_errors, expand_vars, misspelt_key_hint, resolve_path, validate
 from rtpose.hw import registry
 from rtpose.hw.firmware import DaqDevice, SerialNumber, SpinnakerDevice, load_device_file
 
@@ -210,7 +210,8 @@ def parse_daq_config(data: Any, where: str = "daq") -> SimDaqConfig | NidaqConfi
 
 def _parse(adapter: TypeAdapter, data: Any, where: str, backends: frozenset[str]) -> Any:
     if isinstance(data, dict) and "backend" not in data:
-        raise ConfigError(f"{where}.backend: required key is missing (one of {', '.join(sorted(backends))})")
+        raise ConfigError(f"{where}.backend: required key is missing (one of {', '.join(sorted(backends))}"
+                          f"{misspelt_key_hint('backend', data)})")
     if isinstance(data, dict) and data.get("backend") not in backends:
         raise ConfigError(
             f"{where}.backend: unknown backend {data.get('backend')!r} (one of {', '.join(sorted(backends))})"

@@ -208,6 +208,8 @@ def load_protocol(path: str | Path, overrides: Iterable[str] = (), duration: flo
     if duration is not None:
         overrides.append(f"duration={duration!r}")
     tree, lines = load_tree(path, overrides)
+    if duration is not None:  # an error names the option the user typed
+        lines[("duration",)] = f"--duration {duration:g}"
     protocol = validate(Protocol, tree, path, lines, unions=_UNIONS)
     export_dir, spec, problems = cross_check(protocol)
     if problems:

@@ -306,8 +306,14 @@ def export_slp(recording: Recording | str | Path, out_path: str | Path) -> Path:
     latest = {int(frame): poses for frame, poses in zip(recording.frame.tolist(), recording.poses)}
     header = recording.header
     video = header.get("video") or header.get("camera", {}).get("name", "camera")
+    provenance = {"rtpose.version": header.get("rtpose_version"), "rtpose.model": header.get("model"),
+                  "rtpose.graph": header.get("engine_graph"),
+                  "rtpose.engine": f"{header.get('engine')} on {header.get('engine_device')}",
+                  "rtpose.protocol": header.get("protocol_path"), "rtpose.recording": str(recording.path),
+                  "rtpose.started_at": header.get("started_at")}
     return write_predictions(out_path, video, recording.node_names, [tuple(e) for e in header["edges"]],
-                             recording.class_names, sorted(latest.items()))
+                             recording.class_names, sorted(latest.items()),
+                             provenance={k: v for k, v in provenance.items() if v is not None})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,9 @@ def build_summary(daemon: "Daemon") -> dict[str, Any]:
     if outputs is not None:
         for name, widths in outputs.pulse_widths.items():
             pulses[name] = {"count": triggers.get(name, 0), "width_ms": widths.summary_ms()}
+    latency = {name: histogram.summary_ms() for name, histogram in daemon.latency.items()}
+    frames["why_dropped"] = why_dropped(frames, latency, safe_value("the camera's frame rate",
+                                                                    lambda: camera.frame_rate), wall_s)
     return {
         "rtpose_version": __version__,
         "protocol": str(loaded.path),
@@ -62,7 +65,7 @@ def build_summary(daemon: "Daemon") -> dict[str, Any]:
         "triggers_by_output": triggers,
         "rule_true_frames": dict(daemon.rule_true_frames),
         "identity_followed_frames": daemon.identity_followed_frames,
-        "latency_ms": {name: histogram.summary_ms() for name, histogram in daemon.latency.items()},
+        "latency_ms": latency,
         "pulses": pulses,
         "pulse_off_edge_late_ms": outputs.off_edge_late.summary_ms() if outputs is not None else None,
         "daq_writes": outputs.writes if outputs is not None else 0,
@@ -72,6 +75,46 @@ def build_summary(daemon: "Daemon") -> dict[str, Any]:
         "recorder": daemon.recorder.stats() if daemon.recorder is not None else None,
         "recording": str(daemon.run_dir) if daemon.run_dir is not None else None,
     }
+
+
+def why_dropped(frames: dict[str, Any], latency: dict[str, dict], fps: float | None,
+                wall_s: float | None) -> str | None:
+    """One sentence on why frames were replaced in the one-slot FrameSlot, or None.
+
+    A frame is replaced when a newer one arrives before the loop took it. Either the loop
+    sat idle most of the run while frames still piled up (they reached it late: a process
+    short of CPU, a slow decoder; exposure -> output against arrival -> output says by how
+    much), or the loop
+    is slower than the camera (inference plus the loop's overhead, p50, above the frame
+    interval ``1000 / fps``), or slow frames (p99 above it) let the next one be replaced.
+
+    Args:
+        frames: ``frame_counts()`` (``processed``, ``dropped_by_reason``).
+        latency: ``latency_ms`` by stage (``inference``, ``overhead``, ``exposure_to_output``,
+            ``arrival_to_output``), each with ``p50``, ``p99``, ``mean`` in ms.
+        fps: the camera's frame rate; wall_s: camera open -> stop.
+    """
+    replaced = frames.get("dropped_by_reason", {}).get("replaced", 0)
+    inference, overhead = latency.get("inference", {}), latency.get("overhead", {})
+    if not replaced or not fps or not wall_s or inference.get("p50") is None:
+        return None
+    interval = 1000.0 / fps
+    per_frame = inference["p50"] + (overhead.get("p50") or 0.0)
+    busy = frames.get("processed", 0) * (inference.get("mean") or inference["p50"]) / (wall_s * 1000.0)
+    if busy < 0.5:
+        exposure, arrival = latency.get("exposure_to_output", {}), latency.get("arrival_to_output", {})
+        late = ""
+        if exposure.get("p50") is not None and arrival.get("p50") is not None:
+            late = f" (exposure -> output p50 {exposure['p50']:.0f} ms, arrival -> output {arrival['p50']:.0f} ms)"
+        return (f"the loop was busy only {busy:.0%} of the run (inference p50 {inference['p50']:.1f} ms, "
+                f"{interval:.1f} ms between frames): frames reached it late and in bunches{late}; the process "
+                "was short of CPU (other work on the machine?) or the camera's frames came late")
+    if per_frame > interval:
+        return (f"the loop needs {per_frame:.1f} ms a frame (inference p50 {inference['p50']:.1f} ms) and frames "
+                f"come every {interval:.1f} ms at {fps:g} FPS: the newest frame wins; a faster graph or a lower "
+                "camera.fps keeps every frame")
+    return (f"inference p50 {inference['p50']:.1f} ms fits the {interval:.1f} ms between frames, p99 "
+            f"{_num(inference.get('p99'))} ms does not: a slow frame lets the next one be replaced")
 
 
 def safe_value(what: str, getter: Callable[[], T]) -> T | None:
@@ -110,6 +153,8 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
     by_reason = ", ".join(f"{k} {v}" for k, v in frames["dropped_by_reason"].items() if v) or "none"
     table.add_row("frames", f"{frames['acquired']} acquired = {frames['processed']} processed "
                             f"({_num(frames['processed_fps'])}/s) + {frames['dropped']} dropped ({by_reason})")
+    if frames.get("why_dropped"):
+        table.add_row("why dropped", frames["why_dropped"])
     for name, label in (("inference", "inference"), ("overhead", "overhead (loop)"),
                         ("exposure_to_output", "exposure -> output")):
         figures = latency[name]

@@ -155,6 +155,15 @@ class Token:
     column: int
 
 
+_CHARACTER_HINTS = {
+    "=": " (write '==' to compare)",
+    "&": " (write 'and')",
+    "|": " (write 'or')",
+    "!": " (write 'not', or '!=' to compare)",
+    ".": " (a rule names the protocol's features; body parts such as male.thorax go under features:)",
+}
+
+
 def tokenize(text: str) -> list[Token]:
     """The rule's tokens with their 1-based columns, ending with an ``end`` token.
 
@@ -169,7 +178,7 @@ def tokenize(text: str) -> list[Token]:
         match = _TOKEN.match(text, position)
         if match is None:
             char = text[position]
-            hint = " (write '==' to compare)" if char == "=" else ""
+            hint = _CHARACTER_HINTS.get(char, "")
             raise ExpressionError(f"unexpected character {char!r}{hint}", position + 1)
         if match.lastgroup != "space":
             tokens.append(Token(match.lastgroup, match.group(), position + 1))
