@@ -323,6 +323,17 @@ def test_rtpose_run_on_a_port_in_use_is_exit_2_before_the_banner(tmp_path, flies
     assert not (tmp_path / "run").exists() and not (tmp_path / "summary.json").exists()
 
 
+def test_rtpose_run_help_states_the_exit_statuses(capsys):
+    from rtpose.cli import main as cli_main
+    from rtpose.live.daemon import EXIT_SETUP, EXIT_SIGNALLED
+
+    with pytest.raises(SystemExit):
+        cli_main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{EXIT_SIGNALLED['SIGINT']} Ctrl-C" in text and f"{EXIT_SIGNALLED['SIGTERM']} SIGTERM" in text
+    assert f"{EXIT_SETUP} a mistake found before acquisition" in text and "0 ended as asked" in text
+
+
 def test_a_port_taken_after_the_check_is_still_exit_2_with_zero_volts(tmp_path, flies_video_path, engine,
                                                                      busy_address):
     """The daemon's own bind (a port taken between the check and the run): a setup error, 0 V."""
