@@ -166,7 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "as sleap-nn does) or count their instances as missed")
     _frames_arg(p, "every labeled frame")
 
-    p = sub.add_parser("run", help="run a closed-loop experiment from a protocol file")
+    p = sub.add_parser(
+        "run", help="run a closed-loop experiment from a protocol file",
+        description="Checks the protocol, the replay source and the publisher address before anything opens, "
+                    "runs until the protocol's duration, the end of a replayed source, Ctrl-C or SIGTERM, and "
+                    "writes 0 V to every output on every way out. Exit status: 0 ended as asked; 130 Ctrl-C "
+                    "(SIGINT), 143 SIGTERM (a clean stop, summary and recording complete); 2 a mistake found "
+                    "before acquisition (protocol, source, address in use, existing recording directory); 1 "
+                    "something failed during the run.")
     p.add_argument("protocol", help="protocol YAML (see experiments/)")
     p.add_argument("--duration", type=float, help="seconds (overrides the protocol)")
     _overrides_arg(p)
@@ -179,10 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the report JSON here (a histogram PNG goes beside it)")
 
     p = sub.add_parser("listen", help="print or record a pose stream from a running daemon")
-    p.add_argument("address", nargs="?", default="tcp://127.0.0.1:5555")
+    p.add_argument("address", nargs="?", default="tcp://127.0.0.1:5555",
+                   help="the daemon's publisher.address, as tcp://HOST:PORT (default %(default)s)")
     p.add_argument("-o", "--output", help="record messages to this file (msgpack stream)")
-    p.add_argument("--count", type=int, help="stop after this many messages")
-    p.add_argument("--topic", default="poses")
+    p.add_argument("--count", type=int, help="stop after this many messages (default: until Ctrl-C)")
+    p.add_argument("--topic", default="poses", help="the daemon's publisher.topic (default %(default)s)")
     p.add_argument("--latest", action="store_true",
                    help="receive only the newest message each time (ZMQ_CONFLATE): for a listener slower than the "
                         "stream, which otherwise falls behind by what the sockets and kernel buffers hold")

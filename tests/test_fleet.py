@@ -233,6 +233,30 @@ def test_fleet_matches_one_process_and_reports_broken_videos(tmp_path, videos, r
     assert "partial" in table and "failed" in table and "frames/s" in table
 
 
+def test_fleet_on_a_lying_container_agrees_with_one_process(tmp_path, videos, ray_address, capsys):
+    """The .mkv declares 125 frames and holds 40: without --frames nothing asked for is
+    lost (no "asked for" warning, exit 0), and the last line counts the 40 frames read."""
+    from rtpose.fleet.run import EXIT_INCOMPLETE, run_fleet
+
+    mkv = videos["mkv"]
+    result = run_fleet(SHIPPED, [str(mkv)], tmp_path / "all", workers=2, chunk_frames=64, precision=PRECISION)
+    entry = result.manifest["videos"][str(mkv.resolve())]
+    run = result.manifest["runs"][-1]
+    assert result.exit_status == 0 and entry["status"] == "done" and entry["frames"] == 40
+    assert entry["notes"] == ["the stream ends after 40 frames (0-39), not the 125 its container declares: "
+                              "predicted the 40 it holds"], entry["notes"]
+    assert run["chunks_predicted"] == 2 and run["frames_predicted"] == 40
+    printed = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "40 frames in 2 chunks" in printed and "asked for" not in printed, printed
+    # with a range the frames past the real end were asked for: listed, exit 3, as in one process
+    result = run_fleet(SHIPPED, [str(mkv)], tmp_path / "range", frames="30-60", workers=2, chunk_frames=16,
+                       precision=PRECISION)
+    entry = result.manifest["videos"][str(mkv.resolve())]
+    assert result.exit_status == EXIT_INCOMPLETE and entry["status"] == "partial" and entry["frames"] == 10
+    assert "21 frame(s) asked for lie past its end" in entry["notes"][0]
+    assert result.manifest["runs"][-1]["frames_predicted"] == 10
+
+
 def test_interrupted_and_killed_runs_resume_without_redoing_chunks(tmp_path, videos, references, ray_address):
     out = tmp_path / "out"
     cmd = _command(videos, out, ray_address, chunk_frames=4)

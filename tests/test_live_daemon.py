@@ -288,9 +288,61 @@ def test_an_existing_recording_is_never_overwritten(ordinary_run, tmp_path, flie
     before = {f.name: f.read_bytes() for f in first.recording.iterdir()}
     path = write_protocol(tmp_path, flies_video_path, recorder={"path": str(first.recording)})
     daemon, result, daq = run_daemon(path, engine)
-    assert result.exit_code == 1 and "already exists" in result.error
+    assert result.exit_code == 2 and "already exists" in result.error  # the user's to fix, found before acquiring
     assert result.summary["wall_s"] is None and daemon.t_camera_open is None  # the camera never opened
     assert {f.name: f.read_bytes() for f in first.recording.iterdir()} == before
+    daq.close()
+
+
+# --- a publisher address already in use ---------------------------------------------------
+
+
+@pytest.fixture
+def busy_address():
+    """A real ZeroMQ PUB socket holding a port on 127.0.0.1, as another run would."""
+    context = zmq.Context()
+    holder = context.socket(zmq.PUB)
+    holder.setsockopt(zmq.LINGER, 0)
+    holder.bind("tcp://127.0.0.1:*")
+    try:
+        yield holder.getsockopt_string(zmq.LAST_ENDPOINT)
+    finally:
+        holder.close(linger=0)
+        context.term()
+
+
+def test_rtpose_run_on_a_port_in_use_is_exit_2_before_the_banner(tmp_path, flies_video_path, busy_address, capsys):
+    from rtpose.cli import main as cli_main
+
+    path = write_protocol(tmp_path, flies_video_path, publisher={"address": busy_address})
+    assert cli_main(["run", str(path), "--summary", str(tmp_path / "summary.json")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "", captured.out  # no banner: nothing was opened
+    err = captured.err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert str(path) in err and "publisher.address" in err and busy_address in err and "in use" in err, err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "summary.json").exists()
+
+
+def test_rtpose_run_help_states_the_exit_statuses(capsys):
+    from rtpose.cli import main as cli_main
+    from rtpose.live.daemon import EXIT_SETUP, EXIT_SIGNALLED
+
+    with pytest.raises(SystemExit):
+        cli_main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{EXIT_SIGNALLED['SIGINT']} Ctrl-C" in text and f"{EXIT_SIGNALLED['SIGTERM']} SIGTERM" in text
+    assert f"{EXIT_SETUP} a mistake found before acquisition" in text and "0 ended as asked" in text
+
+
+def test_a_port_taken_after_the_check_is_still_exit_2_with_zero_volts(tmp_path, flies_video_path, engine,
+                                                                     busy_address):
+    """The daemon's own bind (a port taken between the check and the run): a setup error, 0 V."""
+    path = write_protocol(tmp_path, flies_video_path, publisher={"address": busy_address})
+    daemon, result, daq = run_daemon(path, engine)
+    assert result.exit_code == 2 and result.setup_error and "cannot bind" in result.error, result.error
+    assert daemon.t_camera_open is None and result.summary["wall_s"] is None  # no frame was acquired
+    assert all(v == 0.0 for v in daq.ao_values().values())
     daq.close()
 
 
@@ -327,7 +379,7 @@ def test_sigint_stops_the_run_with_zero_volts(tmp_path, flies_video_path, engine
     before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN under nohup / `cmd &`
     when_processed(daemon, 3, lambda: (sent.append(clock.now()), os.kill(os.getpid(), signal.SIGINT)))
     result = daemon.run()  # the real handler, installed by run() in this (main) thread
-    assert result.stop_reason == "SIGINT" and result.exit_code == 0
+    assert result.stop_reason == "SIGINT" and result.exit_code == 130  # a clean end, but not the one asked for
     assert daq.ao_values()["opto_led"] == 0.0 and was_driven(daq, "opto_led")
     assert_all_outputs_at_zero(daq, since=sent[0])
     assert daemon.t_zeroed - sent[0] < 0.5
@@ -555,7 +607,7 @@ def test_sigterm_to_rtpose_run_stops_with_zero_volts_and_a_summary(tmp_path, fli
     wait_for_recorded_frames(tmp_path / "run", 3, process)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
+    assert process.returncode == 143, output  # 128 + SIGTERM: scripts can tell it from a run that ended as asked
     import json
 
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 import msgpack
 import numpy as np
+import pytest
 import zmq
 
 from rtpose.live.listen import listen
@@ -130,6 +131,68 @@ def test_listen_prints_a_line_per_message_and_records_to_a_file(tmp_path, capsys
         stop.set()
         feeder.join(2)
         publisher.close()
+
+
+class Lines:
+    """A text stream that keeps what is written and signals when ``wanted`` appears in it."""
+
+    def __init__(self, wanted: str = ""):
+        self.text, self.wanted, self.seen = "", wanted, threading.Event()
+
+    def write(self, text: str) -> None:
+        self.text += text
+        if self.wanted and self.wanted in self.text:
+            self.seen.set()
+
+    def flush(self) -> None:
+        pass
+
+
+def test_listen_says_once_that_nothing_arrived_and_keeps_waiting():
+    """Nothing publishing: after ``quiet_s`` one line names the address and topic; the
+    listener goes on waiting and receives the stream once a publisher binds there."""
+    address = free_address()
+    err, out = Lines("nothing has arrived yet"), Lines()
+    connected = threading.Event()
+    got: list[int] = []
+    listener = threading.Thread(target=lambda: got.append(listen(address, count=3, out=out, err=err, quiet_s=0.5,
+                                                                 on_connected=connected.set)), daemon=True)
+    listener.start()
+    assert connected.wait(30) and err.seen.wait(30), err.text
+    assert f"nothing has arrived yet on {address} (topic poses)" in err.text and "still waiting" in err.text
+    publisher = Publisher(address, class_names=CLASSES)
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 30
+        i = 0
+        while listener.is_alive() and time.monotonic() < deadline:
+            publisher.offer(record(i))
+            i += 1
+            time.sleep(0.01)
+        listener.join(5)
+        assert got == [3] and out.text.count("frame ") == 3, (got, out.text)
+        assert err.text.count("nothing has arrived yet") == 1  # said once
+    finally:
+        publisher.close()
+
+
+def test_rtpose_listen_checks_the_address_before_saying_it_listens(capsys):
+    from rtpose.cli import main as cli_main
+
+    assert cli_main(["listen", "localhost:5555"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "tcp://localhost:5555" in err, err
+    assert "listening" not in err
+
+
+def test_rtpose_listen_help_states_the_address_and_topic_defaults(capsys):
+    from rtpose.cli import main as cli_main
+
+    with pytest.raises(SystemExit):
+        cli_main(["listen", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "publisher.address" in text and "default tcp://127.0.0.1:5555" in text
+    assert "publisher.topic (default poses)" in text
 
 
 def test_rtpose_listen_stops_cleanly_on_ctrl_c():

@@ -23,13 +23,18 @@ from rtpose.hw.errors import FrameLost
 from rtpose.hw.replay import ReplayCamera
 from rtpose.live.daemon import Daemon
 from rtpose.live.protocol import load_protocol
+from rtpose.live.recorder import iter_records, read_recording
+from rtpose.errors import RtposeError
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = str(REPO / "models" / "flies13")
 
 
 def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
+    return one_line_error_text(capsys.readouterr().err)
+
+
+def one_line_error_text(err: str) -> str:
     assert err.startswith("error: ") and err.count("\n") == 1, err
     return err
 
@@ -127,21 +132,91 @@ def run_replay(path: Path, fps: float, **overrides):
     return Daemon(loaded).run()
 
 
-def test_a_replay_of_a_lying_container_ends_with_source_ended(cases_dir, monkeypatch):
-    monkeypatch.chdir(REPO)
-    result = run_replay(cases_dir / "variable_rate.mkv", 150)
-    assert result.stop_reason == "source ended" and result.error is None, (result.stop_reason, result.error)
-    frames = result.summary["frames"]
-    assert frames["acquired"] == frames["processed"] + frames["dropped"] and frames["processed"] >= 1
-    with ReplayCamera(cases_dir / "variable_rate.mkv", fps=400, buffer_frames=1000) as camera:
-        used, lost = [], 0
+def test_a_seek_past_the_real_end_finds_where_the_stream_ends(cases_dir):
+    """A read that lands past the end by seeking (a replay skipping frames, a Ray chunk)
+    finds the real end, not the frame it asked for."""
+    video = cases_dir / "variable_rate.mkv"
+    with VideoReader(video) as sequential:
+        expected = [sequential.read(i) for i in range(40)]
+    for far in (40, 64, 95, 124):
+        with VideoReader(video) as reader:
+            with pytest.raises(StreamEnded) as ended:
+                reader.read(far)
+            assert ended.value.frames_read == 40 and reader.ended_at == 40, far
+            np.testing.assert_array_equal(reader.read(39), expected[39])  # still readable, after the search
+            np.testing.assert_array_equal(reader.read(7), expected[7])
+
+
+def test_a_replay_of_a_lying_container_plays_only_the_frames_it_holds(cases_dir):
+    video = cases_dir / "variable_rate.mkv"
+    with ReplayCamera(video, fps=400, buffer_frames=1000) as camera:
+        assert camera.frame_indices == list(range(40)) and camera.stream_frames == 40
+        assert "ends after 40 frames (0-39), not the 125 its container declares" in camera.stream_note
+        used, seqs = [], []
         while (frame := camera.read(timeout_s=2.0)) is not None:
-            try:
-                frame.image
-                used.append(frame.index)
-            except FrameLost:
-                lost += 1
-        assert used == list(range(40)) and lost >= 1 and camera.frame_indices == list(range(40))
+            used.append(frame.index)
+            seqs.append(frame.seq)
+            frame.image  # every frame handed over exists: none is lost
+        assert used == list(range(40)) and seqs == list(range(40)) and camera.dropped == 0
+    with ReplayCamera(video, fps=400, buffer_frames=1000, loop=True) as camera:  # loops at the real end
+        played = [camera.read(timeout_s=2.0) for _ in range(90)]
+        assert [f.index for f in played] == [i % 40 for i in range(90)]
+        np.testing.assert_array_equal(played[80].image, played[0].image)
+    with ReplayCamera(video, fps=400, frames="30-100") as camera:  # a range cut at the real end
+        assert camera.frame_indices == list(range(30, 40))
+    with pytest.raises(RtposeError, match="past the end of the stream"):
+        ReplayCamera(video, fps=400, frames="60-100").open()
+
+
+def test_rtpose_run_on_a_lying_container_counts_only_frames_that_exist(cases_dir, tmp_path, monkeypatch, capsys):
+    """At 150 FPS on this CPU most frames are dropped; none of the counted ones lies past frame 39."""
+    monkeypatch.chdir(REPO)
+    summary_path, run_dir = tmp_path / "summary.json", tmp_path / "run"
+    assert cli_main(["run", str(REPO / "experiments" / "replay_dry_run.yaml"), "--summary", str(summary_path),
+                     "--set", f"camera.path={cases_dir / 'variable_rate.mkv'}", "--set", "camera.loop=false",
+                     "--set", "publisher.enabled=false", "--set", f"recorder.path={run_dir}"]) == 0
+    printed = " ".join(capsys.readouterr().out.replace("│", " ").split())  # the table's cells, unwrapped
+    assert "source ended" in printed and "the source ended early: the stream ends after 40 frames" in printed, printed
+    summary = json.loads(summary_path.read_text())
+    frames = summary["frames"]
+    assert summary["stop"]["reason"] == "source ended" and summary["camera"]["note"].startswith("the stream ends after 40")
+    assert frames["acquired"] == frames["processed"] + frames["dropped"] and frames["processed"] >= 1
+    assert frames["acquired"] <= 40 and frames["dropped_by_reason"]["lost"] == 0, frames
+    recording = read_recording(run_dir)
+    assert recording.frame.max() < 40
+    drops = [r for r in iter_records(run_dir / "record.msgpack") if r.get("type") == "drop"]
+    assert all(d["seq"] + d.get("count", 1) <= 40 for d in drops), drops
+    assert recording.end["camera"]["note"] == summary["camera"]["note"]
+
+
+# -- the replay source is checked before anything opens ---------------------------------------
+
+
+@pytest.mark.parametrize("source, says", [
+    ("README.md", "not a readable video"),
+    ("labels_10frames.slp", "has no embedded images"),
+])
+def test_rtpose_run_on_a_source_that_is_not_a_video_is_exit_2_before_the_banner(cases_dir, tmp_path, monkeypatch,
+                                                                               capsys, source, says):
+    monkeypatch.chdir(REPO)
+    run_dir = tmp_path / "run"
+    assert cli_main(["run", "experiments/male_approach_replay.yaml", "--set", f"camera.path={cases_dir / source}",
+                     "--set", f"recorder.path={run_dir}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "", captured.out  # no banner: nothing opened
+    err = one_line_error_text(captured.err)
+    assert "male_approach_replay.yaml: camera.path" in err and str(cases_dir / source) in err and says in err, err
+    assert not run_dir.exists()
+
+
+def test_rtpose_run_on_a_range_past_the_real_end_is_exit_2(cases_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert cli_main(["run", "experiments/male_approach_replay.yaml", "--set", "camera.frames=60-100",
+                     "--set", f"camera.path={cases_dir / 'variable_rate.mkv'}",
+                     "--set", f"recorder.path={tmp_path / 'run'}"]) == 2
+    captured = capsys.readouterr()
+    err = one_line_error_text(captured.err)
+    assert captured.out == "" and "camera.frames" in err and "holds 40 frames" in err, err
 
 
 # -- 4. nothing lost when decoding fails ------------------------------------------------------

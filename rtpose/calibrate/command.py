@@ -21,6 +21,7 @@ from pathlib import Path  # noqa: E402
 
 from rtpose.calibrate.report import breakdown_lines, build_report, write_report  # noqa: E402
 from rtpose.calibrate.session import prepare, run_and_analyse  # noqa: E402
+from rtpose.live.preflight import preflight  # noqa: E402
 
 REPORT_NAME = "latency_report.json"
 
@@ -29,6 +30,7 @@ def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     loaded, target, settings, protocol_overrides = prepare(args.protocol, args.overrides, args.duration)
+    preflight(loaded)  # the replay source and the publisher address: exit 2 before anything opens
     protocol = loaded.protocol
     console = Console(highlight=False, soft_wrap=True)
     duration = f"{protocol.duration:g} s" if protocol.duration is not None else "until Ctrl-C or the end of the video"

@@ -199,6 +199,7 @@ class VideoReader:
         self.frame_indices = range(self.n_frames)
         self.height, self.width = first.shape[:2]
         self._next = 1  # index of the frame the next sequential read decodes
+        self._known = 0  # the highest frame index known to be in the stream
         self._first = to_gray(first)
         self._grabbed: int | None = None  # a frame grabbed (not yet retrieved) while probing
         self._grab_s: float | None = None  # running mean seconds per grab (skipping forward)
@@ -281,16 +282,39 @@ class VideoReader:
                 ok, frame = self._cap.read()
         self._next = index + 1
         if ok:
+            self._known = max(self._known, index)
             return to_gray(frame)
         # Is this one bad frame, or the end of the stream? Grab on until a frame decodes.
         probe = index + 1
         while probe < min(self.n_frames, index + 1 + _PROBE_FRAMES):
             if self._cap.grab():
                 self._grabbed, self._next = probe, probe + 1
+                self._known = max(self._known, probe)
                 raise FrameNotDecoded(f"{self.path}: frame {index} could not be decoded", index)
             probe += 1
-        self.ended_at = index
+        self.ended_at = self._find_end(index)
         raise self._ended(index)
+
+    def _find_end(self, failed: int) -> int:
+        """How many frames the stream holds, knowing that frame ``self._known`` is in it
+        and that nothing from ``failed`` on decodes.
+
+        A read reached by seeking (a replay skipping ahead, a chunk of a fleet run)
+        can fail far past the real end: the frames between are looked for by bisection,
+        seeking to each (a seek costs at most a keyframe interval of decoding), so the
+        end found is where the stream ends, not where the failed read landed.
+        """
+        good, bad = self._known, failed
+        if bad - good > 1:  # the capture is moved: the next read seeks
+            self._grabbed, self._next = None, self.n_frames
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, mid)
+            if self._cap.grab():
+                good = mid
+            else:
+                bad = mid
+        return good + 1
 
     def _grab_forward(self, index: int) -> bool:
         """Move to ``index`` by grabbing (demuxing and decoding without the colour
@@ -315,6 +339,7 @@ class VideoReader:
                 return False
         self._grab_s = _mean(self._grab_s, (time.perf_counter() - started) / gap)
         self._next = index
+        self._known = max(self._known, index - 1)
         return True
 
     def _ended(self, index: int) -> StreamEnded:

@@ -151,7 +151,7 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
                 for p, o in zip(paths, outputs)]
         save_json(manifest_path, manifest)
         driver = _Driver(ray, spec, files, jobs, manifest, manifest_path, run, engine_name, batch_size, continuity,
-                         console or Console(stderr=True), progress, frames, precision)
+                         console or Console(stderr=True), progress, frames, precision, only_labeled)
         try:
             driver.run(workers, threads, ray_address)
         except KeyboardInterrupt:
@@ -227,11 +227,12 @@ class _Driver:
 
     def __init__(self, ray, spec: ExportSpec, files: dict[str, bytes], jobs: list[VideoJob], manifest: dict,
                  manifest_path: Path, run: dict, engine_name: str, batch_size: int, continuity: bool,
-                 console: Console, progress: bool, frames: str | None, precision: str):
+                 console: Console, progress: bool, frames: str | None, precision: str, only_labeled: bool = False):
         self.ray, self.spec, self.files, self.jobs = ray, spec, files, jobs
         self.manifest, self.manifest_path, self.run_record = manifest, manifest_path, run
         self.engine_name, self.batch_size, self.continuity = engine_name, batch_size, continuity
         self.console, self.progress, self.frames, self.precision = console, progress, frames, precision
+        self.only_labeled = only_labeled
 
     def run(self, workers: int | None, threads: int | None, ray_address: str | None) -> None:
         for job in self.jobs:  # every chunk already on disk from an earlier run: join now
@@ -372,7 +373,7 @@ class _Driver:
         job.remaining.discard(chunk.name)
         job.entry["status"] = "running"
         self.run_record["chunks_predicted"] += 1
-        self.run_record["frames_predicted"] += len(chunk)
+        self.run_record["frames_predicted"] += len(arrays["frame_idx"])  # frames read, not frames declared
         if not job.remaining:
             self._finish(job)
         save_json(self.manifest_path, self.manifest)
@@ -425,7 +426,7 @@ class _Driver:
             reports.append(lost)
         frames.sort(key=lambda item: item[0])
         lost = join_reports(reports)
-        notes = lost.notes()
+        notes = lost.notes(range_given=self.frames is not None or self.only_labeled)
         if lost.stream_frames is not None and self.frames is None:
             lost.past_end.clear()  # no range asked for: the video is just shorter than declared
         missing = lost.missing

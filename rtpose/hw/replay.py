@@ -20,9 +20,12 @@ decodes each next frame ahead of its exposure, so a reader that keeps up gets it
 pixels without waiting for them. Decoding is the replay's readout: ``Frame.t_arrival``
 is when the pixels were ready (the hand-over, or later for a frame decoded on use).
 
-A container may declare more frames than its stream holds (see ``rtpose.data.video``):
-the real end of the stream ends the playback ("source ended") like the end of the
-range, or, when looping, is the end of the range from then on.
+A container may declare more frames than its stream holds (see ``rtpose.data.video``).
+``open`` reads the last frame of the range (in a second reader, before the clock runs:
+one seek) and, where the stream ends before it, cuts the range at the real end, so the
+playback never exposes, hands over or counts as dropped a frame that does not exist: it
+ends there ("source ended"), or loops from there. ``stream_note`` then says so. A
+stream found to end still earlier while playing (``FrameLost``) ends the range there.
 """
 
 from __future__ import annotations
@@ -44,6 +47,24 @@ from rtpose.hw.errors import CameraError, CameraTimeout, FrameLost
 
 _RECENT_FRAMES = 16  # decoded frames kept for a second use
 _USE_WINDOW = 32  # frames over which the share of used frames is measured
+
+
+def check_source(path: str | Path, frames: str | None = None) -> None:
+    """Whether ``path`` can be replayed: open it, choose the range and decode its first frame.
+
+    The same reading ``ReplayCamera.open`` does, without the clock or the threads, for
+    the checks made before a run starts (``rtpose.live.preflight``).
+
+    Raises:
+        RtposeError: no such file; not a readable video; a .slp without embedded images;
+            a range outside the video, or starting past the real end of its stream.
+    """
+    with VideoReader(path) as reader:
+        order = reader.select(frames)
+        try:
+            reader.read(order[0])
+        except FrameNotDecoded:
+            pass  # one damaged frame: lost on use, as in the run
 
 
 class _Busy(Exception):
@@ -88,6 +109,8 @@ class ReplayCamera(Camera):
         self.decoded = 0  # frames whose pixels were decoded (the others were only skipped over)
         self._opened = False
         self._ended = False
+        self.declared_frames = 0  # frames the file declares (its container's count)
+        self.stream_frames: int | None = None  # frames the stream really holds, when fewer than declared
 
     @classmethod
     def from_config(cls, config) -> "ReplayCamera":
@@ -118,6 +141,14 @@ class ReplayCamera(Camera):
         return self._order[: self._length]
 
     @property
+    def stream_note(self) -> str | None:
+        """One line when the stream holds fewer frames than its container declares; else None."""
+        if self.stream_frames is None:
+            return None
+        return (f"the stream ends after {self.stream_frames} frames (0-{self.stream_frames - 1}), not the "
+                f"{self.declared_frames} its container declares")
+
+    @property
     def t0(self) -> float:
         """Exposure time of the first frame: ``t_exposure = t0 + seq / frame_rate``."""
         return self._t0
@@ -128,7 +159,8 @@ class ReplayCamera(Camera):
         reader = VideoReader(self.path)
         try:
             self._order = reader.select(self._frames_text)
-            self._length = len(self._order)
+            self.declared_frames = reader.n_frames
+            self._length = self._real_length(reader)
             self._fps = float(self._requested_fps or reader.fps)
             if not self._fps > 0:
                 raise RtposeError(f"{self.path}: the file declares no frame rate; set camera.fps")
@@ -152,6 +184,28 @@ class ReplayCamera(Camera):
         self._next_seq = self._pos = self._dropped = 0
         self._ended = False
         self._opened = True
+
+    def _real_length(self, reader: VideoReader) -> int:
+        """How many frames of the range exist: all, unless the stream ends before its last.
+
+        Raises:
+            RtposeError: the range starts past the real end of the stream.
+        """
+        if reader.is_package:
+            return len(self._order)
+        with VideoReader(self.path) as probe:  # a second reader: ``reader`` stays at the start
+            try:
+                probe.read(self._order[-1])
+                return len(self._order)
+            except FrameNotDecoded:
+                return len(self._order)  # a damaged last frame; lost on use, as any other
+            except StreamEnded as exc:
+                self.stream_frames = exc.frames_read
+        length = bisect.bisect_left(self._order, self.stream_frames)
+        if length == 0:
+            raise RtposeError(f"{self.path}: camera.frames {self._frames_text} lies past the end of the stream: "
+                              f"{self.stream_note}")
+        return length
 
     def _finished(self) -> bool:
         return self._length == 0 or (not self.loop and self._pos >= self._length)
@@ -241,6 +295,7 @@ class ReplayCamera(Camera):
                 raise FrameLost(f"{self.name}: {exc}", seq) from None
             except StreamEnded as exc:
                 self._length = bisect.bisect_left(self._order, exc.frames_read)
+                self.stream_frames = exc.frames_read
                 raise FrameLost(f"{self.name}: {exc}", seq) from None
             done = clock.now()
             self.decoded += 1

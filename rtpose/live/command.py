@@ -1,9 +1,15 @@
 """``rtpose run PROTOCOL.yaml [--duration S] [--set key=value ...] [--summary OUT.json]``.
 
 Validates the whole protocol before anything opens (a mistake is one line naming the
-file, the line and the field), runs the daemon, prints the summary, and exits 0 when
-the run ended as asked (duration, end of the source, Ctrl-C, SIGTERM) or 1 with a
-one-line error when something failed -- after 0 V was written in every case.
+file, the line and the field), then what the text alone cannot tell (the replay source
+decodes, the publisher's address is free: ``rtpose.live.preflight``), runs the daemon,
+prints the summary, and exits (after 0 V was written in every case):
+
+- 0: the run ended as asked (duration, end of the source);
+- 130 / 143: Ctrl-C (SIGINT) / SIGTERM ended it, cleanly (summary, recording);
+- 2: a mistake a user can fix, found before acquisition started (protocol, source,
+  address in use, a recording directory that exists): one line, nothing recorded;
+- 1: something failed during the run (one-line error; run.log has the traceback).
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ from pathlib import Path  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from rtpose.live.daemon import Daemon  # noqa: E402
+from rtpose.live.preflight import preflight  # noqa: E402
 from rtpose.live.protocol import load_protocol  # noqa: E402
 from rtpose.live.summary import print_summary  # noqa: E402
 
 
 def main(args: argparse.Namespace) -> int:
     loaded = load_protocol(args.protocol, args.overrides, args.duration)
+    preflight(loaded)  # raises RtposeError: exit 2, before the banner
     protocol = loaded.protocol
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     duration = f"{protocol.duration:g} s" if protocol.duration is not None else "until Ctrl-C"

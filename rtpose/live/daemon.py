@@ -77,6 +77,8 @@ DROP_REASONS = ("camera", "replaced", "shutdown", "error", "lost")
 # the run uses a shorter interval (measured: off-edge lateness p90 3.7 ms -> 0.6 ms).
 SWITCH_INTERVAL_S = 0.0005
 RUN_LOG = "run.log"  # in the recording directory: see rtpose.live.runlog
+EXIT_FAILED, EXIT_SETUP = 1, 2  # exit statuses: see RunResult.exit_code
+EXIT_SIGNALLED = {"SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}  # 130, 143
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +102,20 @@ class RunResult:
     recording: Path | None  # the run directory
     final_volts: dict[str, float]  # every analog output after shutdown
     ai_trace: AiTrace | None  # with capture_ai=True: the DAQ's analog input over the run
+    # the error is one a user can fix, found while opening, before any frame was acquired
+    # (a publisher address in use, a recording directory that exists, a model that does not fit)
+    setup_error: bool = False
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.error is None else 1
+        """``rtpose run``'s exit status: 0 ended as asked (duration, end of the source);
+        130 Ctrl-C (SIGINT) and 143 SIGTERM, 128 + the signal's number as shells report
+        it (the run was cut short, cleanly: 0 V, summary, recording); 2 a setup error
+        found before acquisition started; 1 a failure during the run. 0 V in every case.
+        """
+        if self.error is not None:
+            return EXIT_SETUP if self.setup_error else EXIT_FAILED
+        return EXIT_SIGNALLED.get(self.stop_reason, 0)
 
 
 def live_cpu_threads() -> int:
@@ -149,6 +161,8 @@ class Daemon:
         self._signal: str | None = None
         self._requested: str | None = None
         self._error: tuple[str, BaseException] | None = None
+        self._opening = False
+        self._setup_error = False  # the first error was a user's, raised while opening
         self._stop_reason = ""
         self._source_ended = False
         self.shutdown_problems: list[str] = []
@@ -189,7 +203,9 @@ class Daemon:
         sys.setswitchinterval(min(previous_interval, SWITCH_INTERVAL_S))
         try:
             try:
+                self._opening = True
                 self._open()
+                self._opening = False
                 if self.t_camera_open is not None:
                     self._start_threads()
                     self._supervise()
@@ -429,6 +445,7 @@ class Daemon:
             first = self._error is None
             if first:
                 self._error = (where, exc)
+                self._setup_error = self._opening and isinstance(exc, RtposeError)
         if isinstance(exc, KeyboardInterrupt):
             log.info("interrupted (%s)", where)
         else:  # the whole traceback, with its causes, goes to run.log; the terminal shows one line
@@ -592,7 +609,8 @@ class Daemon:
                 "frames": self.frame_counts(), "final_volts": dict(self.final_volts),
                 "t_zeroed": self.t_zeroed, "camera": {"name": getattr(self.camera, "name", ""),
                                                       "fps": safe_value("the camera's frame rate",
-                                                                   lambda: self.camera.frame_rate)}}
+                                                                   lambda: self.camera.frame_rate),
+                                                      "note": getattr(self.camera, "stream_note", None)}}
 
     def frame_counts(self) -> dict[str, Any]:
         dropped = sum(self.drops.values())
@@ -604,7 +622,8 @@ class Daemon:
         if self.run_dir is not None and self.run_dir.exists():
             _write_json(self.run_dir / "summary.json", summary)
         return RunResult(summary=summary, stop_reason=self.stop_reason(), error=self.error_message(),
-                         recording=self.run_dir, final_volts=dict(self.final_volts), ai_trace=self.ai_trace)
+                         recording=self.run_dir, final_volts=dict(self.final_volts), ai_trace=self.ai_trace,
+                         setup_error=self._setup_error and self.error_message() is not None)
 
 
 def _read_text(path: Path) -> str:

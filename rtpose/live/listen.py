@@ -4,7 +4,10 @@ Prints one line per message (frame, how old the frame was when its output was wr
 how late the message reached us, instances found, the rules that hold), or, with ``-o``,
 appends each payload to FILE as it comes: the payloads are msgpack maps, so FILE is a
 msgpack stream (read it with ``msgpack.Unpacker(open(FILE, "rb"))``). Ctrl-C stops it
-cleanly. Both ends use the monotonic clock, so the "late" figure is meaningful on the
+cleanly. The address is checked before the first line is printed (a malformed one is a
+one-line error, exit 2); with no message after a few seconds (``QUIET_S``) one line
+says that nothing has arrived yet on that address and topic, and it keeps waiting.
+Both ends use the monotonic clock, so the "late" figure is meaningful on the
 machine running the daemon.
 
 By default every message is received in order; a listener slower than the daemon (a
@@ -19,7 +22,7 @@ import argparse
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 import zmq
@@ -27,6 +30,8 @@ import zmq
 from rtpose import clock
 from rtpose.errors import RtposeError
 from rtpose.live.publisher import split_message
+
+QUIET_S = 3.0  # no message this long after the start: say so once (and keep waiting)
 
 
 def describe(message: dict[str, Any], received: float) -> str:
@@ -42,11 +47,27 @@ def describe(message: dict[str, Any], received: float) -> str:
 
 
 def listen(address: str, topic: str = "poses", count: int | None = None, output: str | None = None,
-           stop: threading.Event | None = None, out=sys.stdout, latest: bool = False) -> int:
+           stop: threading.Event | None = None, out=sys.stdout, latest: bool = False,
+           on_connected: Callable[[], None] | None = None, quiet_s: float = QUIET_S, err=sys.stderr) -> int:
     """Receive until ``count`` messages, ``stop`` is set, or Ctrl-C; returns how many were received.
 
-    ``latest``: keep only the newest message (``ZMQ_CONFLATE``), for a listener slower
-    than the stream.
+    Args:
+        address: a ZeroMQ endpoint (``tcp://HOST:PORT``) where a daemon publishes.
+        topic: the topic subscribed to (the daemon's ``publisher.topic``).
+        count: stop after this many messages (None: never).
+        output: append the payloads to this file (a msgpack stream) instead of printing.
+        stop: set from another thread (or a signal handler) to stop.
+        out: where the lines go.
+        latest: keep only the newest message (``ZMQ_CONFLATE``), for a listener slower
+            than the stream.
+        on_connected: called once the socket is connected (the address is well formed
+            and the output file opened), before waiting for messages.
+        quiet_s: with no message for this many seconds since the start, one line to
+            ``err`` says that nothing has arrived yet (the listener keeps waiting).
+        err: where that line goes.
+
+    Raises:
+        RtposeError: a malformed address, or an output file that cannot be written.
     """
     stop = stop or threading.Event()
     context = zmq.Context()
@@ -61,16 +82,25 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
         try:
             socket.connect(address)
         except zmq.ZMQError as exc:
-            raise RtposeError(f"cannot connect to {address} ({exc})") from None
+            hint = f"; an address is TRANSPORT://HOST:PORT, e.g. tcp://{address}" if "://" not in address else ""
+            raise RtposeError(f"cannot connect to {address} ({exc}){hint}") from None
         if output is not None:
             try:
                 sink = open(output, "ab")
             except OSError as exc:
                 raise RtposeError(f"{output}: cannot write ({exc.strerror})") from None
+        if on_connected is not None:
+            on_connected()
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
+        quiet_until = clock.now() + quiet_s
         while not stop.is_set() and (count is None or received < count):
             if not poller.poll(100):  # short polls keep Ctrl-C and `stop` responsive
+                if received == 0 and quiet_until is not None and clock.now() >= quiet_until:
+                    quiet_until = None  # said once
+                    print(f"nothing has arrived yet on {address} (topic {topic}) after {quiet_s:g} s: is a daemon "
+                          f"publishing there (its publisher.address and publisher.topic)? still waiting",
+                          file=err, flush=True)
                 continue
             data = socket.recv()
             now = clock.now()
@@ -105,8 +135,13 @@ def main(args: argparse.Namespace) -> int:
     try:
         where = f" -> {args.output}" if args.output else ""
         mode = ", newest message only" if args.latest else ""
-        print(f"listening on {args.address} (topic {args.topic}{mode}){where}; Ctrl-C to stop", file=sys.stderr)
-        received = listen(args.address, args.topic, args.count, args.output, stop, latest=args.latest)
+
+        def announce() -> None:  # once the address is known to be well formed
+            print(f"listening on {args.address} (topic {args.topic}{mode}){where}; Ctrl-C to stop", file=sys.stderr,
+                  flush=True)
+
+        received = listen(args.address, args.topic, args.count, args.output, stop, latest=args.latest,
+                          on_connected=announce)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

@@ -130,6 +130,28 @@ def message_for(record: FrameRecord, class_names: Sequence[str]) -> dict[str, An
     }
 
 
+def check_bindable(address: str) -> None:
+    """Bind a PUB socket to ``address`` and let go of it at once: is the address free here?
+
+    A check made before a run (``rtpose.live.preflight``); ZeroMQ sets ``SO_REUSEADDR``
+    on its listeners, so the run's own bind right after is not refused.
+
+    Raises:
+        RtposeError: the address is in use, malformed, or not an address of this machine.
+    """
+    context = zmq.Context()
+    socket = context.socket(zmq.PUB)
+    try:
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.bind(address)
+    except zmq.ZMQError as exc:
+        hint = " (is another rtpose run or program publishing there?)" if exc.errno == zmq.EADDRINUSE else ""
+        raise RtposeError(f"cannot bind {address} ({exc}){hint}") from None
+    finally:
+        socket.close(linger=0)
+        context.term()
+
+
 class Publisher(QueueWorker[FrameRecord]):
     """A PUB socket owned by one thread, fed through a bounded queue (``offer`` never waits)."""
 

@@ -4,7 +4,8 @@
 ``rtpose run --summary``); ``print_summary`` shows it as a short table. Keys that other
 tools rely on: ``frames.acquired``, ``frames.processed``, ``frames.dropped``,
 ``triggers``, ``latency_ms.inference.{p50,p99}``, ``latency_ms.overhead.{p50,p99}``,
-``outputs_final_volts``.
+``outputs_final_volts``; ``camera.note`` says when a replayed stream held fewer frames
+than its container declared (null otherwise).
 
 ``latency_ms.overhead`` is the loop's own cost per processed frame: from the frame's
 arrival (or from the moment the loop was free, if the frame had to wait for the
@@ -56,7 +57,8 @@ def build_summary(daemon: "Daemon") -> dict[str, Any]:
                   "device": getattr(daemon.engine, "device", None), "graph": getattr(daemon.engine, "graph", None),
                   "graph_reason": getattr(daemon.engine, "graph_reason", "").strip() or None},
         "camera": {"name": getattr(camera, "name", None), "fps": safe_value("the camera's frame rate", lambda: camera.frame_rate),
-                   "frame_shape": safe_value("the camera's frame shape", lambda: list(camera.frame_shape))},
+                   "frame_shape": safe_value("the camera's frame shape", lambda: list(camera.frame_shape)),
+                   "note": getattr(camera, "stream_note", None)},
         "daq": getattr(daemon.daq, "name", None),
         "frames": frames,
         "triggers": sum(triggers.values()),
@@ -146,7 +148,8 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
         table.add_row("graph", summary["model"]["graph"] + (f" ({summary['model']['graph_reason']})"
                                                             if summary["model"].get("graph_reason") else ""))
     cam = summary["camera"]
-    table.add_row("camera", f"{cam['name']} at {_num(cam['fps'])} FPS")
+    table.add_row("camera", f"{cam['name']} at {_num(cam['fps'])} FPS"
+                            + (f"; the source ended early: {cam['note']}" if cam.get("note") else ""))
     by_reason = ", ".join(f"{k} {v}" for k, v in frames["dropped_by_reason"].items() if v) or "none"
     table.add_row("frames", f"{frames['acquired']} acquired = {frames['processed']} processed "
                             f"({_num(frames['processed_fps'])}/s) + {frames['dropped']} dropped ({by_reason})")

@@ -1,0 +1,39 @@
+"""Checks of a validated protocol against the machine, before anything opens.
+
+``load_protocol`` checks the file itself (schema, names, channels). What it cannot know
+from the text -- whether the replay source is a video that decodes, whether the
+publisher's address is free -- is checked here, so ``rtpose run`` and ``rtpose
+calibrate`` report such a mistake as one line with exit status 2 before their banner,
+rather than as a run that failed (exit 1) after it. The daemon still handles the same
+failures safely if they happen later (a port taken between the check and the run).
+"""
+
+from __future__ import annotations
+
+from rtpose.errors import RtposeError
+from rtpose.live.protocol import LoadedProtocol
+
+
+def preflight(loaded: LoadedProtocol) -> None:
+    """Check the replay source and the publisher address of ``loaded``; opens nothing that stays open.
+
+    Raises:
+        RtposeError: one line naming the protocol file, the field and the value.
+    """
+    protocol = loaded.protocol
+    camera = protocol.camera
+    if camera.backend == "replay":
+        from rtpose.hw.replay import check_source
+
+        try:
+            check_source(camera.path, camera.frames)
+        except RtposeError as exc:
+            fields = "camera.path" if camera.frames is None else "camera.path, camera.frames"
+            raise RtposeError(f"{loaded.path}: {fields}: {exc}") from None
+    if protocol.publisher.enabled:
+        from rtpose.live.publisher import check_bindable
+
+        try:
+            check_bindable(protocol.publisher.address)
+        except RtposeError as exc:
+            raise RtposeError(f"{loaded.path}: publisher.address: {exc}") from None
