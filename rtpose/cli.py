@@ -27,6 +27,7 @@ HANDLERS = {
     "calibrate": "rtpose.calibrate.command",
     "listen": "rtpose.live.listen",
     "view": "rtpose.view.command",
+    "recording": "rtpose.live.recorder",
 }
 
 
@@ -204,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", default="poses", help="the daemon's publisher.topic (default poses)")
     p.add_argument("--stale", dest="stale_s", type=float, default=2.0, metavar="S",
                    help="no message for this long during a run: the page says the stream is stale (default 2)")
+    p = sub.add_parser("recording", help="summarise a run's recording, or write its poses as .slp (also after a kill)")
+    p.add_argument("recording", help="run directory or its record.msgpack")
+    p.add_argument("-o", "--slp", help="write the poses as a SLEAP predictions file (.slp)")
     for command in sub.choices.values():  # an unknown option is reported by its command's parser (main)
         command.set_defaults(command_parser=command)
     return parser

@@ -51,10 +51,20 @@ def _mode_allows_writing(folder: Path) -> bool:
         return False
 
 
-def model_provenance(model: str | Path, engine, continuity: bool) -> dict:
-    """What made a predictions file, for its provenance: rtpose's version, the export
-    (path, config hash, where its weights came from), the graph and engine that ran, and
-    whether identity continuity was on. JSON-able values only (sleap-io stores them)."""
+def model_provenance(model: str | Path, engine: str, graph: str | None, continuity: bool) -> dict:
+    """What made a predictions file, for its provenance.
+
+    Args:
+        model: the export directory.
+        engine: the engine's name (``ort-cpu``).
+        graph: the graph that ran (``fp32``, ``int8``; several joined by ", " on Ray).
+        continuity: whether identity continuity was on.
+
+    Returns:
+        ``rtpose.*`` keys: rtpose's version, the export (path, config hash, the format and
+        version of the weights' source), the engine and graph, continuity. JSON-able values
+        only (sleap-io stores them); the same for one process and for Ray.
+    """
     from rtpose import __version__
 
     spec_file = Path(model) / "rtpose.json"
@@ -63,8 +73,7 @@ def model_provenance(model: str | Path, engine, continuity: bool) -> dict:
     out = {"rtpose.version": __version__, "rtpose.model": str(Path(model).resolve()),
            "rtpose.model_config_hash": info.get("config_hash"),
            "rtpose.model_source": {k: source[k] for k in ("format", "version") if k in source},
-           "rtpose.graph": engine.describe_graph(), "rtpose.engine": f"{engine.name} on {engine.device}",
-           "rtpose.identity_continuity": bool(continuity)}
+           "rtpose.engine": engine, "rtpose.graph": graph, "rtpose.identity_continuity": bool(continuity)}
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -121,7 +130,7 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
         print(f"warning: {input_path}: {note}", file=sys.stderr)
     if report.stream_frames is not None and frames is None:
         report.past_end.clear()  # no range asked for: the video is just shorter than declared
-    provenance = model_provenance(model, engine, continuity)
+    provenance = model_provenance(model, engine.name, engine.graph, continuity)
     if report.missing:
         provenance["rtpose.frames_not_read"] = report.missing
     if report.stream_frames is not None:

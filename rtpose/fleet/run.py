@@ -32,7 +32,7 @@ from rtpose.data.predictions import write_predictions
 from rtpose.engine.continuity import IdentityContinuity
 from rtpose.engine.frames import resolve_input
 from rtpose.data.video import VideoReader, describe_indices
-from rtpose.engine.predict import EXIT_FRAMES_MISSING, follow_identities
+from rtpose.engine.predict import EXIT_FRAMES_MISSING, follow_identities, model_provenance
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
 from rtpose.fleet import init_local_ray, require_ray
@@ -447,7 +447,10 @@ class _Driver:
             entry.update(status="failed", error=f"{job.video}: no frame could be read" + (
                 f" ({'; '.join(notes)})" if notes else ""))
         else:
-            provenance: dict[str, Any] = {"rtpose.frames_not_read": missing} if missing else {}
+            provenance = model_provenance(self.manifest["model"], self.engine_name,
+                                          ", ".join(entry["graphs"]) or None, self.continuity)
+            if missing:
+                provenance["rtpose.frames_not_read"] = missing
             if lost.stream_frames is not None:
                 provenance["rtpose.stream_frames"] = lost.stream_frames
             write_predictions(job.output, job.video, self.spec.node_names, self.spec.edges, self.spec.class_names,

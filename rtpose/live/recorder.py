@@ -21,13 +21,14 @@ stops at the last complete map. No index, no footer needed. Maps, by ``type``:
 
 ``read_recording`` gives it back as arrays and ``Poses``; ``export_slp`` writes the poses
 as a SLEAP predictions file; ``offline_rule_agreement`` re-runs the protocol's rules on
-the recorded poses. From a shell: ``python -m rtpose.live.recorder RUN_DIR [-o out.slp]``.
+the recorded poses. From a shell: ``rtpose recording RUN_DIR [-o out.slp]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -316,12 +317,12 @@ def export_slp(recording: Recording | str | Path, out_path: str | Path) -> Path:
                              provenance={k: v for k, v in provenance.items() if v is not None})
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rtpose.live.recorder",
-                                     description="Summarise a recording, or export its poses to .slp.")
-    parser.add_argument("recording", help="run directory or its record.msgpack")
-    parser.add_argument("-o", "--slp", help="write the poses as a SLEAP predictions file")
-    args = parser.parse_args(argv)
+def main(args: argparse.Namespace | list[str] | None = None) -> int:
+    """``rtpose recording RUN_DIR [-o OUT.slp]`` (also ``python -m rtpose.live.recorder``)."""
+    if not isinstance(args, argparse.Namespace):
+        from rtpose.cli import build_parser  # the same arguments as ``rtpose recording``
+
+        args = build_parser().parse_args(["recording", *(sys.argv[1:] if args is None else args)])
     try:
         recording = read_recording(args.recording)
         print(f"{recording.path}: {len(recording.frame)} processed frames, {recording.dropped} dropped, "
@@ -332,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.slp:
             print(f"wrote {export_slp(recording, args.slp)}")
     except RtposeError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
 
