@@ -208,6 +208,20 @@ def test_rtpose_run_on_a_source_that_is_not_a_video_is_exit_2_before_the_banner(
     assert not run_dir.exists()
 
 
+def test_rtpose_run_on_frames_the_model_does_not_take_is_exit_2_before_the_banner(mice_path, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """The 768x1024 mouse video with the 1024x1024 fly model of the demo protocol."""
+    monkeypatch.chdir(REPO)
+    run_dir = tmp_path / "run"
+    video = mice_path.parent / "video.mp4"
+    assert cli_main(["run", "experiments/male_approach_replay.yaml", "--set", f"camera.path={video}",
+                     "--set", f"recorder.path={run_dir}"]) == 2
+    captured = capsys.readouterr()
+    err = one_line_error_text(captured.err)
+    assert captured.out == "" and f"camera.path {video}: frames are 768x1024 but the model takes 1024x1024" in err, err
+    assert "--frame-size 768x1024" in err and not run_dir.exists()
+
+
 def test_rtpose_run_on_a_range_past_the_real_end_is_exit_2(cases_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     assert cli_main(["run", "experiments/male_approach_replay.yaml", "--set", "camera.frames=60-100",

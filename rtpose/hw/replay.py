@@ -49,8 +49,9 @@ _RECENT_FRAMES = 16  # decoded frames kept for a second use
 _USE_WINDOW = 32  # frames over which the share of used frames is measured
 
 
-def check_source(path: str | Path, frames: str | None = None) -> None:
-    """Whether ``path`` can be replayed: open it, choose the range and decode its first frame.
+def check_source(path: str | Path, frames: str | None = None) -> tuple[int, int]:
+    """Whether ``path`` can be replayed: open it, choose the range and decode its first
+    frame; returns the frame shape ``(height, width)``.
 
     The same reading ``ReplayCamera.open`` does, without the clock or the threads, for
     the checks made before a run starts (``rtpose.live.preflight``).
@@ -65,6 +66,7 @@ def check_source(path: str | Path, frames: str | None = None) -> None:
             reader.read(order[0])
         except FrameNotDecoded:
             pass  # one damaged frame: lost on use, as in the run
+        return reader.shape
 
 
 class _Busy(Exception):

@@ -15,7 +15,8 @@ from rtpose.live.protocol import LoadedProtocol
 
 
 def preflight(loaded: LoadedProtocol) -> None:
-    """Check the replay source and the publisher address of ``loaded``; opens nothing that stays open.
+    """Check the replay source (readable, frames the model takes) and the publisher address
+    of ``loaded``; opens nothing that stays open.
 
     Raises:
         RtposeError: one line naming the protocol file, the field and the value.
@@ -25,11 +26,15 @@ def preflight(loaded: LoadedProtocol) -> None:
     if camera.backend == "replay":
         from rtpose.hw.replay import check_source
 
+        from rtpose.engine.base import check_frame_size
+
         try:
-            check_source(camera.path, camera.frames)
+            height, width = check_source(camera.path, camera.frames)
         except RtposeError as exc:
             fields = "camera.path" if camera.frames is None else "camera.path, camera.frames"
             raise RtposeError(f"{loaded.path}: {fields}: {exc}") from None
+        # frames the model does not take (the daemon checks a live camera's when it opens)
+        check_frame_size(height, width, loaded.spec, f"{loaded.path}: camera.path {camera.path}")
     if protocol.publisher.enabled:
         from rtpose.live.publisher import check_bindable
 
