@@ -67,7 +67,7 @@ SPLIT = --anchor-part thorax $$($(PY) -c "import json; s = json.load(open('$(MOD
 EVAL = -g $(FLIES)/clip.trainval.slp --px-per-mm 30.3 $(SPLIT)
 CLOSE := -i $(FLIES)/clip.close.slp --only-labeled --frames 1270-1299
 model: $(STAMP)
-	$(PY) -m rtpose train $(MODEL_CONFIG) -o $(MODEL_RUN) $(TRAIN_ARGS)
+	$(PY) -m rtpose train $(MODEL_CONFIG) -o $(MODEL_RUN) --overwrite $(TRAIN_ARGS)
 	$(MAKE) model-export
 
 # Everything after training: export, check, score each graph, write the model card.

@@ -289,6 +289,18 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
                 "--set", "budget_minutes=0.2", "--set", "centroid.optim.max_epochs=1",
                 "--set", "instance.optim.max_epochs=1"]) == 0
     assert (tmp_path / "again" / "model.json").exists()
+    # a second run into a trained model's directory is refused before its banner ...
+    before = (out / "model.json").read_bytes()
+    assert cli(["train", str(two_frames_path), "--minutes", "0.6", "-o", str(out), *TINY]) == 2
+    err = capsys.readouterr()
+    assert f"{out} already holds a trained model (model.json, centroid, instance)" in err.err and "--overwrite" in err.err
+    assert "deriving" not in err.out + err.err and (out / "model.json").read_bytes() == before
+    # ... and --overwrite removes the old run's files first: no report.json of the old model stays
+    assert cli(["train", str(tmp_path / "again" / "config.yaml"), "-o", str(out), "--overwrite",
+                "--set", "budget_minutes=0.2", "--set", "centroid.optim.max_epochs=1",
+                "--set", "instance.optim.max_epochs=1"]) == 0
+    assert (out / "model.json").read_bytes() != before and not (out / "report.json").exists()
+    assert cli(["train", str(out / "config.yaml"), "-o", str(out), "--resume", "--overwrite"]) == 2
 
 
 def test_epochs_are_replanned_from_the_observed_step_rate(flies_labels_path, tmp_path):

@@ -110,6 +110,7 @@ def test_reused_centroid_net_is_the_source_one(trained_close, tmp_path, capsys):
     assert "reused from" in json.loads((tmp_path / "again" / "model.json").read_text())["centroid"]["stopped"]
     capsys.readouterr()
     cfg["centroid"]["unet"] = {**cfg["centroid"]["unet"], "filters": 16}
+    cfg["output"] = str(tmp_path / "other")
     assert cli(["train", str(write_config(tmp_path, cfg))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: centroid.reuse_from") and "architecture" in err[-1]

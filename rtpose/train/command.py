@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,9 +28,40 @@ def main(args: argparse.Namespace) -> int:
     if minutes is not None:
         raise RtposeError("--minutes applies to a labels file (.slp); in a config set budget_minutes")
     cfg = load_config(args.config, TrainConfig, args.overrides)
+    claim_output(Path(args.output or cfg.output), args.resume, args.overwrite)
     with _say_what_is_kept(Path(args.output or cfg.output)):
         train(cfg, output=args.output, resume=args.resume)
     return 0
+
+
+# what a training run writes in its model directory (--overwrite removes these, nothing else)
+RUN_FILES = ("centroid", "instance", "model.json", "config.yaml", "report.json", "validation_report.json")
+
+
+def claim_output(model_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Make sure a run does not mix its files with an earlier model's.
+
+    A directory that holds a trained model (``model.json`` or a network's checkpoints) is
+    refused unless ``--resume`` (continue it) or ``--overwrite`` (its run files are
+    removed first, so an interrupted rerun cannot leave half of each model).
+
+    Raises:
+        RtposeError: the directory holds a model and neither flag was given.
+    """
+    if resume and overwrite:
+        raise RtposeError("--resume continues the model in the model dir and --overwrite replaces it: give one")
+    held = [name for name in ("model.json", "centroid", "instance") if (model_dir / name).exists()]
+    if not held or resume:
+        return
+    if not overwrite:
+        raise RtposeError(f"{model_dir} already holds a trained model ({', '.join(held)}): give another -o, "
+                          "--resume to continue its training, or --overwrite to replace it")
+    for name in RUN_FILES:
+        path = model_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 @contextlib.contextmanager
@@ -52,12 +84,16 @@ def _train_from_labels(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     if not Path(args.config).exists():  # said before the banner, as every other bad input
         raise RtposeError(no_such_file(Path(args.config)))
+    if args.output:  # said before the banner; the derived default is checked once derived
+        claim_output(Path(args.output), args.resume, args.overwrite)
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES
     if minutes <= 0:  # said before the banner, which would announce a run of 0 min
         raise RtposeError(f"--minutes must be positive, got {minutes:g}")
     console.print(f"deriving a training config from {args.config} for {minutes:g} min on {cpu_summary()}",
                   highlight=False, markup=False)
     cfg, why = derive(args.config, minutes, args.output, args.overrides, t_start=t_start)
+    if not args.output:
+        claim_output(Path(cfg.output), args.resume, args.overwrite)
     console.print("derived settings (saved as config.yaml in the model directory; edit and rerun with "
                   "`rtpose train CONFIG.yaml`):", highlight=False, markup=False)
     for key, value, reason in why.reasons:
