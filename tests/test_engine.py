@@ -89,6 +89,13 @@ def test_frame_size_is_padded_within_the_graphs_own_padding_or_refused(engine):
             prepare_frame(np.zeros((h, w), np.uint8), spec)
     with pytest.raises(RtposeError, match="channels"):
         prepare_frame(np.zeros((1024, 1024, 2), np.uint8), spec)
+    # an imported sleap-nn model is not re-exported at another size (rtpose export refuses it)
+    import attrs
+
+    imported = attrs.evolve(spec, source={"format": "sleap-nn"})
+    with pytest.raises(RtposeError, match="trained at .* only: use frames of that size") as info:
+        prepare_frame(np.zeros((768, 1024), np.uint8), imported)
+    assert "--frame-size" not in str(info.value)
 
 
 def _one_error_line(capsys) -> str:

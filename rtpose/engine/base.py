@@ -170,8 +170,12 @@ def check_frame_size(height: int, width: int, spec: ExportSpec, where: str = "fr
     why = ""
     if height <= H and width <= W and (low_h, low_w) != (H, W):  # smaller than its padding allows
         why = f" (or, padded as the graph pads, {low_h}x{low_w} up to that)"
-    raise RtposeError(f"{where}: frames are {height}x{width} but the model takes {H}x{W}{why}; re-export it with "
-                      f"--frame-size {height}x{width}, or use a model made for these frames")
+    if (spec.source or {}).get("format") == "sleap-nn":  # rtpose export refuses another size for these
+        todo = ("this sleap-nn model runs at the frame size it was trained at (its preprocessing.max_height/"
+                "max_width) only: use frames of that size, or a model trained on these")
+    else:
+        todo = f"re-export it with --frame-size {height}x{width}, or use a model made for these frames"
+    raise RtposeError(f"{where}: frames are {height}x{width} but the model takes {H}x{W}{why}; {todo}")
 
 
 def prepare_frame(frame: np.ndarray, spec: ExportSpec) -> np.ndarray:

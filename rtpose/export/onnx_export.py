@@ -165,8 +165,7 @@ def export(model_dir: str | Path | list, export_dir: str | Path, max_instances: 
     trained_hw = (info.get("frame_height"), info.get("frame_width"))
     if info.get("source", {}).get("format") == "sleap-nn" and all(trained_hw) and (h, w) != trained_hw:
         raise RtposeError(f"--frame-size {h}x{w}: this sleap-nn model was trained on {trained_hw[0]}x{trained_hw[1]} "
-                          "frames (preprocessing.max_height/max_width), which sleap-nn resizes every frame to; "
-                          "rtpose runs it at that size only")
+                          "frames (preprocessing.max_height/max_width); rtpose runs it at that size only")
     spec = spec_from_info(info, pipeline.max_instances, (h, w))
     if video is not None:
         _check_video_fits(video, spec, "--frame-size" if frame_size else "recorded in the model")
