@@ -341,6 +341,19 @@ def test_the_frame_size_comes_from_the_video_when_the_model_does_not_record_it(l
     assert f"reference frames: {words}" in capsys.readouterr().out
 
 
+def test_int8_from_a_one_frame_package_says_its_check_saw_the_calibration_frame(legacy_pair, minimal_labels_path,
+                                                                                 tmp_path, capsys):
+    """The package holds one frame: it calibrates int8 and is the only frame to compare on,
+    which the export says instead of calling it held out; ONNX Runtime's progress lines
+    stay off stdout."""
+    assert cli(["export", *map(str, legacy_pair), "-o", str(tmp_path / "x"), "--video", str(minimal_labels_path),
+                "--max-instances", "2", "--int8"]) == 0
+    printed = capsys.readouterr().out
+    assert f"calibrated on 1 frames of {minimal_labels_path.name}" in printed
+    assert "from fp32 on the same 1 frame(s)" in printed and "held-out" not in printed
+    assert "Collecting tensor data" not in printed and "Finding optimal threshold" not in printed
+
+
 def test_an_export_without_real_frames_says_its_reference_is_a_blank_frame(legacy_pair, tmp_path, capsys):
     out = tmp_path / "x"
     assert cli(["export", *map(str, legacy_pair), "-o", str(out), "--frame-size", "384x384"]) == 0

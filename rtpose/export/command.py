@@ -184,9 +184,14 @@ def main(args: argparse.Namespace) -> int:
     if "quantization" in spec.extra:
         q = spec.extra["quantization"]
         shift = q["shift_vs_fp32_px"]
-        print(f"int8: 7-bit weights, calibrated on {q['calibration_frames']} training frames; points move "
-              f"{shift['median']:.3f} px (median), {shift['p95']:.3f} px (p95) from fp32 on {shift['frames']} "
-              "held-out frames")
+        calibrated = f"{q['calibration_frames']} frames of {Path(args.video).name}" if video_frames else \
+            f"{q['calibration_frames']} training frames"
+        checked = f"{shift['frames']} held-out frames"
+        if video_frames and not video_frames[1]:
+            checked = (f"the same {shift['frames']} frame(s): {Path(args.video).name} holds too few frames to keep "
+                       "any out, so this is no check on unseen frames")
+        print(f"int8: 7-bit weights, calibrated on {calibrated}; points move {shift['median']:.3f} px (median), "
+              f"{shift['p95']:.3f} px (p95) from fp32 on {checked}")
     if not spec.class_names and args.max_instances is None:
         print(f"no identity classes: the graph finds up to {spec.max_instances} instance(s) a frame; "
               "give --max-instances N for more")

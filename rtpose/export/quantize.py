@@ -51,6 +51,8 @@ load checks it again on this machine against the export's references
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from pathlib import Path
 
@@ -98,11 +100,13 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_frames: list[np.n
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out_path), Frames(), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=QUANTIZED_OPS, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
-                        nodes_to_exclude=confmap_convs(prepared) + convs_named(prepared, keep_fp32),
-                        reduce_range=weight_bits == 7, extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
+        # ONNX Runtime's calibrator prints its progress on stdout; our caller says what matters
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(str(prepared), str(out_path), Frames(), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=QUANTIZED_OPS, per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
+                            nodes_to_exclude=confmap_convs(prepared) + convs_named(prepared, keep_fp32),
+                            reduce_range=weight_bits == 7, extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
     largest = largest_weight(out_path)
     if weight_bits == 7 and largest > MAX_WEIGHT:
         raise RtposeError(f"int8 export: a quantised weight is {largest} > {MAX_WEIGHT}; it could saturate on "
