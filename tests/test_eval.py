@@ -133,7 +133,7 @@ def test_swapped_identities_over_a_stretch(tmp_path, flies, flies_labels_path, f
 
 
 def test_identity_of_found_instances_leaves_out_pairs_far_off(tmp_path, flies, flies_labels_path, flies_video_path,
-                                                             capsys):
+                                                             capsys, monkeypatch):
     """Poses 40 px off in frames 0-49 are still matched (greedy, no OKS floor) but not
     found: identity over matched pairs counts them, identity over found instances not."""
     def change(f, p, ident):
@@ -144,9 +144,31 @@ def test_identity_of_found_instances_leaves_out_pairs_far_off(tmp_path, flies, f
     assert r["n_matched"] == 200 and r["n_found"] == 100
     assert r["n_id_found"] == 100 and r["id_accuracy_found"] == 1.0
     assert r["id_accuracy"] < 1.0  # the swapped names of the far-off pairs
+    monkeypatch.setenv("COLUMNS", "200")  # the table's rows unwrapped
     assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path), "--frames", "0-49"]) == 0
     out = capsys.readouterr().out
     assert "found instances (0)" in out and "instances found (OKS > 0.5)" in out
+
+
+def test_nodes_left_out_by_the_prediction_are_counted(tmp_path, flies, flies_labels_path, flies_video_path, capsys,
+                                                      monkeypatch):
+    """A model that predicts only 3 of 13 nodes, exactly: the errors (over the nodes both
+    have) are 0, and the table says that 10 of every 13 labelled nodes were not predicted."""
+    def keep_three(f, p, ident):
+        p = p.copy()
+        p[:, 3:] = np.nan
+        return p, ident
+
+    path = write_from_truth(tmp_path / "three.slp", flies, flies_video_path, range(0, 20), keep_three)
+    r = evaluate(flies_labels_path, path, frames=range(0, 20))
+    labelled = sum(int((~np.isnan(flies[0][f][0]).any(-1)).sum()) for f in range(20))
+    kept = sum(int((~np.isnan(flies[0][f][0][:, :3]).any(-1)).sum()) for f in range(20))
+    assert r["n_nodes_labelled"] == labelled and r["n_nodes_not_predicted"] == labelled - kept > 0
+    assert r["dist_px"]["p95"] == 0.0
+    monkeypatch.setenv("COLUMNS", "200")  # the table's rows unwrapped
+    assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path), "--frames", "0-19"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"labelled nodes not predicted (matched pairs; errors are over the rest) │ {labelled - kept} / {labelled}" in out
 
 
 def test_frames_in_only_one_file_are_left_out_or_missed(tmp_path, flies, flies_labels_path, flies_video_path):

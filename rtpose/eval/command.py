@@ -107,6 +107,10 @@ def result_table(r: dict[str, Any]) -> Table:
         ("mOKS (matched pairs)", _num(r["moks"], 4)),
         ("instances found (OKS > 0.5)", f"{r['n_found']} / {r['n_gt']} ({_pct(r['found'])})"),
     ]
+    if r.get("n_nodes_labelled"):
+        rows.append(("labelled nodes not predicted (matched pairs; errors are over the rest)",
+                     f"{r['n_nodes_not_predicted']} / {r['n_nodes_labelled']} "
+                     f"({_pct(r['n_nodes_not_predicted'] / r['n_nodes_labelled'])})"))
     units = [("px", r["dist_px"], 2)] + ([("mm", r["dist_mm"], 3)] if "dist_mm" in r else [])
     for unit, d, digits in units:
         rows.append((f"error {unit} p50 / p95 / p99", " / ".join(_num(d[k], digits) for k in ("p50", "p95", "p99"))))

@@ -66,6 +66,11 @@ def score(paired: PairedFrames, px_per_mm: float | None = None, pck_px: float = 
     gt_points = paired.gt_points[matches.frame, matches.gt]
     distances = metrics.node_distances(gt_points, paired.pred_points[matches.frame, matches.pred])
     gt_visible = ~np.isnan(gt_points).any(axis=-1)
+    # labelled nodes of matched pairs that the prediction left out: error percentiles are over
+    # the nodes both have, so a model that predicts a few nodes well would look good without it
+    pred_missing = np.isnan(paired.pred_points[matches.frame, matches.pred]).any(axis=-1)
+    n_nodes_labelled = int(gt_visible.sum())
+    n_nodes_not_predicted = int((gt_visible & pred_missing).sum())
 
     # Identity is judged only where the prediction lies on the animal it was matched to
     # (its best OKS over the frame's labels); see metrics.identity_accuracy.
@@ -108,6 +113,8 @@ def score(paired: PairedFrames, px_per_mm: float | None = None, pck_px: float = 
         "found": int(np.sum(matches.oks > FOUND_OKS)) / n_gt if n_gt else float("nan"),
         "oks_sigma": OKS_SIGMA,
         "dist_px": metrics.distance_summary(distances),
+        "n_nodes_labelled": n_nodes_labelled,
+        "n_nodes_not_predicted": n_nodes_not_predicted,
         "pck_px": float(pck_px),
         "pck": metrics.pck(distances, gt_visible, pck_px),
         "id_accuracy": id_accuracy,
