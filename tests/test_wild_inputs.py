@@ -222,6 +222,15 @@ def test_rtpose_run_on_frames_the_model_does_not_take_is_exit_2_before_the_banne
     assert "--frame-size 768x1024" in err and not run_dir.exists()
 
 
+def test_a_replay_shorter_than_the_duration_is_said_at_the_start(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert cli_main(["run", "experiments/male_approach_replay.yaml", "--duration", "0.5", "--set", "camera.frames=0-30",
+                     "--set", f"recorder.path={tmp_path / 'run'}", "--set", "publisher.enabled=false"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "note: the replay holds 31 frames, 0.2 s at 150 FPS, shorter than the duration 0.5 s" in out, out
+    assert "camera.loop: true" in out
+
+
 def test_rtpose_run_on_a_range_past_the_real_end_is_exit_2(cases_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     assert cli_main(["run", "experiments/male_approach_replay.yaml", "--set", "camera.frames=60-100",

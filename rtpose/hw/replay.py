@@ -49,9 +49,10 @@ _RECENT_FRAMES = 16  # decoded frames kept for a second use
 _USE_WINDOW = 32  # frames over which the share of used frames is measured
 
 
-def check_source(path: str | Path, frames: str | None = None) -> tuple[int, int]:
+def check_source(path: str | Path, frames: str | None = None) -> tuple[int, int, int, float | None]:
     """Whether ``path`` can be replayed: open it, choose the range and decode its first
-    frame; returns the frame shape ``(height, width)``.
+    frame; returns ``(height, width, frames in the range, the rate the file declares)``
+    (the frame count as declared: a stream that ends early is found when the camera opens).
 
     The same reading ``ReplayCamera.open`` does, without the clock or the threads, for
     the checks made before a run starts (``rtpose.live.preflight``).
@@ -66,7 +67,7 @@ def check_source(path: str | Path, frames: str | None = None) -> tuple[int, int]
             reader.read(order[0])
         except FrameNotDecoded:
             pass  # one damaged frame: lost on use, as in the run
-        return reader.shape
+        return (*reader.shape, len(order), reader.fps)
 
 
 class _Busy(Exception):

@@ -34,7 +34,7 @@ from rtpose.live.summary import print_summary  # noqa: E402
 
 def main(args: argparse.Namespace) -> int:
     loaded = load_protocol(args.protocol, args.overrides, args.duration)
-    preflight(loaded)  # raises RtposeError: exit 2, before the banner
+    notes = preflight(loaded)  # raises RtposeError: exit 2, before the banner
     protocol = loaded.protocol
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     duration = f"{protocol.duration:g} s" if protocol.duration is not None else "until Ctrl-C"
@@ -44,6 +44,8 @@ def main(args: argparse.Namespace) -> int:
     if protocol.publisher.enabled:
         parts.append(f"publishing on {protocol.publisher.address}")
     console.print(", ".join(parts))
+    for note in notes:
+        console.print(f"note: {note}")
     result = Daemon(loaded).run()
     if result.summary["wall_s"] is not None:  # the camera opened: there is a run to summarise
         print_summary(result.summary, console)

@@ -14,27 +14,36 @@ from rtpose.errors import RtposeError
 from rtpose.live.protocol import LoadedProtocol
 
 
-def preflight(loaded: LoadedProtocol) -> None:
+def preflight(loaded: LoadedProtocol) -> list[str]:
     """Check the replay source (readable, frames the model takes) and the publisher address
     of ``loaded``; opens nothing that stays open.
+
+    Returns:
+        Notes for the user that stop nothing (a replay shorter than the run's duration).
 
     Raises:
         RtposeError: one line naming the protocol file, the field and the value.
     """
     protocol = loaded.protocol
     camera = protocol.camera
+    notes: list[str] = []
     if camera.backend == "replay":
         from rtpose.hw.replay import check_source
 
         from rtpose.engine.base import check_frame_size
 
         try:
-            height, width = check_source(camera.path, camera.frames)
+            height, width, n_frames, file_fps = check_source(camera.path, camera.frames)
         except RtposeError as exc:
             fields = "camera.path" if camera.frames is None else "camera.path, camera.frames"
             raise RtposeError(f"{loaded.path}: {fields}: {exc}") from None
         # frames the model does not take (the daemon checks a live camera's when it opens)
         check_frame_size(height, width, loaded.spec, f"{loaded.path}: camera.path {camera.path}")
+        fps = camera.fps or file_fps
+        if not camera.loop and protocol.duration is not None and fps and n_frames / fps < protocol.duration:
+            notes.append(f"the replay holds {n_frames} frames, {n_frames / fps:.1f} s at {fps:g} FPS, shorter than "
+                         f"the duration {protocol.duration:g} s: the run ends with the source "
+                         "(camera.loop: true replays it from the start)")
     if protocol.publisher.enabled:
         from rtpose.live.publisher import check_bindable
 
@@ -42,3 +51,4 @@ def preflight(loaded: LoadedProtocol) -> None:
             check_bindable(protocol.publisher.address)
         except RtposeError as exc:
             raise RtposeError(f"{loaded.path}: publisher.address: {exc}") from None
+    return notes
