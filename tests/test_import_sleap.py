@@ -307,7 +307,10 @@ def test_two_centroid_models_or_a_missing_frame_size(legacy_pair, tmp_path, caps
     msg = export_error([*map(str, legacy_pair), "-o", str(tmp_path / "x")], capsys)
     assert "--frame-size" in msg
     msg = export_error([str(tmp_path), "-o", str(tmp_path / "x")], capsys)
-    assert "not a model directory" in msg
+    assert "not a model directory" in msg and "pass those" not in msg
+    # the folder above the model directories: they are named
+    msg = export_error([str(PEER), "-o", str(tmp_path / "x")], capsys)
+    assert "not a model directory" in msg and "it holds model directories (centered_instance_id, centroid)" in msg
     # a missing directory is said first, not taken for an imported model (which --int8 would ask --video of)
     msg = export_error([str(tmp_path / "runs" / "flies13"), "-o", str(tmp_path / "x"), "--int8"], capsys)
     assert msg == f"error: {tmp_path / 'runs' / 'flies13'}: no such model directory"

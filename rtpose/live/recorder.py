@@ -330,8 +330,8 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
         for name, agreement in offline_rule_agreement(recording).items():
             print(f"rule {name}: true on {int(recording.rules[name].sum())} frames; "
                   f"offline agreement {100 * agreement:.2f}%")
-        if args.slp:
-            print(f"wrote {export_slp(recording, args.slp)}")
+        if args.output:
+            print(f"wrote {export_slp(recording, args.output)}")
     except RtposeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

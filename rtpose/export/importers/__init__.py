@@ -33,8 +33,11 @@ def model_format(model_dir: Path) -> str:
         return "sleap-nn"
     if sleap_legacy.is_legacy_dir(model_dir):
         return "sleap-1.x"
+    inside = sorted(p.name for p in model_dir.iterdir() if p.is_dir() and (
+        (p / "model.json").exists() or sleap_nn.is_sleap_nn_dir(p) or sleap_legacy.is_legacy_dir(p)))
+    hint = f"; it holds model directories ({', '.join(inside)}): pass those" if inside else ""
     raise RtposeError(f"{model_dir}: not a model directory (expected rtpose's model.json, sleap-nn's "
-                      "best.ckpt + training_config.yaml, or SLEAP's best_model.h5 + training_config.json)")
+                      f"best.ckpt + training_config.yaml, or SLEAP's best_model.h5 + training_config.json){hint}")
 
 
 def read_net(model_dir: Path) -> ImportedNet:
