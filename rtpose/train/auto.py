@@ -240,8 +240,8 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     d.set("instance.crop_size", crop, f"holds 99% of animals around the anchor (reach {reach:.0f} px), "
                                       f"a multiple of the max stride {ispec.max_stride}")
     d.set("instance.center_jitter_px", jitter, "a centroid error of ~1/30 of the animal")
-    d.set("instance.sigma", ls.instance_sigma(size), f"animal size {size:.0f} px (median bounding-box diagonal) / "
-                                                     f"{ls.INSTANCE_SIGMA_DIVISOR:g}")
+    d.set("instance.sigma", ls.instance_sigma(size), f"in frame px: animal size {size:.0f} px (median bounding-box "
+                                                     f"diagonal) / {ls.INSTANCE_SIGMA_DIVISOR:g}")
     stem = (f"a stride-4 stem for a crop above {STEM4_ABOVE_CROP} px (it then costs what a crop of half "
              "the side would behind a stride-2 stem), "
             if ispec.stem_stride == 4 else "")
@@ -264,7 +264,7 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     d.set("centroid.input_scale", scale, f"a typical animal {size * scale:.0f} px across at this scale "
                                          f"(>= {ls.MIN_ANIMAL_PX:g} px){gap_text}; receptive field "
                                          f"{UNet(cspec).receptive_field()} px >= animal")
-    d.set("centroid.sigma", ls.centroid_sigma(size, scale), "a tenth of the scaled animal")
+    d.set("centroid.sigma", ls.centroid_sigma(size, scale), "in px of the scaled frame: a tenth of the scaled animal")
     d.set("centroid.unet", dict(BASE_UNET), show=_unet_text(cspec))
 
     # -- identity
