@@ -84,9 +84,9 @@ def why_dropped(frames: dict[str, Any], latency: dict[str, dict], fps: float | N
     A frame is replaced when a newer one arrives before the loop took it. Either the loop
     sat idle most of the run while frames still piled up (they reached it late: a process
     short of CPU, a slow decoder; exposure -> output against arrival -> output says by how
-    much), or the loop
-    is slower than the camera (inference plus the loop's overhead, p50, above the frame
-    interval ``1000 / fps``), or slow frames (p99 above it) let the next one be replaced.
+    much), or the loop took longer a frame on average (run time / frames processed) than
+    the frame interval ``1000 / fps``, or it kept up on average and slow frames (the
+    inference p99) let the next one be replaced.
 
     Args:
         frames: ``frame_counts()`` (``processed``, ``dropped_by_reason``).
@@ -109,12 +109,14 @@ def why_dropped(frames: dict[str, Any], latency: dict[str, dict], fps: float | N
         return (f"the loop was busy only {busy:.0%} of the run (inference p50 {inference['p50']:.1f} ms, "
                 f"{interval:.1f} ms between frames): frames reached it late and in bunches{late}; the process "
                 "was short of CPU (other work on the machine?) or the camera's frames came late")
-    if per_frame > interval:
-        return (f"the loop needs {per_frame:.1f} ms a frame (inference p50 {inference['p50']:.1f} ms) and frames "
-                f"come every {interval:.1f} ms at {fps:g} FPS: the newest frame wins; a faster graph or a lower "
-                "camera.fps keeps every frame")
-    return (f"inference p50 {inference['p50']:.1f} ms fits the {interval:.1f} ms between frames, p99 "
-            f"{_num(inference.get('p99'))} ms does not: a slow frame lets the next one be replaced")
+    cycle = wall_s * 1000.0 / max(frames.get("processed", 0), 1)  # what the loop took a frame, on average
+    if cycle > interval:
+        return (f"the loop took {cycle:.1f} ms a frame on average (inference p50 {inference['p50']:.1f} ms, p99 "
+                f"{_num(inference.get('p99'))} ms; with the loop {per_frame:.1f} ms p50) and frames come every "
+                f"{interval:.1f} ms at {fps:g} FPS: the newest frame wins; a faster graph or a lower camera.fps "
+                "keeps every frame")
+    return (f"the loop keeps up on average ({cycle:.1f} ms a frame against {interval:.1f} ms between frames), "
+            f"but slow frames (inference p99 {_num(inference.get('p99'))} ms) let the next one be replaced")
 
 
 def safe_value(what: str, getter: Callable[[], T]) -> T | None:
