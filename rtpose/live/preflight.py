@@ -28,9 +28,8 @@ def preflight(loaded: LoadedProtocol) -> list[str]:
     camera = protocol.camera
     notes: list[str] = []
     if camera.backend == "replay":
-        from rtpose.hw.replay import check_source
-
         from rtpose.engine.base import check_frame_size
+        from rtpose.hw.replay import check_source
 
         try:
             height, width, n_frames, file_fps = check_source(camera.path, camera.frames)
