@@ -30,13 +30,15 @@ def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     loaded, target, settings, protocol_overrides = prepare(args.protocol, args.overrides, args.duration)
-    preflight(loaded)  # the replay source and the publisher address: exit 2 before anything opens
+    notes = preflight(loaded)  # the replay source and the publisher address: exit 2 before anything opens
     protocol = loaded.protocol
     console = Console(highlight=False, soft_wrap=True)
     duration = f"{protocol.duration:g} s" if protocol.duration is not None else "until Ctrl-C or the end of the video"
     console.print(f"[bold]{loaded.name}[/bold]: calibrating '{target.output}' ({target.channel} -> "
                   f"{target.loopback_input}) on the {protocol.daq.backend} DAQ, {protocol.camera.backend} camera, "
                   f"{duration}")
+    for note in notes:  # a replay shorter than the duration: fewer segments than asked for
+        console.print(f"note: {note}")
     result, calibration = run_and_analyse(loaded, target, settings)
     if calibration is None:
         print(f"error: the run failed, nothing to calibrate: {result.error or 'no recording'}", file=sys.stderr)
