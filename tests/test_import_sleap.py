@@ -352,7 +352,7 @@ def test_int8_from_a_one_frame_package_says_its_check_saw_the_calibration_frame(
     assert cli(["export", *map(str, legacy_pair), "-o", str(tmp_path / "x"), "--video", str(minimal_labels_path),
                 "--max-instances", "2", "--int8"]) == 0
     printed = capsys.readouterr().out
-    assert f"calibrated on 1 frames of {minimal_labels_path.name}" in printed
+    assert f"calibrated on 1 frame of {minimal_labels_path.name}" in printed
     assert "from fp32 on the same 1 frame(s)" in printed and "held-out" not in printed
     assert "Collecting tensor data" not in printed and "Finding optimal threshold" not in printed
 

@@ -34,6 +34,7 @@ from rtpose.hw.sim_daq import SimDaq
 from rtpose.live.daemon import Daemon
 from rtpose.live.protocol import load_protocol
 from rtpose.live.publisher import split_message
+from rtpose.cli import main as rtpose_cli
 from rtpose.live.recorder import export_slp, iter_records, offline_rule_agreement, read_recording
 
 REPO = Path(__file__).resolve().parent.parent
@@ -280,7 +281,10 @@ def test_the_recording_exports_to_slp(ordinary_run, tmp_path):
 
     prov = sio.load_slp(str(tmp_path / "run.slp")).provenance
     assert prov["rtpose.model"] == recording.header["model"] and prov["rtpose.graph"] == recording.header["engine_graph"]
-    assert prov["rtpose.recording"] == str(recording.path) and prov["rtpose.engine"].startswith("ort-cpu on ")
+    assert prov["rtpose.recording"] == str(recording.path) and prov["rtpose.engine"] == "ort-cpu"
+    assert prov["rtpose.identity_continuity"] is True and "rtpose.model_config_hash" in prov
+    assert prov["rtpose.run_ended"] == recording.end["reason"]
+    assert prov["rtpose.frames_processed"] == len(recording.frame) and prov["rtpose.frames_dropped"] == recording.dropped
 
 
 def test_an_existing_recording_is_never_overwritten(ordinary_run, tmp_path, flies_video_path, engine):
@@ -634,6 +638,14 @@ def test_a_killed_run_leaves_a_readable_recording(tmp_path, flies_video_path):
     assert all(p.points.shape[1:] == (len(recording.node_names), 2) for p in recording.poses)
     assert np.all(np.diff(recording.seq) > 0)
     assert all(v >= 0.99 for v in offline_rule_agreement(recording).values())
+    # its poses as .slp (rtpose recording -o), which says the run was killed
+    import sleap_io as sio
+
+    out = tmp_path / "killed.slp"
+    assert rtpose_cli(["recording", str(tmp_path / "run"), "-o", str(out)]) == 0
+    prov = sio.load_slp(str(out)).provenance
+    assert prov["rtpose.run_ended"].startswith("no end record: the run was killed")
+    assert prov["rtpose.frames_processed"] == len(recording.frame)
 
 
 def test_the_live_path_does_not_import_torch():

@@ -227,7 +227,8 @@ def test_a_replay_shorter_than_the_duration_is_said_at_the_start(tmp_path, monke
     assert cli_main(["run", "experiments/male_approach_replay.yaml", "--duration", "0.5", "--set", "camera.frames=0-30",
                      "--set", f"recorder.path={tmp_path / 'run'}", "--set", "publisher.enabled=false"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "note: the replay holds 31 frames, 0.2 s at 150 FPS, shorter than the duration 0.5 s" in out, out
+    assert "note: the replay's 31 frames (as its file declares them) last 0.2 s at 150 FPS, less than the " \
+           "duration 0.5 s" in out, out
     assert "camera.loop: true" in out
 
 

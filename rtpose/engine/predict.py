@@ -100,8 +100,9 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     if not indices:
         raise RtposeError(f"{input_path}: no frames to predict on")
     if Path(video).suffix.lower() == ".slp":
-        print(f"{Path(video).name} is a package: predicting on the {len(indices)} frame(s) it holds that were asked "
-              f"for ({describe_indices(indices)})")
+        which = "that were asked for" if frames is not None or only_labeled else "(all of them)"
+        print(f"{Path(video).name} is a package: predicting on the {len(indices)} frame(s) it holds {which} "
+              f"({describe_indices(indices)})")
     report = report if report is not None else DecodeReport()
     output = Path(output) if output else default_output(Path(input_path))
     if not output.parent.is_dir():

@@ -108,7 +108,7 @@ def result_table(r: dict[str, Any]) -> Table:
         ("instances found (OKS > 0.5)", f"{r['n_found']} / {r['n_gt']} ({_pct(r['found'])})"),
     ]
     if r.get("n_nodes_labelled"):
-        rows.append(("labelled nodes not predicted (matched pairs; errors are over the rest)",
+        rows.append(("labeled nodes not predicted (matched pairs; errors are over the rest)",
                      f"{r['n_nodes_not_predicted']} / {r['n_nodes_labelled']} "
                      f"({_pct(r['n_nodes_not_predicted'] / r['n_nodes_labelled'])})"))
     units = [("px", r["dist_px"], 2)] + ([("mm", r["dist_mm"], 3)] if "dist_mm" in r else [])

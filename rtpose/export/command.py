@@ -178,14 +178,15 @@ def main(args: argparse.Namespace) -> int:
                   (args.video, video_frames[2]) if video_frames else None)
     src = spec.source.get("format", "rtpose")
     print(f"exported {' + '.join(map(str, dirs))} ({src}) -> {args.output}: {spec.frame_height}x{spec.frame_width} "
-          f"uint8 frames, up to {spec.max_instances} instances, {spec.n_nodes} nodes, classes {spec.class_names}")
+          f"uint8 frames, up to {spec.max_instances} instances, {spec.n_nodes} nodes, classes {', '.join(spec.class_names) or 'none'}")
     print(f"graphs: {', '.join(f'{p} {n}' for p, n in spec.graphs.items())}; references (reference.npz): fp32 "
           f"outputs on {describe_references(spec)}")
     if "quantization" in spec.extra:
         q = spec.extra["quantization"]
         shift = q["shift_vs_fp32_px"]
-        calibrated = f"{q['calibration_frames']} frames of {Path(args.video).name}" if video_frames else \
-            f"{q['calibration_frames']} training frames"
+        n_cal = q["calibration_frames"]
+        calibrated = f"{n_cal} frame{'s' if n_cal != 1 else ''} of {Path(args.video).name}" if video_frames else \
+            f"{n_cal} training frame{'s' if n_cal != 1 else ''}"
         checked = f"{shift['frames']} held-out frames"
         if video_frames and not video_frames[1]:
             checked = (f"the same {shift['frames']} frame(s): {Path(args.video).name} holds too few frames to keep "

@@ -40,8 +40,8 @@ def preflight(loaded: LoadedProtocol) -> list[str]:
         check_frame_size(height, width, loaded.spec, f"{loaded.path}: camera.path {camera.path}")
         fps = camera.fps or file_fps
         if not camera.loop and protocol.duration is not None and fps and n_frames / fps < protocol.duration:
-            notes.append(f"the replay holds {n_frames} frames, {n_frames / fps:.1f} s at {fps:g} FPS, shorter than "
-                         f"the duration {protocol.duration:g} s: the run ends with the source "
+            notes.append(f"the replay's {n_frames} frames (as its file declares them) last {n_frames / fps:.1f} s at "
+                         f"{fps:g} FPS, less than the duration {protocol.duration:g} s: the run ends with the source "
                          "(camera.loop: true replays it from the start)")
     if protocol.publisher.enabled:
         from rtpose.live.publisher import check_bindable

@@ -307,11 +307,17 @@ def export_slp(recording: Recording | str | Path, out_path: str | Path) -> Path:
     latest = {int(frame): poses for frame, poses in zip(recording.frame.tolist(), recording.poses)}
     header = recording.header
     video = header.get("video") or header.get("camera", {}).get("name", "camera")
-    provenance = {"rtpose.version": header.get("rtpose_version"), "rtpose.model": header.get("model"),
-                  "rtpose.graph": header.get("engine_graph"),
-                  "rtpose.engine": f"{header.get('engine')} on {header.get('engine_device')}",
+    from rtpose.engine.predict import model_provenance
+
+    continuity = ((header.get("protocol") or {}).get("model") or {}).get("identity_continuity", True)
+    provenance = {**(model_provenance(header["model"], header.get("engine"), header.get("engine_graph"), continuity)
+                     if header.get("model") else {}),
+                  "rtpose.version": header.get("rtpose_version"),
                   "rtpose.protocol": header.get("protocol_path"), "rtpose.recording": str(recording.path),
-                  "rtpose.started_at": header.get("started_at")}
+                  "rtpose.started_at": header.get("started_at"),
+                  "rtpose.run_ended": str(recording.end.get("reason")) if recording.end else
+                  "no end record: the run was killed, the file holds what was recorded",
+                  "rtpose.frames_processed": len(recording.frame), "rtpose.frames_dropped": int(recording.dropped)}
     return write_predictions(out_path, video, recording.node_names, [tuple(e) for e in header["edges"]],
                              recording.class_names, sorted(latest.items()),
                              provenance={k: v for k, v in provenance.items() if v is not None})
