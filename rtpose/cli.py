@@ -95,15 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "directories of a sleap-nn (best.ckpt) or SLEAP 1.x (best_model.h5) top-down model")
     p.add_argument("-o", "--output", required=True,
                    help="export directory (model.onnx, model.int8.onnx with --int8, reference.npz, rtpose.json)")
-    p.add_argument("--max-instances", type=int, default=None, help="instances per frame (default: the number of identity classes; 1 without classes)")
-    p.add_argument("--frame-size", metavar="HxW", help="frame size the graph takes (default: the training video's, or --video's; "
-                                                           "a SLEAP 1.x model records none)")
+    p.add_argument("--max-instances", type=int, default=None,
+                   help="instances per frame (default: the number of identity classes; 1 without classes)")
+    p.add_argument("--frame-size", metavar="HxW",
+                   help="frame size the graph takes (default: the training video's, or --video's; a SLEAP 1.x model "
+                        "records none)")
     p.add_argument("--int8", action="store_true",
                    help="also write an int8 graph (7-bit weights: same results with or without VNNI), "
                         "checked against fp32; one that fails its checks is not written (the fp32 graph is; "
                         "exit status 3)")
-    p.add_argument("--calibration-frames", type=int, default=50, help="frames that calibrate --int8: training frames, or --video's "
-                                                                               "(default %(default)s)")
+    p.add_argument("--calibration-frames", type=int, default=50,
+                   help="frames that calibrate --int8: training frames, or --video's (default %(default)s)")
     p.add_argument("--video", help="a video of the setup: a real frame for the export check and, for imported "
                                    "models, the frames that calibrate --int8")
 

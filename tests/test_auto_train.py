@@ -293,7 +293,8 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
     before = (out / "model.json").read_bytes()
     assert cli(["train", str(two_frames_path), "--minutes", "0.6", "-o", str(out), *TINY]) == 2
     err = capsys.readouterr()
-    assert f"{out} already holds a trained model (model.json, centroid, instance)" in err.err and "--overwrite" in err.err
+    assert f"{out} already holds a trained model (model.json, centroid, instance)" in err.err
+    assert "--overwrite" in err.err
     assert "deriving" not in err.out + err.err and (out / "model.json").read_bytes() == before
     # ... and --overwrite removes the old run's files first: no report.json of the old model stays
     assert cli(["train", str(tmp_path / "again" / "config.yaml"), "-o", str(out), "--overwrite",

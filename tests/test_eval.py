@@ -168,7 +168,8 @@ def test_nodes_left_out_by_the_prediction_are_counted(tmp_path, flies, flies_lab
     monkeypatch.setenv("COLUMNS", "200")  # the table's rows unwrapped
     assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path), "--frames", "0-19"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert f"labeled nodes not predicted (matched pairs; errors are over the rest) │ {labelled - kept} / {labelled}" in out
+    row = "labeled nodes not predicted (matched pairs; errors are over the rest)"
+    assert f"{row} │ {labelled - kept} / {labelled}" in out
 
 
 def test_frames_in_only_one_file_are_left_out_or_missed(tmp_path, flies, flies_labels_path, flies_video_path):

@@ -258,7 +258,8 @@ def test_daq_config_errors_name_the_field(tmp_path):
         "daq.loopback_delay_ms: unknown key": {"backend": "nidaqmx", "loopback_delay_ms": 5},
         "daq.ai_rate_hz: Input should be greater than 0": {"backend": "sim", "ai_rate_hz": 0},
         "daq.backend: required key is missing": {"ai_rate_hz": 1000},
-        "daq.backend: required key is missing (one of nidaqmx, sim; did you mean 'backend' for 'backnd'?)": {"backnd": "sim"},
+        ("daq.backend: required key is missing (one of nidaqmx, sim; did you mean 'backend' for "
+         "'backnd'?)"): {"backnd": "sim"},
         "exceeds the device's 500000 samples/s aggregate rate": {"backend": "nidaqmx", "ai_rate_hz": 400_000},
         "must include 0 V": {"backend": "sim", "device_file": _device_file(tmp_path, DEVICE.format(range="[1, 5]", source="led"))},
     }

@@ -280,11 +280,13 @@ def test_the_recording_exports_to_slp(ordinary_run, tmp_path):
     import sleap_io as sio
 
     prov = sio.load_slp(str(tmp_path / "run.slp")).provenance
-    assert prov["rtpose.model"] == recording.header["model"] and prov["rtpose.graph"] == recording.header["engine_graph"]
+    assert prov["rtpose.model"] == recording.header["model"]
+    assert prov["rtpose.graph"] == recording.header["engine_graph"]
     assert prov["rtpose.recording"] == str(recording.path) and prov["rtpose.engine"] == "ort-cpu"
     assert prov["rtpose.identity_continuity"] is True and "rtpose.model_config_hash" in prov
     assert prov["rtpose.run_ended"] == recording.end["reason"]
-    assert prov["rtpose.frames_processed"] == len(recording.frame) and prov["rtpose.frames_dropped"] == recording.dropped
+    assert prov["rtpose.frames_processed"] == len(recording.frame)
+    assert prov["rtpose.frames_dropped"] == recording.dropped
 
 
 def test_an_existing_recording_is_never_overwritten(ordinary_run, tmp_path, flies_video_path, engine):

@@ -178,7 +178,8 @@ def main(args: argparse.Namespace) -> int:
                   (args.video, video_frames[2]) if video_frames else None)
     src = spec.source.get("format", "rtpose")
     print(f"exported {' + '.join(map(str, dirs))} ({src}) -> {args.output}: {spec.frame_height}x{spec.frame_width} "
-          f"uint8 frames, up to {spec.max_instances} instances, {spec.n_nodes} nodes, classes {', '.join(spec.class_names) or 'none'}")
+          f"uint8 frames, up to {spec.max_instances} instances, {spec.n_nodes} nodes, "
+          f"classes {', '.join(spec.class_names) or 'none'}")
     print(f"graphs: {', '.join(f'{p} {n}' for p, n in spec.graphs.items())}; references (reference.npz): fp32 "
           f"outputs on {describe_references(spec)}")
     if "quantization" in spec.extra:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
 
-from rtpose.config import ConfigError, StrictModel, describe_errors, expand_vars, misspelt_key_hint, resolve_path, validate
+from rtpose.config import (ConfigError, StrictModel, describe_errors, expand_vars, misspelt_key_hint, resolve_path,
+                           validate)
 from rtpose.hw import registry
 from rtpose.hw.firmware import DaqDevice, SerialNumber, SpinnakerDevice, load_device_file
 

@@ -112,9 +112,9 @@ def why_dropped(frames: dict[str, Any], latency: dict[str, dict], fps: float | N
     cycle = wall_s * 1000.0 / max(frames.get("processed", 0), 1)  # what the loop took a frame, on average
     if cycle > interval:
         return (f"the loop took {cycle:.1f} ms a frame on average (inference p50 {inference['p50']:.1f} ms, p99 "
-                f"{_num(inference.get('p99'))} ms; inference and the loop's own work {per_frame:.1f} ms p50) and frames come every "
-                f"{interval:.1f} ms at {fps:g} FPS: the newest frame wins; a faster graph or a lower camera.fps "
-                "keeps every frame")
+                f"{_num(inference.get('p99'))} ms; inference and the loop's own work {per_frame:.1f} ms p50) and "
+                f"frames come every {interval:.1f} ms at {fps:g} FPS: the newest frame wins; a faster graph or a "
+                "lower camera.fps keeps every frame")
     return (f"the loop keeps up on average ({cycle:.1f} ms a frame against {interval:.1f} ms between frames), "
             f"but slow frames (inference p99 {_num(inference.get('p99'))} ms) let the next one be replaced")
 

@@ -26,8 +26,8 @@ from rtpose.data.anchors import attach_anchors, hidden_anchors
 from rtpose.data.augment import AugmentParams
 from rtpose.data.proximity import median_size
 from rtpose.data.labels import class_names, load_labels, node_names, pooled_user_frames, user_frames
-from rtpose.data.samples import (Batch, CentroidSamples, FrameCache, InstanceSamples, fraction_outside_crop, mirror_order,
-                                 split_frames, suggest_crop_size)
+from rtpose.data.samples import (Batch, CentroidSamples, FrameCache, InstanceSamples, fraction_outside_crop,
+                                 mirror_order, split_frames, suggest_crop_size)
 from rtpose.data.targets import map_to_input
 from rtpose.errors import RtposeError
 from rtpose.nn.models import CentroidArch, InstanceArch, arch_to_dict
