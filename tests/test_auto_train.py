@@ -15,6 +15,7 @@ import pytest
 import sleap_io as sio
 import yaml
 
+from rtpose.errors import RtposeError
 from rtpose.cli import main as cli
 from rtpose.data import labelstats as ls
 from rtpose.data.labels import class_names, load_labels, node_names, user_frames
@@ -373,3 +374,18 @@ def test_the_report_warns_when_the_validation_scores_are_weak(tmp_path, found, o
     assert ("next: train longer" in text) == bool(warns) and "rtpose export" in text
     # whether the model keeps up with a camera, from the measured p90
     assert "keeps up with a camera of up to 108 FPS" in text
+
+
+def test_a_stopped_run_is_offered_resume_and_a_finished_one_is_not(tmp_path):
+    """--resume continues a run stopped before it finished; a finished run (model.json)
+    has spent its budget, so only another -o or --overwrite is offered."""
+    from rtpose.train.command import claim_output
+
+    (tmp_path / "centroid").mkdir()
+    with pytest.raises(RtposeError, match=r"already holds a trained model \(centroid\): give another -o, --resume"):
+        claim_output(tmp_path, resume=False, overwrite=False)
+    claim_output(tmp_path, resume=True, overwrite=False)  # continuing it is what --resume is for
+    (tmp_path / "model.json").write_text("{}")
+    with pytest.raises(RtposeError) as info:
+        claim_output(tmp_path, resume=False, overwrite=False)
+    assert "--overwrite to replace it" in str(info.value) and "--resume" not in str(info.value)

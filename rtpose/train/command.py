@@ -54,8 +54,10 @@ def claim_output(model_dir: Path, resume: bool, overwrite: bool) -> None:
     if not held or resume:
         return
     if not overwrite:
-        raise RtposeError(f"{model_dir} already holds a trained model ({', '.join(held)}): give another -o, "
-                          "--resume to continue its training, or --overwrite to replace it")
+        # a finished run (model.json) has spent its budget: --resume would add next to nothing
+        resume_hint = "" if "model.json" in held else ", --resume to continue the run that was stopped"
+        raise RtposeError(f"{model_dir} already holds a trained model ({', '.join(held)}): give another -o"
+                          f"{resume_hint}, or --overwrite to replace it")
     for name in RUN_FILES:
         path = model_dir / name
         if path.is_dir():
