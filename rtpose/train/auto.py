@@ -415,11 +415,9 @@ def _time_steps(model, samples, bs: int, loss_fn, device, precision: str, rng: n
     """Median seconds of a full training step (batch, forward, backward, Adam)."""
     import torch
 
-    from rtpose.train.loop import autocast
+    from rtpose.train.loop import autocast, to_device
 
-    model.to(device).train()
-    if precision == "bf16":
-        model.to(memory_format=torch.channels_last)
+    to_device(model, device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
     times: list[float] = []
     t_net = time.perf_counter()

@@ -19,7 +19,7 @@ import attrs
 import numpy as np
 import torch
 
-from rtpose.train.loop import autocast
+from rtpose.train.loop import autocast, to_device
 
 _CHOSEN: dict[tuple, "PrecisionChoice"] = {}  # (device, shape, threads) -> choice, for this process
 
@@ -83,9 +83,7 @@ def _timed_choice(device: torch.device, build: Callable[[], torch.nn.Module],
     x = torch.rand(*input_shape, device=device)
     setups = {}
     for precision in ("fp32", "bf16"):
-        model = build().to(device).train()
-        if precision == "bf16":
-            model.to(memory_format=torch.channels_last)
+        model = to_device(build(), device).train()
         setups[precision] = (model, torch.optim.Adam(model.parameters(), lr=1e-4, amsgrad=True))
     times: dict[str, list[float]] = {"fp32": [], "bf16": []}
     t_start = time.perf_counter()
