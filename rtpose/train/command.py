@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shutil
 import sys
 import time
@@ -43,14 +44,22 @@ def claim_output(model_dir: Path, resume: bool, overwrite: bool) -> None:
 
     A directory that holds a trained model (``model.json`` or a network's checkpoints) is
     refused unless ``--resume`` (continue it) or ``--overwrite`` (its run files are
-    removed first, so an interrupted rerun cannot leave half of each model).
+    removed first, so an interrupted rerun cannot leave half of each model). ``--resume``
+    continues only a run that was stopped: a finished one (``model.json``) has spent its
+    budget and is refused, before anything in the directory is touched.
 
     Raises:
-        RtposeError: the directory holds a model and neither flag was given.
+        RtposeError: the directory holds a model and neither flag was given, or
+            ``--resume`` was given for a finished run.
     """
     if resume and overwrite:
         raise RtposeError("--resume continues the model in the model dir and --overwrite replaces it: give one")
     held = [name for name in ("model.json", "centroid", "instance") if (model_dir / name).exists()]
+    if resume and "model.json" in held:  # refused before its config.yaml is rewritten
+        raise RtposeError(f"{model_dir} holds a finished run{_finished_run(model_dir / 'model.json')}: "
+                          "--resume continues only a run that was stopped; train into another -o with a larger "
+                          "budget (--minutes N for LABELS.slp, budget_minutes in a config), or --overwrite to "
+                          "start again")
     if not held or resume:
         return
     if not overwrite:
@@ -64,6 +73,16 @@ def claim_output(model_dir: Path, resume: bool, overwrite: bool) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+
+def _finished_run(info_path: Path) -> str:
+    """`` (centroid 12 epochs, instance 40 epochs, 6.1 min)`` from a model.json, or "" if unreadable."""
+    try:
+        info = json.loads(info_path.read_text())
+        nets = ", ".join(f"{net} {info[net]['epochs']} epochs" for net in ("centroid", "instance"))
+        return f" ({nets}, {float(info['wall_minutes']):.1f} min)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 @contextlib.contextmanager
