@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames that calibrate --int8: training frames, or --video's (default %(default)s)")
     p.add_argument("--video", help="a video of the setup: a real frame for the export check and, for imported "
                                    "models, the frames that calibrate --int8")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an export already in the export directory (without it, such a dir is refused)")
 
     p = sub.add_parser(
         "predict", help="predict poses on videos or .slp files and write .slp",

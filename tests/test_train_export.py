@@ -142,6 +142,22 @@ def test_export_writes_the_contract(exported, flies_video_path):
             assert np.allclose(raw[name][0], refs.outputs[name][i], atol=1e-3, equal_nan=True), name
 
 
+def test_export_into_an_earlier_export_is_refused_unless_overwrite(trained, exported, tmp_path, capsys):
+    """An export directory (rtpose.json) is not replaced silently: one line naming it and
+    the model it was exported from, nothing touched; --overwrite replaces it."""
+    model_dir, _ = trained
+    again = tmp_path / "again"
+    shutil.copytree(exported, again)
+    kept = {p.name: p.read_bytes() for p in again.iterdir()}
+    assert cli(["export", str(model_dir), "-o", str(again), "--int8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {again} already holds an export (an export of {model_dir}): give another -o, " \
+                  "or --overwrite to replace it"
+    assert {p.name: p.read_bytes() for p in again.iterdir()} == kept
+    assert cli(["export", str(model_dir), "-o", str(again), "--overwrite", "--max-instances", "3"]) == 0
+    assert ExportSpec.load(again).max_instances == 3
+
+
 def test_onnx_graph_agrees_with_torch(trained, exported, fly_frames):
     """fp32 parity on real frames: <= 0.1 px and the same identities."""
     from rtpose.export.onnx_export import build_pipeline
