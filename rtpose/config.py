@@ -375,8 +375,11 @@ def validate(model: type[ModelT] | pydantic.TypeAdapter, tree: Any, source: str 
 
 
 def _tree_path(loc: Sequence[Any], unions: Mapping[tuple[str, ...], Iterable[str]] | None) -> tuple[str, ...]:
-    """A pydantic error location as a key path of the tree: a tagged union's tag, which
-    pydantic puts in the location (``camera.replay.fps``), dropped (``camera.fps``)."""
+    """A pydantic error location as a key path of the tree.
+
+    A tagged union's tag, which pydantic puts in the location (``camera.replay.fps``), is
+    dropped (``camera.fps``).
+    """
     tags = {tuple(k): frozenset(v) for k, v in (unions or {}).items()}
     path: list[str] = []
     dropped = None
@@ -396,8 +399,11 @@ def _models_in(annotation: Any) -> list[type]:
 
 
 def _fields_at(model: type, path: Sequence[Any]) -> tuple[str, ...]:
-    """The keys of the schema at ``path`` inside ``model`` (through optional sub-models and
-    tagged unions, whose tag is the next item of the path, as pydantic gives it); () if unknown."""
+    """The keys of the schema at ``path`` inside ``model``; () if unknown.
+
+    The path goes through optional sub-models and tagged unions, whose tag is the next
+    item of the path, as pydantic gives it.
+    """
     path = [str(key) for key in path]
     while path:
         field = getattr(model, "model_fields", {}).get(path.pop(0))
