@@ -408,6 +408,24 @@ def test_the_report_says_when_the_budget_stopped_a_network_still_improving(tmp_p
     assert any(line.strip().startswith("next: train longer") for line in lines) == bool(warns)
 
 
+def test_resume_of_a_finished_run_in_the_default_dir_is_refused_before_the_banner(two_frames_path, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """Without -o the model dir is runs/<labels name>: a finished run there is refused
+    before anything is derived, printed or written."""
+    monkeypatch.chdir(tmp_path)
+    model_dir = Path("runs") / two_frames_path.name.split(".")[0]
+    model_dir.mkdir(parents=True)
+    net = {"epochs": 7, "best_epoch": 6, "stopped": "time budget (0.2 min)", "wall_minutes": 0.2}
+    (model_dir / "model.json").write_text(json.dumps({"wall_minutes": 0.3, "centroid": net, "instance": net}))
+    assert cli(["train", str(two_frames_path), "--minutes", "5", "--resume"]) == 2
+    out = capsys.readouterr()
+    assert out.err.strip() == (f"error: {model_dir} holds a finished run (centroid 7 epochs, instance 7 epochs, "
+                               "0.3 min): --resume continues only a run that was stopped; train into another -o "
+                               "with a larger budget (--minutes N for LABELS.slp, budget_minutes in a config), or "
+                               "--overwrite to start again")
+    assert "deriving" not in out.out + out.err and sorted(p.name for p in model_dir.iterdir()) == ["model.json"]
+
+
 def test_a_stopped_run_is_offered_resume_and_a_finished_one_is_not(tmp_path):
     """--resume continues a run stopped before it finished; a finished run (model.json)
     has spent its budget, so only another -o or --overwrite is offered."""

@@ -98,22 +98,22 @@ def _say_what_is_kept(model_dir: Path):
 
 
 def _train_from_labels(args: argparse.Namespace) -> int:
-    from rtpose.train.auto import DEFAULT_MINUTES, cpu_summary, derive
+    from rtpose.train.auto import DEFAULT_MINUTES, cpu_summary, default_output, derive
     from rtpose.train.loop import console
     from rtpose.train.report import print_report, safe_report, write_report
 
     t_start = time.monotonic()
     if not Path(args.config).exists():  # said before the banner, as every other bad input
         raise RtposeError(no_such_file(Path(args.config)))
-    if args.output:  # said before the banner; the derived default is checked once derived
-        claim_output(Path(args.output), args.resume, args.overwrite)
+    claimed = Path(args.output or default_output(args.config))
+    claim_output(claimed, args.resume, args.overwrite)  # said before the banner, as every other bad input
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES
     if minutes <= 0:  # said before the banner, which would announce a run of 0 min
         raise RtposeError(f"--minutes must be positive, got {minutes:g}")
     console.print(f"deriving a training config from {args.config} for {minutes:g} min on {cpu_summary()}",
                   highlight=False, markup=False)
     cfg, why = derive(args.config, minutes, args.output, args.overrides, t_start=t_start)
-    if not args.output:
+    if not args.output and Path(cfg.output) != claimed:  # a --set output=DIR
         claim_output(Path(cfg.output), args.resume, args.overwrite)
     console.print("derived settings (saved as config.yaml in the model directory; edit and rerun with "
                   "`rtpose train CONFIG.yaml`):", highlight=False, markup=False)
