@@ -72,7 +72,7 @@ model: $(STAMP)
 
 # Everything after training: export, check, score each graph, write the model card.
 model-export: $(STAMP)
-	$(PY) -m rtpose export $(MODEL_RUN) -o models/flies13 --int8
+	$(PY) -m rtpose export $(MODEL_RUN) -o models/flies13 --int8 --overwrite
 	$(PY) -m rtpose check -m models/flies13
 	$(PY) -m rtpose predict -m models/flies13 $(VAL) -o $(MODEL_RUN)/val_predictions.slp
 	$(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions.slp --json $(MODEL_RUN)/val_eval.json
@@ -91,7 +91,7 @@ model-export: $(STAMP)
 	  "make model$(if $(EMULATE), EMULATE=1)$(if $(TRAIN_ARGS), TRAIN_ARGS='$(TRAIN_ARGS)')" \
 	  "# which runs:" \
 	  "rtpose train $(MODEL_CONFIG) -o $(MODEL_RUN)$(if $(TRAIN_ARGS), $(TRAIN_ARGS))" \
-	  "rtpose export $(MODEL_RUN) -o models/flies13 --int8" \
+	  "rtpose export $(MODEL_RUN) -o models/flies13 --int8 --overwrite" \
 	  "rtpose check -m models/flies13" \
 	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(MODEL_RUN)/val_predictions.slp   # and with --fp32, --int8" \
 	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.trainval.slp -p $(MODEL_RUN)/val_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(MODEL_RUN)/val_eval.json" \

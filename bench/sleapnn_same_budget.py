@@ -172,7 +172,7 @@ def main() -> int:
             raise SystemExit(f"sleap-nn wrote no checkpoint for {run} (see {out / f'{run}.log'})")
     export = out / "export"
     subprocess.run([str(PY), "-m", "rtpose", "export", *(str(out / "models" / r) for r in RUNS), "-o", str(export),
-                    "--max-instances", str(len(classes)), "--video", str(video)], check=True)
+                    "--max-instances", str(len(classes)), "--video", str(video), "--overwrite"], check=True)
     scores = score(out, export, cfg["data"])
     for block, r in scores.items():
         d = r.get("dist_px") or {}

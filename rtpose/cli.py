@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="model directory (default: from the config; runs/LABELS for a .slp)")
     p.add_argument("--minutes", type=float, default=None,
                    help="with a .slp: wall-clock budget of the whole run (default 20)")
-    p.add_argument("--resume", action="store_true", help="continue from the model dir's last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue a run that was stopped from the model dir's last checkpoint (a finished "
+                        "run, with model.json, is refused)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a model already trained in the model dir (without it, such a dir is refused)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -108,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames that calibrate --int8: training frames, or --video's (default %(default)s)")
     p.add_argument("--video", help="a video of the setup: a real frame for the export check and, for imported "
                                    "models, the frames that calibrate --int8")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an export already in the export directory (without it, such a dir is refused)")
 
     p = sub.add_parser(
         "predict", help="predict poses on videos or .slp files and write .slp",

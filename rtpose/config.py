@@ -336,12 +336,7 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], source: str | Path | No
         if close:  # one typo, not two problems
             hint = f" (did you mean '{close[0]}'?)"
             errors = [e for e in errors if not (e.get("type") == "missing" and tuple(e["loc"]) == (*parent, close[0]))]
-    loc = [*prefix]
-    tags = {tuple(k): frozenset(v) for k, v in (unions or {}).items()}
-    for item in first["loc"]:
-        if str(item) in tags.get(tuple(loc[len(prefix):]), ()):
-            continue
-        loc.append(str(item))
+    loc = [*prefix, *_tree_path(first["loc"], unions)]
     if first.get("type") == "union_tag_invalid":
         loc.append("backend")
     more = len(errors) - 1
@@ -366,9 +361,12 @@ def validate(model: type[ModelT] | pydantic.TypeAdapter, tree: Any, source: str 
         errors = exc.errors()
         unknown = next((e for e in errors if e.get("type") == "extra_forbidden"), None)
         known = _fields_at(model, unknown["loc"][:-1]) if unknown is not None and isinstance(model, type) else ()
-        if known:  # a key set beside a mere look-alike is an extra key (px_per_inch), a near copy a typo
+        path = _tree_path(unknown["loc"], unions) if unknown is not None else ()
+        # a key a --set gave is meant to replace one: beside its look-alike it is a typo too (camera.fsp)
+        by_set = isinstance((lines or {}).get(path), str)
+        if known and not by_set:  # a key set beside a mere look-alike is an extra key (px_per_inch), a near copy a typo
             here = tree
-            for key in unknown["loc"][:-1]:
+            for key in path[:-1]:
                 here = here.get(key) if isinstance(here, Mapping) else None
             typo = str(unknown["loc"][-1])
             known = tuple(k for k in known if not (isinstance(here, Mapping) and k in here)
@@ -376,14 +374,50 @@ def validate(model: type[ModelT] | pydantic.TypeAdapter, tree: Any, source: str 
         raise ConfigError(describe_errors(errors, source, lines, prefix, unions, known)) from None
 
 
+def _tree_path(loc: Sequence[Any], unions: Mapping[tuple[str, ...], Iterable[str]] | None) -> tuple[str, ...]:
+    """A pydantic error location as a key path of the tree.
+
+    A tagged union's tag, which pydantic puts in the location (``camera.replay.fps``), is
+    dropped (``camera.fps``).
+    """
+    tags = {tuple(k): frozenset(v) for k, v in (unions or {}).items()}
+    path: list[str] = []
+    dropped = None
+    for item in loc:
+        if dropped != tuple(path) and str(item) in tags.get(tuple(path), ()):
+            dropped = tuple(path)  # the tag once; a key of the same name below it stays (camera.replay)
+            continue
+        path.append(str(item))
+    return tuple(path)
+
+
+def _models_in(annotation: Any) -> list[type]:
+    """The pydantic models an annotation names, through Optional, Union and Annotated."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
 def _fields_at(model: type, path: Sequence[Any]) -> tuple[str, ...]:
-    """The keys of the schema at ``path`` inside ``model`` (through optional sub-models); () if unknown."""
-    for key in path:
-        field = getattr(model, "model_fields", {}).get(str(key))
+    """The keys of the schema at ``path`` inside ``model``; () if unknown.
+
+    The path goes through optional sub-models and tagged unions, whose tag is the next
+    item of the path, as pydantic gives it.
+    """
+    path = [str(key) for key in path]
+    while path:
+        field = getattr(model, "model_fields", {}).get(path.pop(0))
         if field is None:
             return ()
-        kinds = [field.annotation, *typing.get_args(field.annotation)]
-        model = next((k for k in kinds if isinstance(k, type) and issubclass(k, pydantic.BaseModel)), None)
+        models = _models_in(field.annotation)
+        tagged = [m for m in models if path and any(
+            typing.get_origin(f.annotation) is typing.Literal and path[0] in map(str, typing.get_args(f.annotation))
+            for f in m.model_fields.values())]
+        if len(models) > 1 and tagged:  # the union member the tag names
+            model = tagged[0]
+            path.pop(0)
+        else:
+            model = models[0] if models else None
         if model is None:
             return ()
     return tuple(getattr(model, "model_fields", {}))
@@ -394,8 +428,13 @@ def load_tree(path: str | Path, overrides: Iterable[str] = (), what: str = "file
     tree, lines = load_yaml(path, what)
     overrides = list(overrides)
     tree = expand_tree(apply_overrides(tree, overrides), path, lines)
-    # a key set by --set is blamed on the --set, not on the file's line that it replaced
+    # a key set by --set is blamed on the --set, not on the file's line that it replaced, and so
+    # is a section that only a --set names (centroid.optm in --set centroid.optm.lr=1)
     lines = {**lines, **{_override_key(o): f"--set {o}" for o in overrides}}
+    for o in overrides:
+        key = _override_key(o)
+        for n in range(1, len(key)):
+            lines.setdefault(key[:n], f"--set {o}")
     return tree, lines
 
 

@@ -360,7 +360,7 @@ def test_the_report_warns_when_the_validation_scores_are_weak(tmp_path, found, o
 
     from rtpose.train.report import print_report
 
-    net = {"epochs": 3, "wall_minutes": 1.0, "best_epoch": 2, "stopped": "time budget"}
+    net = {"epochs": 3, "wall_minutes": 1.0, "best_epoch": 2, "stopped": "early stopping (no improvement in 5 epochs)"}
     (tmp_path / "model.json").write_text(json.dumps({"wall_minutes": 4.1, "centroid": net, "instance": net,
                                                      "class_names": ["white", "black"]}))
     report = {"map": oks_map, "frames": 10, "frame_range": "60-69", "n_gt": 20, "n_found": found, "n_matched": 20,
@@ -374,6 +374,56 @@ def test_the_report_warns_when_the_validation_scores_are_weak(tmp_path, found, o
     assert ("next: train longer" in text) == bool(warns) and "rtpose export" in text
     # whether the model keeps up with a camera, from the measured p90
     assert "keeps up with a camera of up to 108 FPS" in text
+
+
+@pytest.mark.parametrize("stopped, best_epoch, warns", [
+    # the new-user mice run: 6 min, OKS mAP 0.326, its instance network's best epoch its last
+    ("time budget (4.6 min)", 41, "the instance network (best epoch 41, last epoch 41) while its validation loss was still falling"),
+    ("time budget (4.6 min)", 39, "the instance network (best epoch 39, last epoch 41)"),
+    ("time budget (4.6 min)", 30, None),  # the best epoch well before the budget: it had levelled off
+    ("early stopping (no improvement in 10 epochs)", 41, None),
+    ("max_epochs", 41, None),
+])
+def test_the_report_says_when_the_budget_stopped_a_network_still_improving(tmp_path, stopped, best_epoch, warns):
+    from rich.console import Console
+
+    from rtpose.train.report import print_report
+
+    centroid = {"epochs": 20, "wall_minutes": 1.2, "best_epoch": 12, "stopped": "early stopping (no improvement)"}
+    instance = {"epochs": 42, "wall_minutes": 4.6, "best_epoch": best_epoch, "stopped": stopped}
+    (tmp_path / "model.json").write_text(json.dumps({"wall_minutes": 6.1, "centroid": centroid, "instance": instance,
+                                                     "class_names": ["white", "black"]}))
+    report = {"map": 0.326, "frames": 10, "frame_range": "60-69", "n_gt": 20, "n_found": 17, "n_matched": 20,
+              "dist_px": {"p50": 5.0, "p90": 30.0, "p95": 41.0}, "id_accuracy": 1.0}
+    console = Console(record=True, width=300)
+    print_report(tmp_path, report, "test CPU", console)
+    lines = console.export_text().splitlines()
+    budget = [line for line in lines if "time budget stopped" in line]
+    if warns:
+        assert len(budget) == 1 and warns in budget[0] and "(e.g. --minutes 12 and another -o)" in budget[0]
+        assert budget[0].strip().startswith("warning:")
+    else:
+        assert not budget and not any("warning" in line for line in lines)
+    # a network still improving is trained longer before it is exported
+    assert any(line.strip().startswith("next: train longer") for line in lines) == bool(warns)
+
+
+def test_resume_of_a_finished_run_in_the_default_dir_is_refused_before_the_banner(two_frames_path, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """Without -o the model dir is runs/<labels name>: a finished run there is refused
+    before anything is derived, printed or written."""
+    monkeypatch.chdir(tmp_path)
+    model_dir = Path("runs") / two_frames_path.name.split(".")[0]
+    model_dir.mkdir(parents=True)
+    net = {"epochs": 7, "best_epoch": 6, "stopped": "time budget (0.2 min)", "wall_minutes": 0.2}
+    (model_dir / "model.json").write_text(json.dumps({"wall_minutes": 0.3, "centroid": net, "instance": net}))
+    assert cli(["train", str(two_frames_path), "--minutes", "5", "--resume"]) == 2
+    out = capsys.readouterr()
+    assert out.err.strip() == (f"error: {model_dir} holds a finished run (centroid 7 epochs, instance 7 epochs, "
+                               "0.3 min): --resume continues only a run that was stopped; train into another -o "
+                               "with a larger budget (--minutes N for LABELS.slp, budget_minutes in a config), or "
+                               "--overwrite to start again")
+    assert "deriving" not in out.out + out.err and sorted(p.name for p in model_dir.iterdir()) == ["model.json"]
 
 
 def test_a_stopped_run_is_offered_resume_and_a_finished_one_is_not(tmp_path):

@@ -163,6 +163,30 @@ def test_a_misspelt_optional_nested_key_is_named_as_a_typo():
         assert str(info.value).endswith(expected), str(info.value)
 
 
+@pytest.mark.parametrize("command, config, override, hint", [
+    # fps is in the file: a --set of its look-alike meant to replace it
+    ("run", "male_approach_replay.yaml", "camera.fsp=60", "camera.fsp: unknown key (did you mean 'fps'?)"),
+    ("calibrate", "male_approach_replay.yaml", "camera.fsp=60", "camera.fsp: unknown key (did you mean 'fps'?)"),
+    ("run", "male_approach_replay.yaml", "daq.bakend=sim", "daq.bakend: unknown key (did you mean 'backend'?)"),
+    ("run", "male_approach_replay.yaml", "camera.replay.fps=60", "camera.replay: unknown key"),
+    # a section only the --set names is blamed on the --set, not on its parent's line
+    ("train", "train/flies13.yaml", "centroid.optm.lr=1", "centroid.optm: unknown key (did you mean 'optim'?)"),
+])
+def test_a_misspelt_key_in_a_set_path_gets_a_did_you_mean(tmp_path, command, config, override, hint):
+    """``--set`` paths on run, calibrate and train get the hint a config file's typo gets,
+    through a tagged union (camera, daq) too: one line, exit status 2."""
+    import subprocess
+    import sys
+
+    path = REPO_ROOT / "experiments" / config
+    extra = ["-o", str(tmp_path / "model")] if command == "train" else []
+    done = subprocess.run([sys.executable, "-m", "rtpose", command, str(path), *extra, "--set", override],
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"error: {path} with --set {override}: {hint}"
+    assert not (tmp_path / "model").exists()
+
+
 def test_a_backwards_frame_range_says_so():
     from rtpose.data.video import parse_frame_range
 

@@ -236,6 +236,32 @@ def test_cli_empty_predictions_json_has_nulls_not_nan(tmp_path, flies, flies_lab
     assert r["map"] == 0.0 and r["moks"] is None and r["dist_px"]["p50"] is None and r["n_gt"] == 20
 
 
+def test_frames_that_one_file_lacks_are_blamed_on_that_file_not_the_videos(tmp_path, flies, flies_labels_path,
+                                                                            flies_video_path, capsys):
+    """--frames outside the predictions, or outside the labels, names that file and the
+    frames it holds (the videos pair: they are not the problem); one line, exit 2."""
+    truth, nodes, classes = flies
+    labeled = f"{min(truth)}-{max(truth)} ({len(truth)} frames)"
+    path = write_from_truth(tmp_path / "p.slp", flies, flies_video_path, range(0, 10))
+    assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path), "--frames", "100-109"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {path}: no predicted frame in frames 100-109 (it holds frames 0-9 (10 frames); "
+                   f"{flies_labels_path} holds labeled frames {labeled}): nothing to score\n")
+    assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path), "--frames", "1300-1310"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {flies_labels_path}: no user-labeled instances in frames 1300-1310 to score against "
+                   f"(it holds labeled frames {labeled})\n")
+    # frames of the held-back stretch only: both files' frames said, no --frames needed
+    beyond = write_predictions(tmp_path / "beyond.slp", flies_video_path, nodes, [], classes,
+                               [(1300, Poses(truth[0][0], np.ones(truth[0][0].shape[:2], np.float32),
+                                             np.ones(len(truth[0][0]), np.float32), truth[0][1],
+                                             np.ones((len(truth[0][0]), len(classes)), np.float32)))])
+    assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(beyond)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: no labeled frame of {flies_labels_path} (labeled frames {labeled}) has a frame in "
+                   f"{beyond} (frames 1300 (1 frame)): nothing to score\n")
+
+
 @pytest.mark.parametrize("bad", ["video", "missing"])
 def test_cli_names_a_file_that_is_not_slp(flies_labels_path, flies_video_path, tmp_path, capsys, bad):
     path = flies_video_path if bad == "video" else tmp_path / "nope.slp"

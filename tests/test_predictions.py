@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import sleap_io as sio
@@ -48,7 +51,7 @@ def test_round_trip_of_fly_labels_as_predictions(tmp_path, flies, flies_video_pa
     assert [t.name for t in opened.tracks] == classes
     assert [n.name for n in opened.skeletons[0].nodes] == nodes
     assert {(e.source.name, e.destination.name) for e in opened.skeletons[0].edges} == set(edges)
-    assert opened.videos[0].filename == str(flies_video_path)
+    assert opened.videos[0].filename == os.path.abspath(flies_video_path)
     assert len(opened.labeled_frames) == len(written)
     assert opened.labeled_frames[-1].frame_idx == 1300 and not opened.labeled_frames[-1].instances
     first = opened.labeled_frames[0].instances[0]
@@ -64,6 +67,28 @@ def test_round_trip_of_fly_labels_as_predictions(tmp_path, flies, flies_video_pa
         np.testing.assert_allclose(got.point_scores, sent.point_scores)
         np.testing.assert_allclose(got.instance_scores, sent.instance_scores)
         np.testing.assert_array_equal(got.identity, sent.identity)
+
+
+def test_the_video_path_is_stored_absolute_without_dot_dot(tmp_path, flies_video_path, monkeypatch):
+    """`rtpose predict -i $PWD/../shared/...` (the README's RTPOSE_DATA) stores the video as
+    an absolute path without `..`; a relative path is made absolute; a symlink stays a link."""
+    from rtpose.cli import main as cli
+
+    model = Path(__file__).parents[1] / "models" / "flies13"
+    given = flies_video_path.parent / ".." / flies_video_path.parent.name / flies_video_path.name
+    assert ".." in str(given)
+    assert cli(["predict", "-m", str(model), "-i", str(given), "--frames", "0-1", "-o", str(tmp_path / "p.slp")]) == 0
+    stored = sio.load_slp(str(tmp_path / "p.slp"), open_videos=False).videos[0].filename
+    assert stored == os.path.normpath(os.path.abspath(flies_video_path)) and ".." not in stored
+
+    link = tmp_path / "clip_link.mp4"
+    link.symlink_to(flies_video_path)
+    monkeypatch.chdir(tmp_path)
+    poses = _poses([[[1, 2], [3, 4]]], [[1, 1]], [1], [0])
+    for relative, expected in (("clip_link.mp4", str(link)), ("./sub/../clip_link.mp4", str(link)),
+                               ("cam0", "cam0")):  # a camera's name is no path: kept as it is
+        path = write_predictions(tmp_path / "q.slp", relative, ["a", "b"], [(0, 1)], CLASSES, [(0, poses)])
+        assert sio.load_slp(str(path), open_videos=False).videos[0].filename == expected, relative
 
 
 def test_invisible_nodes_and_untracked_instances(tmp_path):

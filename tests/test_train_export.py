@@ -96,10 +96,27 @@ def test_training_reduces_the_loss(trained):
 
 def test_resume_continues_from_last_epoch(trained, tmp_path):
     model_dir, cfg = trained
-    assert cli(["train", str(cfg), "--resume", "--set", "centroid.optim.max_epochs=4",
+    stopped = tmp_path / "stopped"  # a run stopped before it finished: its checkpoints, no model.json
+    shutil.copytree(model_dir, stopped)
+    (stopped / "model.json").unlink()
+    assert cli(["train", str(cfg), "-o", str(stopped), "--resume", "--set", "centroid.optim.max_epochs=4",
                 "--set", "instance.optim.max_epochs=4"]) == 0
-    rows = list(csv.DictReader((model_dir / "instance" / "training_log.csv").open()))
+    rows = list(csv.DictReader((stopped / "instance" / "training_log.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+
+
+def test_resume_of_a_finished_run_is_refused_before_anything_is_touched(trained, capsys):
+    """A finished run (model.json) has spent its budget: --resume says so in one line,
+    with its epochs, and leaves config.yaml and the checkpoints as they were."""
+    model_dir, cfg = trained
+    kept = {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
+    info = json.loads((model_dir / "model.json").read_text())
+    assert cli(["train", str(cfg), "--resume", "--set", "budget_minutes=5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{model_dir} holds a finished run" in err
+    assert f"centroid {info['centroid']['epochs']} epochs, instance {info['instance']['epochs']} epochs" in err
+    assert "another -o with a larger budget" in err and "--overwrite to start again" in err
+    assert {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()} == kept
 
 
 def test_export_writes_the_contract(exported, flies_video_path):
@@ -123,6 +140,22 @@ def test_export_writes_the_contract(exported, flies_video_path):
         raw = engine.run_raw(frame[None, None])
         for name in OUTPUT_NAMES:
             assert np.allclose(raw[name][0], refs.outputs[name][i], atol=1e-3, equal_nan=True), name
+
+
+def test_export_into_an_earlier_export_is_refused_unless_overwrite(trained, exported, tmp_path, capsys):
+    """An export directory (rtpose.json) is not replaced silently: one line naming it and
+    the model it was exported from, nothing touched; --overwrite replaces it."""
+    model_dir, _ = trained
+    again = tmp_path / "again"
+    shutil.copytree(exported, again)
+    kept = {p.name: p.read_bytes() for p in again.iterdir()}
+    assert cli(["export", str(model_dir), "-o", str(again), "--int8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {again} already holds an export (an export of {model_dir}): give another -o, " \
+                  "or --overwrite to replace it"
+    assert {p.name: p.read_bytes() for p in again.iterdir()} == kept
+    assert cli(["export", str(model_dir), "-o", str(again), "--overwrite", "--max-instances", "3"]) == 0
+    assert ExportSpec.load(again).max_instances == 3
 
 
 def test_onnx_graph_agrees_with_torch(trained, exported, fly_frames):

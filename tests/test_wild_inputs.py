@@ -330,7 +330,21 @@ def test_the_loop_keeps_running_when_the_camera_outpaces_it(flies_video_path, mo
 def test_bench_without_frames_times_what_a_short_video_holds(cases_dir, capsys):
     assert cli_main(["bench", "-m", MODEL, "-i", str(cases_dir / "three_frames.avi"), "--no-batch-sweep",
                      "--warmup", "1"]) == 0
-    assert "frames 0-2 (n=3)" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "frames 0-2 (n=3)" in out.out
+    # percentiles of 3 frames are said to be that (one line, still exit 0)
+    warned = [line for line in out.err.splitlines() if "percentiles" in line]
+    assert len(warned) == 1 and "only 3 timed frames" in warned[0] and "three_frames.avi" in warned[0]
+
+
+def test_bench_of_enough_frames_does_not_warn_about_its_percentiles(flies_video_path, capsys):
+    from rtpose.engine.bench import MIN_FRAMES_FOR_PERCENTILES
+
+    last = 1200 + MIN_FRAMES_FOR_PERCENTILES - 1
+    assert cli_main(["bench", "-m", MODEL, "-i", str(flies_video_path), "--frames", f"1200-{last}",
+                     "--no-batch-sweep", "--warmup", "1"]) == 0
+    out = capsys.readouterr()
+    assert f"(n={MIN_FRAMES_FOR_PERCENTILES})" in out.out and "percentiles" not in out.err
 
 
 def test_a_misspelt_option_is_one_line_naming_its_command(capsys):

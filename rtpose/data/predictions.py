@@ -73,7 +73,9 @@ def write_predictions(
     Identity -1 means "no class assigned" and gets no track. ``provenance`` (JSON-able
     values) is stored in the file's provenance, e.g. the frames that could not be read.
     ``video_path`` may be a SLEAP package (.pkg.slp): the file then refers to its embedded
-    images, as SLEAP does for predictions on a package. The file is replaced atomically.
+    images, as SLEAP does for predictions on a package. The video's path is stored
+    absolute, without ``..`` segments (:func:`stored_video_path`). The file is replaced
+    atomically.
     Returns the path written.
     """
     path = Path(path)
@@ -111,7 +113,17 @@ def write_predictions(
     return path
 
 
+def stored_video_path(video_path: str | Path) -> str:
+    """The path a predictions file stores for its video: a file that is here as its
+    absolute path with ``.`` and ``..`` segments folded (``os.path.abspath``, which does
+    not resolve symlinks); anything else (a camera's name, a video since moved) as
+    given, folded (``os.path.normpath``)."""
+    folded = os.path.normpath(os.fspath(video_path))
+    return os.path.abspath(folded) if os.path.exists(os.fspath(video_path)) or os.path.exists(folded) else folded
+
+
 def _video_of(video_path: Path) -> sio.Video:
+    video_path = Path(stored_video_path(video_path))
     if video_path.suffix.lower() == ".slp":  # a package: its embedded video, as sleap-io reads it
         return load_labels(video_path).videos[0]
     return sio.Video(filename=str(video_path), open_backend=video_path.exists())

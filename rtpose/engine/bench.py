@@ -22,6 +22,8 @@ from rtpose.export.spec import ExportSpec
 from rtpose.machine import describe
 
 DEFAULT_FRAMES = 100  # frames timed without --frames: the first ones the input holds
+# below this many timed frames the p90/p99 are (nearly) the slowest frame: bench says so
+MIN_FRAMES_FOR_PERCENTILES = 20
 
 
 def time_batch1(engine: Engine, frames: list[np.ndarray], warmup: int) -> np.ndarray:
@@ -111,6 +113,10 @@ def main(args: argparse.Namespace) -> int:
     if "throughput_fps" in result:
         sweep_text = "  ".join(f"b{b}: {f:.0f}" for b, f in result["throughput_fps"].items())
         print(f"throughput (frames/s): {sweep_text}; best {result['best_fps']:.0f} at batch {result['best_batch_size']}")
+    if len(frames) < MIN_FRAMES_FOR_PERCENTILES:
+        print(f"warning: the percentiles come from only {len(frames)} timed frame{'s' if len(frames) != 1 else ''} "
+              f"of {args.input} (fewer than {MIN_FRAMES_FOR_PERCENTILES}: p90 and p99 are the slowest frame); time "
+              "more frames (--frames, or a longer input) for figures to rely on", file=sys.stderr)
     m = result["machine"]
     print(f"machine: {m['cpu']} ({' '.join(m['cpu_flags'])}), {m['cpu_count']} cores, onnxruntime {m['onnxruntime']}")
     if args.json_out:

@@ -14,9 +14,10 @@ what should have been found) and the predictions file has that frame:
 
 Frames of the last two kinds are counted (``n_frames_gt_only``, ``n_frames_pred_only``)
 and a warning says when they change what is scored. When no labeled frame has a
-predicted frame there is nothing to score, and that is an error naming both files'
-videos (unless ``unpredicted="missed"`` and the videos pair: then every labeled
-instance was missed, a score of 0 that means something).
+predicted frame there is nothing to score, and that is an error: where the videos pair,
+it names the file with no frame in the frames asked for and the frames each file
+holds; where they do not, both files' videos (unless ``unpredicted="missed"`` and the
+videos pair: then every labeled instance was missed, a score of 0 that means something).
 
 Videos are paired with sleap-io's ``Labels.match`` (path, then file identity, then
 shape and pose cues), the same pairing sleap-nn's evaluator uses, so a predictions file
@@ -126,6 +127,15 @@ def _video_names(labels: sio.Labels) -> str:
     return ", ".join(names) or "none"
 
 
+def _held(indices: list[int], keep=lambda f: True) -> str:
+    """``"1200-1299 (100 frames)"``: the span and count of frame indices, for a message."""
+    kept = sorted({f for f in indices if keep(f)})
+    if not kept:
+        return "none"
+    span = f"{kept[0]}-{kept[-1]}" if len(kept) > 1 else str(kept[0])
+    return f"{span} ({len(kept)} frame{'s' if len(kept) != 1 else ''})"
+
+
 def pair_frames(
     gt_path: str | Path,
     pred_path: str | Path,
@@ -165,8 +175,11 @@ def pair_frames(
         notes.append(f"no video of {pred_path} matches a video of {gt_path}")
 
     predicted: dict[tuple[int, int], list[tuple[np.ndarray, float, str | None]]] = {}
+    pred_held = []  # frame indices of the predictions' frames of a paired video, in range or not (for messages)
     for lf in pred.labeled_frames:
         video = pred_to_gt_video.get(id(lf.video), -1)
+        if video >= 0:
+            pred_held.append(int(lf.frame_idx))
         if not in_range(int(lf.frame_idx)):
             continue
         instances = lf.predicted_instances if use_predicted else lf.user_instances
@@ -193,15 +206,24 @@ def pair_frames(
         keys.append(key)
         gt_rows.append([(u.numpy().astype(np.float64), _track_name(u)) for u in users])
         pred_rows.append(predicted.get(key))
+    where = ""
+    if isinstance(frames, range):
+        where = f" in frames {frames.start}-{frames.stop - 1}"
+    elif frames is not None:
+        where = " in the frames asked for"
+    gt_held = [int(lf.frame_idx) for lf in gt.labeled_frames if lf.user_instances]
     if not n_labeled_frames:
-        where = ""
-        if isinstance(frames, range):
-            where = f" in frames {frames.start}-{frames.stop - 1}"
-        elif frames is not None:
-            where = " in the frames asked for"
-        raise RtposeError(f"{gt_path}: no user-labeled instances{where} to score against")
+        holds = f" (it holds labeled frames {_held(gt_held)})" if where and gt_held else ""
+        raise RtposeError(f"{gt_path}: no user-labeled instances{where} to score against{holds}")
 
     paired = sum(1 for r in pred_rows if r is not None)
+    if not paired and pred_to_gt_video and unpredicted == "skip":  # the videos pair; the frames do not
+        pred_in_range = [f for f in pred_held if in_range(f)]
+        if where and not pred_in_range:
+            raise RtposeError(f"{pred_path}: no predicted frame{where} (it holds frames {_held(pred_held)}; "
+                              f"{gt_path} holds labeled frames {_held(gt_held)}): nothing to score")
+        raise RtposeError(f"no labeled frame of {gt_path}{where} (labeled frames {_held(gt_held, in_range)}) has a "
+                          f"frame in {pred_path} (frames {_held(pred_in_range)}): nothing to score")
     if not paired and (unpredicted == "skip" or not pred_to_gt_video):
         raise RtposeError(
             f"no frame of {pred_path} (video {_video_names(pred)}) pairs with a labeled frame of {gt_path} "

@@ -1,9 +1,10 @@
-"""``rtpose export MODEL_DIR [MODEL_DIR2] -o EXPORT_DIR [--max-instances N] [--frame-size HxW] [--int8]``.
+"""``rtpose export MODEL_DIR [MODEL_DIR2] -o EXPORT_DIR [--max-instances N] [--frame-size HxW] [--int8] [--overwrite]``.
 
 MODEL_DIR is an rtpose training output, or with MODEL_DIR2 the centroid and
 centered-instance directories of a sleap-nn or SLEAP 1.x top-down model
 (``rtpose.export.importers``). ``--video`` gives imported models, which carry no
 path to their training frames, real frames for the export check and for ``--int8``.
+An EXPORT_DIR that already holds an export (``rtpose.json``) is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -143,6 +144,25 @@ def _video_references(video: str, frames: tuple[list, list, tuple[int, int]]) ->
                     "some back: --int8 also calibrates on them)")
 
 
+def claim_export_dir(export_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace an earlier export (a directory holding ``rtpose.json``) unless
+    ``--overwrite`` was given; said before any work, so nothing in it is touched.
+
+    Raises:
+        RtposeError: ``export_dir`` holds an export and ``overwrite`` is False.
+    """
+    spec_path = export_dir / "rtpose.json"
+    if overwrite or not spec_path.exists():
+        return
+    try:
+        source = json.loads(spec_path.read_text()).get("source") or {}
+        dirs = [source["dir"]] if "dir" in source else [n["dir"] for n in source.get("networks", []) if "dir" in n]
+        held = f" (an export of {' + '.join(dirs)})" if dirs else ""
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        held = ""
+    raise RtposeError(f"{export_dir} already holds an export{held}: give another -o, or --overwrite to replace it")
+
+
 def main(args: argparse.Namespace) -> int:
     from rtpose.engine.selfcheck import describe_references
     from rtpose.export.onnx_export import export
@@ -151,6 +171,7 @@ def main(args: argparse.Namespace) -> int:
     if len(dirs) > 2:
         raise RtposeError(f"rtpose export takes one model directory, or two (centroid + centered instance); "
                           f"got {len(dirs)}")
+    claim_export_dir(Path(args.output), getattr(args, "overwrite", False))
     from rtpose.export.importers import model_format
 
     own = [model_format(d) for d in dirs] == ["rtpose"]  # a missing or unknown directory is said first

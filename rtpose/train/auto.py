@@ -149,6 +149,11 @@ class Derivation:
         self.reasons.append((key, value, why))
 
 
+def default_output(labels_path: str | Path) -> str:
+    """The model directory of ``rtpose train LABELS.slp`` without ``-o``: ``runs/<labels name>``."""
+    return f"runs/{Path(labels_path).name.split('.')[0]}"
+
+
 def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: str | Path | None = None,
            overrides: list[str] | None = None, measure: bool = True,
            t_start: float | None = None) -> tuple[TrainConfig, Derivation]:
@@ -288,7 +293,7 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     c_bs = _pow2_at_most(max(len(rest) / 8, 1), 8)
     i_bs = _pow2_at_most(max(n_train_inst / 8, 1), 16)
     total_s = minutes * 60
-    d.set("output", str(output) if output else f"runs/{labels_path.name.split('.')[0]}")
+    d.set("output", str(output) if output else default_output(labels_path))
     d.set("seed", 0)
     tree = apply_overrides(d.tree, list(overrides or []))
     cfg = _validate(tree, _source(overrides))

@@ -115,7 +115,37 @@ def weak_warning(report: dict[str, Any], minutes: float) -> str | None:
             "before relying on it")
 
 
+# a network stopped by its time budget whose best epoch is among its last this many epochs
+# was still improving (its validation loss was still falling) when the budget ran out
+STILL_IMPROVING_EPOCHS = 3
+
+
+def budget_warning(info: dict[str, Any], longer: str) -> str | None:
+    """The report's warning when the time budget stopped a network that was still improving.
+
+    Args:
+        info: the run's ``model.json`` (per network: ``epochs``, ``best_epoch`` (0-based),
+            ``stopped``, ``wall_minutes``).
+        longer: how the user asks for a longer budget, e.g. ``"--minutes 12"``.
+
+    Returns:
+        One sentence, or None when no network was stopped by its budget within
+        :data:`STILL_IMPROVING_EPOCHS` epochs of its best one.
+    """
+    improving = []
+    for net in ("centroid", "instance"):
+        n = info.get(net) or {}
+        if str(n.get("stopped", "")).startswith("time budget") and \
+                n.get("epochs", 0) - n.get("best_epoch", -1) <= STILL_IMPROVING_EPOCHS:
+            improving.append(f"the {net} network (best epoch {n['best_epoch']}, last epoch {n['epochs'] - 1})")
+    if not improving:
+        return None
+    return (f"the time budget stopped {' and '.join(improving)} while its validation loss was still falling: "
+            f"a longer budget would likely do better (e.g. {longer})")
+
+
 def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> None:
+    """Print the report of a ``rtpose train LABELS.slp`` run (its flags in the advice)."""
     info = json.loads((model_dir / "model.json").read_text())
     lines = [f"[bold]training report[/] ({model_dir}, {info['wall_minutes']:.1f} min on {cpu})"]
     for net in ("centroid", "instance"):
@@ -135,6 +165,10 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
     warning = weak_warning(report, info["wall_minutes"])
     if warning:
         lines.append(f"  [yellow]warning:[/] {warning}")
+    longer = f"--minutes {max(2 * info['wall_minutes'], 1):.0f} and another -o"
+    budget = budget_warning(info, longer)
+    if budget:
+        lines.append(f"  [yellow]warning:[/] {budget}")
     if report.get("note"):
         lines.append(f"  {report['note']}")
     lat = report.get("latency_ms")
@@ -142,9 +176,9 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
         lines.append(f"  latency {lat['p50']:.1f} ms p50, {lat['p90']:.1f} ms p90 per frame ({lat['engine']}, "
                      f"batch 1): inference alone keeps up with a camera of up to {1000 / lat['p90']:.0f} FPS "
                      "here (1000 / p90)")
-    if warning:  # exporting it is not the next step
-        lines.append(f"  next: train longer, e.g. the same command with a larger --minutes (this run: "
-                     f"{info['wall_minutes']:.1f} min); then rtpose export {model_dir} -o models/{model_dir.name}")
+    if warning or budget:  # exporting it is not the next step
+        lines.append(f"  next: train longer, e.g. the same command with a larger --minutes and another -o (this "
+                     f"run: {info['wall_minutes']:.1f} min); then rtpose export {model_dir} -o models/{model_dir.name}")
     else:
         lines.append(f"  next: rtpose export {model_dir} -o models/{model_dir.name}")
     for line in lines:
