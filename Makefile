@@ -90,7 +90,7 @@ model-export: $(STAMP)
 	  $(if $(EMULATE),--graph "int8 on qemu-x86_64 -cpu Haswell (AVX2 without VNNI; flags by CPUID: avx2)=$(MODEL_RUN)/val_eval_int8_haswell.json") \
 	  "make model$(if $(EMULATE), EMULATE=1)$(if $(TRAIN_ARGS), TRAIN_ARGS='$(TRAIN_ARGS)')" \
 	  "# which runs:" \
-	  "rtpose train $(MODEL_CONFIG) -o $(MODEL_RUN)$(if $(TRAIN_ARGS), $(TRAIN_ARGS))" \
+	  "rtpose train $(MODEL_CONFIG) -o $(MODEL_RUN) --overwrite$(if $(TRAIN_ARGS), $(TRAIN_ARGS))" \
 	  "rtpose export $(MODEL_RUN) -o models/flies13 --int8 --overwrite" \
 	  "rtpose check -m models/flies13" \
 	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(MODEL_RUN)/val_predictions.slp   # and with --fp32, --int8" \
