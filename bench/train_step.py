@@ -22,8 +22,7 @@ import yaml
 from rtpose.machine import cpu_flags, cpu_name
 from rtpose.nn.models import InstanceArch
 from rtpose.train.config import TrainConfig
-from rtpose.train.loop import autocast
-from rtpose.train.precision import bf16_supported
+from rtpose.train.precision import bf16_supported, synthetic_step
 from rtpose.train.trainer import _unet_spec
 
 RECIPE = Path(__file__).resolve().parents[1] / "experiments/train/flies13_close.yaml"
@@ -39,13 +38,7 @@ def step_ms(arch: InstanceArch, channels_last: bool, precision: str, steps: int 
     times = []
     for k in range(steps + 2):  # two warm-up steps
         t = time.process_time()
-        with autocast(torch.device("cpu"), precision):
-            out = model(x)
-            loss = sum(o.float().square().mean() for o in (out if isinstance(out, tuple) else (out,))
-                       if o is not None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        synthetic_step(model, opt, x, torch.device("cpu"), precision)
         if k >= 2:
             times.append(time.process_time() - t)
     return float(np.median(times)) * 1000

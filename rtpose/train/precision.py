@@ -76,6 +76,19 @@ def choose_precision(requested: str, device: torch.device, build: Callable[[], t
     return _CHOSEN[key]
 
 
+def synthetic_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, device: torch.device,
+                   precision: str) -> None:
+    """One training step on input ``x`` with a stand-in loss (the mean square of every
+    output): forward under ``precision``'s autocast, backward, optimiser step. Costs what
+    a real step of the network costs, without labels."""
+    with autocast(device, precision):
+        out = model(x)
+        loss = sum(o.float().square().mean() for o in (out if isinstance(out, tuple) else (out,)) if o is not None)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def _timed_choice(device: torch.device, build: Callable[[], torch.nn.Module],
                   input_shape: tuple[int, int, int, int], max_seconds: float) -> PrecisionChoice:
     state = torch.random.get_rng_state()
@@ -90,13 +103,7 @@ def _timed_choice(device: torch.device, build: Callable[[], torch.nn.Module],
     for k in range(6):  # step 0 of each is a warm-up; then interleaved, so load hits both alike
         for precision, (model, opt) in setups.items():
             t = time.perf_counter()
-            with autocast(device, precision):
-                out = model(x)
-                loss = sum(o.float().square().mean() for o in (out if isinstance(out, tuple) else (out,))
-                           if o is not None)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            synthetic_step(model, opt, x, device, precision)
             if k:
                 times[precision].append(time.perf_counter() - t)
         if k >= 2 and time.perf_counter() - t_start > max_seconds:
