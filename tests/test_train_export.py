@@ -119,6 +119,18 @@ def test_resume_of_a_finished_run_is_refused_before_anything_is_touched(trained,
     assert {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()} == kept
 
 
+def test_a_config_run_stopped_by_its_time_budget_while_improving_says_so(tmp_path, flies_labels_path, capsys):
+    cfg = tiny_config(flies_labels_path, tmp_path / "model", instance__optim__max_epochs=500,
+                      instance__optim__max_minutes=0.005, instance__optim__budget_clock="wall")
+    assert cli(["train", str(write_config(tmp_path, cfg))]) == 0
+    info = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert info["instance"]["stopped"].startswith("time budget")  # 0.3 s: an epoch or two, so the best is among the last three
+    err = capsys.readouterr().err
+    assert "warning: the time budget stopped the instance network" in err
+    assert "a larger optim.max_minutes for that network, or budget_minutes, and another -o" in err
+    assert "the centroid network" not in err  # it ran its 3 epochs
+
+
 def test_export_writes_the_contract(exported, flies_video_path):
     spec = ExportSpec.load(exported)
     assert spec.max_instances == 2 and spec.class_names == ["female", "male"]

@@ -31,8 +31,22 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, TrainConfig, args.overrides)
     claim_output(Path(args.output or cfg.output), args.resume, args.overwrite)
     with _say_what_is_kept(Path(args.output or cfg.output)):
-        train(cfg, output=args.output, resume=args.resume)
+        model_dir = train(cfg, output=args.output, resume=args.resume)
+    _say_if_still_improving(Path(model_dir))
     return 0
+
+
+def _say_if_still_improving(model_dir: Path) -> None:
+    """A config run's one warning line when its time budget stopped a network that was
+    still improving (``rtpose train LABELS.slp`` says it in its report, with --minutes)."""
+    from rtpose.train.loop import console
+    from rtpose.train.report import budget_warning
+
+    info = json.loads((model_dir / "model.json").read_text())
+    warning = budget_warning(info, "a larger optim.max_minutes for that network, or budget_minutes, "
+                                   "and another -o")
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 # what a training run writes in its model directory (--overwrite removes these, nothing else)
