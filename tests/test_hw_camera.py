@@ -99,6 +99,43 @@ def test_replay_keeps_its_schedule_and_drops_for_a_slow_reader(flies_video_path)
     assert seqs[-1] >= (elapsed - 0.030) * fps - 3
 
 
+def test_replay_decodes_ahead_in_order_so_a_reader_using_every_frame_never_seeks_back(flies_video_path,
+                                                                                       monkeypatch):
+    """The daemon's shape: one thread reads the camera into a queue, another uses each
+    frame's pixels. Once the camera decodes ahead (after a window of used frames), the
+    decoder must not pass a handed-over frame the user has yet to use: that cost a seek
+    back of ~125 ms and dropped a third of the frames at 60 FPS."""
+    requested: list[int] = []
+    real_read = VideoReader.read
+
+    def read(self, index):
+        requested.append(index)
+        return real_read(self, index)
+
+    monkeypatch.setattr(VideoReader, "read", read)
+    handed = []
+    with ReplayCamera(flies_video_path, fps=60.0, frames="100-199") as camera:
+        def acquire():
+            while (frame := camera.read()) is not None:
+                handed.append(frame)
+        thread = threading.Thread(target=acquire)
+        thread.start()
+        used = 0
+        while thread.is_alive() or used < len(handed):
+            if used < len(handed):
+                assert handed[used].image.shape == (1024, 1024)
+                used += 1
+                time.sleep(0.004)  # the inference
+            else:
+                time.sleep(0.001)
+        thread.join()
+        decoded = camera.decoded
+    assert used == 100
+    assert decoded >= 100
+    decoded_order = requested[requested.index(100):]  # before it: open()'s check of the range's end
+    assert decoded_order == sorted(decoded_order), "the decoder went back for a frame"
+
+
 def test_replay_uses_the_files_rate_when_none_is_given(flies_video_path):
     with ReplayCamera(flies_video_path, frames="0-1") as camera:
         assert camera.frame_rate == pytest.approx(25.0)
