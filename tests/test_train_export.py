@@ -232,6 +232,14 @@ def test_unknown_config_key_names_field_and_line(tmp_path, flies_labels_path, ca
     assert "instance.sigmaa" in msg and "unknown key" in msg and "train.yaml:" in msg
 
 
+def test_val_frames_that_select_no_labelled_frame_are_refused(tmp_path, flies_labels_path, capsys):
+    cfg = tiny_config(flies_labels_path, tmp_path / "m", data__val_frames="2000-2100")
+    msg = run_train_expecting_error(tmp_path, cfg, capsys)
+    assert "data.val_frames '2000-2100' selects no labelled frame" in msg
+    assert "0-1199" in msg or "1199" in msg  # what the labels do hold
+    assert not (tmp_path / "m" / "centroid").exists()  # refused before training
+
+
 def test_anchor_not_in_skeleton(tmp_path, flies_labels_path, capsys):
     msg = run_train_expecting_error(tmp_path, tiny_config(flies_labels_path, tmp_path / "m", data__anchor_part="tail"),
                                     capsys)

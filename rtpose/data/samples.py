@@ -25,7 +25,7 @@ from rtpose.data.labels import FrameLabels
 from rtpose.data.anchors import frame_anchors
 from rtpose.data.proximity import nearest_other_anchor
 from rtpose.data.targets import confidence_maps, input_to_map, scale_coords
-from rtpose.data.video import VideoReader
+from rtpose.data.video import VideoReader, describe_indices
 from rtpose.errors import RtposeError
 
 _SELECTION_ITEM = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*(?::\s*(\d+))?\s*$")
@@ -68,6 +68,11 @@ def split_frames(frames: list[FrameLabels], train_sel: str | None, val_sel: str 
     train = select_frames(frames, train_sel)
     if val_sel is not None:
         val = select_frames(frames, val_sel)
+        if not val:  # else the "validation loss" would be the training loss, and the best epoch the last
+            held = sorted({f.frame_idx for f in frames})
+            raise RtposeError(f"data.val_frames {val_sel!r} selects no labelled frame (the labels hold frames "
+                              f"{describe_indices(held)}); choose a block of those, or leave val_frames out "
+                              "to hold out val_fraction at random")
         val_keys = {(f.video_path, f.frame_idx) for f in val}
         train = [f for f in train if (f.video_path, f.frame_idx) not in val_keys]
     elif val_fraction:
