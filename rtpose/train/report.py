@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -162,10 +163,14 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
                      f"OKS mAP {report['map']:.3f}, "
                      f"node error p50 {d.get('p50', float('nan')):.1f} px, p90 {d.get('p90', float('nan')):.1f} px, "
                      f"p95 {d.get('p95', float('nan')):.1f} px{ident}")
-    warning = weak_warning(report, info["wall_minutes"])
+    # the run's budget (config.yaml), or its wall time where that was longer: model.json's
+    # wall_minutes counts only the last session of a resumed run
+    config = yaml.safe_load((model_dir / "config.yaml").read_text()) if (model_dir / "config.yaml").exists() else {}
+    spent = max(float((config or {}).get("budget_minutes") or 0), info["wall_minutes"])
+    warning = weak_warning(report, spent)
     if warning:
         lines.append(f"  [yellow]warning:[/] {warning}")
-    longer = f"--minutes {max(2 * info['wall_minutes'], 1):.0f} and another -o"
+    longer = f"--minutes {max(math.ceil(2 * spent), 1)} and another -o"
     budget = budget_warning(info, longer)
     if budget:
         lines.append(f"  [yellow]warning:[/] {budget}")
@@ -178,7 +183,7 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
                      "here (1000 / p90)")
     if warning or budget:  # exporting it is not the next step
         lines.append(f"  next: train longer, e.g. the same command with a larger --minutes and another -o (this "
-                     f"run: {info['wall_minutes']:.1f} min); then rtpose export {model_dir} -o models/{model_dir.name}")
+                     f"run: {spent:.1f} min); then rtpose export {model_dir} -o models/{model_dir.name}")
     else:
         lines.append(f"  next: rtpose export {model_dir} -o models/{model_dir.name}")
     for line in lines:
