@@ -435,6 +435,12 @@ def test_a_stopped_run_is_offered_resume_and_a_finished_one_is_not(tmp_path):
     from rtpose.train.command import claim_output
 
     (tmp_path / "centroid").mkdir()
+    # stopped before its first epoch ended: no checkpoint, nothing to continue
+    with pytest.raises(RtposeError, match=r"nothing to resume \(no stopped run's centroid/last.pt"):
+        claim_output(tmp_path, resume=True, overwrite=False)
+    with pytest.raises(RtposeError, match=r"nothing to resume"):  # a mistyped -o
+        claim_output(tmp_path / "elsewhere", resume=True, overwrite=False)
+    (tmp_path / "centroid" / "last.pt").write_bytes(b"")
     with pytest.raises(RtposeError, match=r"already holds a trained model \(centroid\): give another -o, --resume"):
         claim_output(tmp_path, resume=False, overwrite=False)
     claim_output(tmp_path, resume=True, overwrite=False)  # continuing it is what --resume is for

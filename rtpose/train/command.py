@@ -74,6 +74,10 @@ def claim_output(model_dir: Path, resume: bool, overwrite: bool) -> None:
                           "--resume continues only a run that was stopped; train into another -o with a larger "
                           "budget (--minutes N for LABELS.slp, budget_minutes in a config), or --overwrite to "
                           "start again")
+    if resume and not any((model_dir / net / "last.pt").exists() for net in ("centroid", "instance")):
+        # a mistyped -o would otherwise start a new run from epoch 0 without a word
+        raise RtposeError(f"{model_dir}: nothing to resume (no stopped run's centroid/last.pt or instance/last.pt "
+                          "there); check -o, or leave out --resume to start a new run")
     if not held or resume:
         return
     if not overwrite:
