@@ -335,6 +335,8 @@ def test_bench_without_frames_times_what_a_short_video_holds(cases_dir, capsys):
     # percentiles of 3 frames are said to be that (one line, still exit 0)
     warned = [line for line in out.err.splitlines() if "percentiles" in line]
     assert len(warned) == 1 and "only 3 timed frames" in warned[0] and "three_frames.avi" in warned[0]
+    # it holds no more frames: --frames cannot help, and no throughput batch repeated them
+    assert "time a longer input" in warned[0] and "--frames" not in warned[0] and "repeat" not in warned[0]
 
 
 def test_bench_of_enough_frames_does_not_warn_about_its_percentiles(flies_video_path, capsys):

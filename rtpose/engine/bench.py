@@ -114,9 +114,14 @@ def main(args: argparse.Namespace) -> int:
         sweep_text = "  ".join(f"b{b}: {f:.0f}" for b, f in result["throughput_fps"].items())
         print(f"throughput (frames/s): {sweep_text}; best {result['best_fps']:.0f} at batch {result['best_batch_size']}")
     if len(frames) < MIN_FRAMES_FOR_PERCENTILES:
-        print(f"warning: the percentiles come from only {len(frames)} timed frame{'s' if len(frames) != 1 else ''} "
-              f"of {args.input} (fewer than {MIN_FRAMES_FOR_PERCENTILES}: p90 and p99 are the slowest frame); time "
-              "more frames (--frames, or a longer input) for figures to rely on", file=sys.stderr)
+        n = len(frames)
+        more = "a longer input" if len(indices) == n and args.frames is None and n < DEFAULT_FRAMES \
+            else "more frames (--frames) or a longer input"
+        print(f"warning: the percentiles come from only {n} timed frame{'s' if n != 1 else ''} "
+              f"of {args.input} (fewer than {MIN_FRAMES_FOR_PERCENTILES}: p90 and p99 lie between the slowest "
+              f"frames{'' if n > 1 else ', here the only one'}"
+              f"{'; the throughput batches repeat them' if not args.no_batch_sweep or args.batch_size > 1 else ''}); "
+              f"time {more} for figures to rely on", file=sys.stderr)
     m = result["machine"]
     print(f"machine: {m['cpu']} ({' '.join(m['cpu_flags'])}), {m['cpu_count']} cores, onnxruntime {m['onnxruntime']}")
     if args.json_out:
