@@ -250,6 +250,15 @@ def test_predict_on_labels_only_labeled(tmp_path, flies_labels_path):
     assert [f for _, f, _ in read_predictions(out).frames] == [1195, 1196, 1197, 1198, 1199]
 
 
+def test_predict_only_labeled_on_frames_without_labels_names_the_labeled_ones(tmp_path, flies_labels_path, capsys):
+    out = tmp_path / "pred.slp"
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_labels_path), "--frames", "1300-1310",
+                "--only-labeled", "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == \
+        f"error: {flies_labels_path}: no labeled frame in frames 1300-1310 (it holds labeled frames 0-1199)"
+    assert not out.exists()
+
+
 def test_predict_errors_are_one_line(tmp_path, flies_video_path, capsys):
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1400-1600"]) == 2
     assert capsys.readouterr().err.strip() == \

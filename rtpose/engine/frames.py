@@ -64,7 +64,11 @@ def resolve_input(path: str | Path, frames: str | None, only_labeled: bool = Fal
             indices = reader.select(frames)
         if only_labeled:
             labeled = {lf.frame_idx for lf in labels.labeled_frames}
+            selected = indices
             indices = [i for i in indices if i in labeled]
+            if selected and not indices:
+                raise RtposeError(f"{path}: no labeled frame in {'frames ' + frames if frames else 'the video'} "
+                                  f"(it holds labeled frames {describe_indices(sorted(labeled)) or 'none'})")
         return video, indices
     if only_labeled:
         raise RtposeError("--only-labeled needs a .slp input")
