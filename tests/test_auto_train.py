@@ -297,11 +297,14 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
     assert f"{out} already holds a trained model (model.json, centroid, instance)" in err.err
     assert "--overwrite" in err.err
     assert "deriving" not in err.out + err.err and (out / "model.json").read_bytes() == before
-    # ... and --overwrite removes the old run's files first: no report.json of the old model stays
+    # ... and --overwrite removes the old run's files first: nothing of the old model stays
+    (out / "instance" / "stale.pt").write_bytes(b"old")
+    old_report = (out / "report.json").read_bytes()
     assert cli(["train", str(tmp_path / "again" / "config.yaml"), "-o", str(out), "--overwrite",
                 "--set", "budget_minutes=0.2", "--set", "centroid.optim.max_epochs=1",
                 "--set", "instance.optim.max_epochs=1"]) == 0
-    assert (out / "model.json").read_bytes() != before and not (out / "report.json").exists()
+    assert (out / "model.json").read_bytes() != before and not (out / "instance" / "stale.pt").exists()
+    assert (out / "report.json").read_bytes() != old_report  # the new model's report (a config run ends with one)
     assert cli(["train", str(out / "config.yaml"), "-o", str(out), "--resume", "--overwrite"]) == 2
 
 

@@ -126,8 +126,11 @@ def test_a_config_run_stopped_by_its_time_budget_while_improving_says_so(tmp_pat
     info = json.loads((tmp_path / "model" / "model.json").read_text())
     assert info["instance"]["stopped"].startswith("time budget")  # 0.3 s: an epoch or two, so the best is among the last three
     err = capsys.readouterr().err
+    # the report of a LABELS.slp run, its advice in the config's settings
+    assert "training report" in err and (tmp_path / "model" / "report.json").exists()
     assert "warning: the time budget stopped the instance network" in err
-    assert "a larger optim.max_minutes for that network, or budget_minutes, and another -o" in err
+    assert "(e.g. budget_minutes: 1, or that network's optim.max_minutes, and another -o)" in err
+    assert "next: train longer, e.g. a larger budget_minutes in the config" in err and "--minutes" not in err
     assert "the centroid network" not in err  # it ran its 3 epochs
 
 

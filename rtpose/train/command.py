@@ -2,7 +2,8 @@
 
 A YAML config trains as written. A SLEAP labels file trains with every setting derived
 from the labels and this machine (rtpose.train.auto), printed with its reason, saved as
-the model directory's ``config.yaml`` and followed by a validation report.
+the model directory's ``config.yaml``. Both end with the same report (rtpose.train.report): the
+exported model scored on the validation frames, its latency, warnings and the next step.
 """
 
 from __future__ import annotations
@@ -32,21 +33,21 @@ def main(args: argparse.Namespace) -> int:
     claim_output(Path(args.output or cfg.output), args.resume, args.overwrite)
     with _say_what_is_kept(Path(args.output or cfg.output)):
         model_dir = train(cfg, output=args.output, resume=args.resume)
-    _say_if_still_improving(Path(model_dir))
+    _report(Path(model_dir), config_run=True)
     return 0
 
 
-def _say_if_still_improving(model_dir: Path) -> None:
-    """A config run's one warning line when its time budget stopped a network that was
-    still improving (``rtpose train LABELS.slp`` says it in its report, with --minutes)."""
+def _report(model_dir: Path, config_run: bool) -> None:
+    """The end of every training: the exported model scored on the validation frames as
+    ``rtpose predict`` + ``rtpose eval`` would, its latency, warnings, the next step
+    (``report.json``; rtpose.train.report)."""
+    from rtpose.train.auto import cpu_summary
     from rtpose.train.loop import console
-    from rtpose.train.report import budget_warning
+    from rtpose.train.report import print_report, safe_report, write_report
 
-    info = json.loads((model_dir / "model.json").read_text())
-    warning = budget_warning(info, "a larger optim.max_minutes for that network, or budget_minutes, "
-                                   "and another -o")
-    if warning:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    report = safe_report(model_dir)
+    write_report(model_dir, report)
+    print_report(model_dir, report, cpu_summary(), console, config_run=config_run)
 
 
 # what a training run writes in its model directory (--overwrite removes these, nothing else)
@@ -118,7 +119,6 @@ def _say_what_is_kept(model_dir: Path):
 def _train_from_labels(args: argparse.Namespace) -> int:
     from rtpose.train.auto import DEFAULT_MINUTES, cpu_summary, default_output, derive
     from rtpose.train.loop import console
-    from rtpose.train.report import print_report, safe_report, write_report
 
     t_start = time.monotonic()
     if not Path(args.config).exists():  # said before the banner, as every other bad input
@@ -141,7 +141,5 @@ def _train_from_labels(args: argparse.Namespace) -> int:
         console.print(f"  --set {override}  (given: replaces what is derived above)", highlight=False, markup=False)
     with _say_what_is_kept(Path(cfg.output)):
         model_dir = train(cfg, output=args.output, resume=args.resume)
-    report = safe_report(Path(model_dir))
-    write_report(Path(model_dir), report)
-    print_report(Path(model_dir), report, cpu_summary(), console)
+    _report(Path(model_dir), config_run=False)
     return 0

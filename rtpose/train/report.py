@@ -88,12 +88,14 @@ WEAK_FOUND = 0.6
 WEAK_MAP = 0.2
 
 
-def weak_warning(report: dict[str, Any], minutes: float) -> str | None:
+def weak_warning(report: dict[str, Any], minutes: float, more_time: str = "--minutes") -> str | None:
     """The report's warning when the validation scores say the model is not usable yet.
 
     Args:
         report: :func:`validation_report`'s dict (``n_gt``, ``n_found``, ``map``).
-        minutes: the run's wall-clock training time, for the message.
+        minutes: the run's training time (its budget, or its wall time where longer).
+        more_time: how the user asks for a longer run (``--minutes``, or a config's
+            ``budget_minutes``).
 
     Returns:
         One sentence, or None when the run is not weak or nothing was scored.
@@ -104,7 +106,7 @@ def weak_warning(report: dict[str, Any], minutes: float) -> str | None:
     found = report.get("n_found", n_gt)
     if found == 0:
         return ("no validation instance was found (OKS > 0.5): this model is not usable yet; train longer "
-                "(--minutes) or check the labels")
+                f"({more_time}) or check the labels")
     weak = []
     if found < WEAK_FOUND * n_gt:
         weak.append(f"only {found} of {n_gt} validation instances found (OKS > 0.5)")
@@ -112,7 +114,7 @@ def weak_warning(report: dict[str, Any], minutes: float) -> str | None:
         weak.append(f"OKS mAP {report['map']:.3f} (below {WEAK_MAP})")
     if not weak:
         return None
-    return (f"{' and '.join(weak)} after {minutes:.1f} min: train longer (--minutes) or label more frames "
+    return (f"{' and '.join(weak)} after {minutes:.1f} min: train longer ({more_time}) or label more frames "
             "before relying on it")
 
 
@@ -145,8 +147,10 @@ def budget_warning(info: dict[str, Any], longer: str) -> str | None:
             f"a longer budget would likely do better (e.g. {longer})")
 
 
-def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> None:
-    """Print the report of a ``rtpose train LABELS.slp`` run (its flags in the advice)."""
+def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, config_run: bool = False) -> None:
+    """Print the report at the end of ``rtpose train``: its advice in the flags of
+    ``rtpose train LABELS.slp`` (``--minutes``), or with ``config_run`` in a config's
+    settings (``budget_minutes``, ``optim.max_minutes``)."""
     info = json.loads((model_dir / "model.json").read_text())
     lines = [f"[bold]training report[/] ({model_dir}, {info['wall_minutes']:.1f} min on {cpu})"]
     for net in ("centroid", "instance"):
@@ -167,10 +171,12 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
     # wall_minutes counts only the last session of a resumed run
     config = yaml.safe_load((model_dir / "config.yaml").read_text()) if (model_dir / "config.yaml").exists() else {}
     spent = max(float((config or {}).get("budget_minutes") or 0), info["wall_minutes"])
-    warning = weak_warning(report, spent)
+    twice = max(math.ceil(2 * spent), 1)
+    warning = weak_warning(report, spent, "budget_minutes" if config_run else "--minutes")
     if warning:
         lines.append(f"  [yellow]warning:[/] {warning}")
-    longer = f"--minutes {max(math.ceil(2 * spent), 1)} and another -o"
+    longer = (f"budget_minutes: {twice}, or that network's optim.max_minutes, and another -o" if config_run
+              else f"--minutes {twice} and another -o")
     budget = budget_warning(info, longer)
     if budget:
         lines.append(f"  [yellow]warning:[/] {budget}")
@@ -182,7 +188,8 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console) -> 
                      f"batch 1): inference alone keeps up with a camera of up to {1000 / lat['p90']:.0f} FPS "
                      "here (1000 / p90)")
     if warning or budget:  # exporting it is not the next step
-        lines.append(f"  next: train longer, e.g. the same command with a larger --minutes and another -o (this "
+        how = "a larger budget_minutes in the config" if config_run else "the same command with a larger --minutes"
+        lines.append(f"  next: train longer, e.g. {how} and another -o (this "
                      f"run: {spent:.1f} min); then rtpose export {model_dir} -o models/{model_dir.name}")
     else:
         lines.append(f"  next: rtpose export {model_dir} -o models/{model_dir.name}")
