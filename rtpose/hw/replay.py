@@ -18,8 +18,9 @@ when looping, a second reader is positioned at the start of the range in the
 background, so the wrap costs no seek. While its reader uses most frames, a thread
 decodes each next frame ahead of its exposure, so a reader that keeps up gets its
 pixels without waiting for them; it decodes in stream order (the frame just handed over
-first, where it was not decoded ahead), so the reader's own decode never seeks back. Decoding is the replay's readout: ``Frame.t_arrival``
-is when the pixels were ready (the hand-over, or later for a frame decoded on use).
+first, where it was not decoded ahead), so the reader's own decode never seeks back.
+Decoding is the replay's readout: ``Frame.t_arrival`` is when the pixels were ready (the
+hand-over, or later for a frame decoded on use).
 
 A container may declare more frames than its stream holds (see ``rtpose.data.video``).
 ``open`` reads the last frame of the range (in a second reader, before the clock runs:
