@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="model directory (default: from the config; runs/LABELS for a .slp)")
     p.add_argument("--minutes", type=float, default=None,
                    help="with a .slp: wall-clock budget of the whole run (default 20)")
-    p.add_argument("--resume", action="store_true", help="continue a run that was stopped from the model dir's last checkpoint (a finished "
-                        "run, with model.json, is refused)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a run that was stopped from the model dir's last checkpoint "
+                        "(a finished run, with model.json, is refused)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a model already trained in the model dir (without it, such a dir is refused)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
