@@ -235,6 +235,16 @@ def test_unknown_config_key_names_field_and_line(tmp_path, flies_labels_path, ca
     assert "instance.sigmaa" in msg and "unknown key" in msg and "train.yaml:" in msg
 
 
+def test_frames_in_both_selections_are_said_to_be_kept_for_validation(tmp_path, flies_labels_path, capsys):
+    cfg = tiny_config(flies_labels_path, tmp_path / "m", data__train_frames="1100-1199:10",
+                      centroid__optim__max_epochs=1, instance__optim__max_epochs=1)
+    assert cli(["train", str(write_config(tmp_path, cfg))]) == 0
+    err = capsys.readouterr().err
+    # 1190 is in both; 1100, ..., 1180 train
+    assert "1 frame selected by both data.train_frames and data.val_frames: kept for validation only" in err
+    assert "9 training frames, 2 validation frames" in err
+
+
 def test_val_frames_that_select_no_labelled_frame_are_refused(tmp_path, flies_labels_path, capsys):
     cfg = tiny_config(flies_labels_path, tmp_path / "m", data__val_frames="2000-2100")
     msg = run_train_expecting_error(tmp_path, cfg, capsys)

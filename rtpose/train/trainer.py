@@ -27,7 +27,7 @@ from rtpose.data.augment import AugmentParams
 from rtpose.data.proximity import median_size
 from rtpose.data.labels import class_names, load_labels, node_names, pooled_user_frames, user_frames
 from rtpose.data.samples import (Batch, CentroidSamples, FrameCache, InstanceSamples, fraction_outside_crop,
-                                 mirror_order, split_frames, suggest_crop_size)
+                                 mirror_order, select_frames, split_frames, suggest_crop_size)
 from rtpose.data.targets import map_to_input
 from rtpose.errors import RtposeError
 from rtpose.nn.models import CentroidArch, InstanceArch, arch_to_dict
@@ -309,6 +309,11 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
             raise RtposeError(f"{labels_path}: no user-labeled instances to train on")
         train_frames, val_frames = split_frames(frames, cfg.data.train_frames, cfg.data.val_frames,
                                                 cfg.data.val_fraction, cfg.seed)
+        if cfg.data.val_frames is not None and cfg.data.train_frames is not None:
+            overlap = len(select_frames(frames, cfg.data.train_frames)) - len(train_frames)
+            if overlap:
+                console.print(escape(f"{overlap} frame{'s' if overlap != 1 else ''} selected by both "
+                                     "data.train_frames and data.val_frames: kept for validation only"))
     with_id = cfg.instance.class_head is not None
     if with_id:
         if not classes:
