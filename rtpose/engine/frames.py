@@ -68,7 +68,7 @@ def resolve_input(path: str | Path, frames: str | None, only_labeled: bool = Fal
             indices = [i for i in indices if i in labeled]
             if selected and not indices:
                 raise RtposeError(f"{path}: no labeled frame in {'frames ' + frames if frames else 'the video'} "
-                                  f"(it holds labeled frames {describe_indices(sorted(labeled)) or 'none'})")
+                                  f"(it holds labeled frames {describe_indices(sorted(labeled))})")
         return video, indices
     if only_labeled:
         raise RtposeError("--only-labeled needs a .slp input")
