@@ -167,6 +167,7 @@ class SimDaqConfig(_DaqConfigBase):
     loopback_delay_ms: float = Field(0.0, ge=0, le=10_000)
     loopback_jitter_ms: float = Field(0.0, ge=0, le=1_000)  # sd of a Gaussian added to the delay per write
     noise_volts: float = Field(0.0, ge=0, le=10)  # sd of Gaussian noise on every input sample
+    write_ms: float = Field(0.0, ge=0, le=100)  # how long each analog output write blocks, as a real card's does
     seed: int = 0  # jitter and noise are reproducible
 
 

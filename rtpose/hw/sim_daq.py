@@ -5,7 +5,9 @@ on an NI card, and its physics are exact so tests can check the latency they mea
 
 Physics, all on ``rtpose.clock``:
 
-- ``write(ao, v)`` records ``(t, v)`` with ``t`` taken right after the write (returned).
+- ``write(ao, v)`` blocks for ``write_ms`` (an on-demand write to a PCIe or USB card
+  takes a fraction of a millisecond; 0 by default) and records ``(t, v)`` with ``t``
+  taken right after the write (returned).
 - An input cabled to that output (``loopback`` in the device file) sees ``v`` from
   ``t + d`` on, held until the next write appears. ``d = max(0, D + j)`` with
   ``D = loopback_delay_ms`` and ``j`` drawn per write from a Gaussian of sd
@@ -25,6 +27,7 @@ Physics, all on ``rtpose.clock``:
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -79,12 +82,14 @@ class SimDaq(Daq):
         noise_volts: float = 0.0,
         seed: int = 0,
         ao_log_capacity: int = 1 << 20,
+        write_ms: float = 0.0,
     ):
         super().__init__(device, ai_rate_hz, ai_buffer_s, ao_log_capacity)
         self.name = f"sim:{device.device}"
         self.loopback_delay_s = loopback_delay_ms / 1000.0
         self.loopback_jitter_s = loopback_jitter_ms / 1000.0
         self.noise_volts = noise_volts
+        self.write_s = write_ms / 1000.0
         self.seed = seed
         self._jitter = np.random.default_rng([seed, 0])
         self._edges = {name: _Edges() for name in self.ao_channels}
@@ -102,6 +107,7 @@ class SimDaq(Daq):
             loopback_jitter_ms=config.loopback_jitter_ms,
             noise_volts=config.noise_volts,
             seed=config.seed,
+            write_ms=config.write_ms,
         )
 
     @property
@@ -121,6 +127,8 @@ class SimDaq(Daq):
         pass
 
     def _write_hardware(self, channel: str, volts: float) -> float:
+        if self.write_s > 0:
+            time.sleep(self.write_s)
         t = clock.now()
         delay = self.loopback_delay_s
         if self.loopback_jitter_s > 0:

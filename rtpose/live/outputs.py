@@ -19,7 +19,7 @@ from rtpose import clock
 from rtpose.hw.daq import Daq
 from rtpose.live.records import LatencyHistogram, OutputEvent
 from rtpose.poses import Poses
-from rtpose.rules import FrameDecision, TriggerProgram
+from rtpose.rules import FrameDecision, PulseOutput, TriggerProgram
 
 
 class OutputsClosed(Exception):
@@ -42,7 +42,7 @@ class OutputStage:
         self._deadline: float | None = None
         self._channel_of = dict(program.channels)  # output name -> DAQ channel
         self._last = {channel: 0.0 for channel in self._channel_of.values()}  # the DAQ opens at 0 V
-        self._pulse_outputs = {o.name for o in program.outputs if hasattr(o, "pulse_count")}
+        self._pulse_outputs = {o.name: o for o in program.outputs if isinstance(o, PulseOutput)}
         self._pulse_on_since: dict[str, float] = {}
         self.pulse_widths = {name: LatencyHistogram() for name in self._pulse_outputs}
         self.off_edge_late = LatencyHistogram()  # off-edge write time - its deadline
@@ -89,7 +89,9 @@ class OutputStage:
 
     def _time_pulse(self, name: str, volts: float, t: float, deadline: float | None) -> None:
         if volts != 0.0:
-            self._pulse_on_since.setdefault(name, t)
+            if name not in self._pulse_on_since:  # an on edge: the pulse counts from its write
+                self._pulse_on_since[name] = t
+                self._pulse_outputs[name].started_at(t)
             return
         start = self._pulse_on_since.pop(name, None)
         if start is not None:

@@ -8,7 +8,9 @@ edge) and then writes ``volts_at(deadline)``, so a 25 ms pulse lasts 25 ms even 
 
 Times are seconds on ``rtpose.clock`` (monotonic). ``t`` should be the time of the
 write that follows ``update`` (not the frame's exposure): a pulse's duration and
-refractory period count from it, and deadlines are on the same clock.
+refractory period count from it, and deadlines are on the same clock. The writer may
+then move a new pulse's start to the time its on edge reached the DAQ
+(``PulseOutput.started_at``), so both hold on the wire, not only in the decision.
 """
 
 from __future__ import annotations
@@ -93,6 +95,17 @@ class PulseOutput:
             self.pulse_start = t
             self.pulse_count += 1
         return self.volts_at(t)
+
+    def started_at(self, t_wire: float) -> None:
+        """The pulse the last ``update`` started reached the DAQ at ``t_wire``: count from there.
+
+        A write takes time after the decision, and not always the same; counting the
+        duration and the refractory period from the on edge's write keeps both true on the
+        wire (no on edge closer than ``refractory`` to the last, no pulse shorter than
+        ``duration``). Earlier times than the decision are ignored.
+        """
+        if self.pulse_start is not None and t_wire > self.pulse_start:
+            self.pulse_start = t_wire
 
     def volts_at(self, t: float) -> float:
         """``volts`` inside the pulse ``[start, start + duration)``, else 0 V."""
