@@ -30,7 +30,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Collection, Iterable, Mapping, Sequence, TypeVar
 
 import pydantic
 import yaml
@@ -45,11 +45,13 @@ __all__ = [
     "StrictModel",
     "apply_overrides",
     "describe_errors",
+    "did_you_mean",
     "expand_tree",
     "expand_vars",
     "load_config",
     "load_tree",
     "load_yaml",
+    "override_lines",
     "resolve_path",
     "validate",
 ]
@@ -264,6 +266,21 @@ def resolve_path(text: str) -> Path:
 # --- pydantic errors as one line --------------------------------------------------------
 
 
+def did_you_mean(name: str, candidates: Collection[str]) -> str:
+    """`` (did you mean 'x'?)`` for a near miss (``difflib``), else the list of choices, else nothing.
+
+    For a value that must be one of ``candidates`` (a node, a feature, an identity):
+    ``f"unknown node '{name}'{did_you_mean(name, nodes)}"``. Up to 20 choices are listed,
+    sorted; more, none.
+    """
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    if candidates and len(candidates) <= 20:
+        return f" (known: {', '.join(sorted(candidates))})"
+    return ""
+
+
 def misspelt_key_hint(key: str, given: Any) -> str:
     """A hint for a required key that ``given`` lacks but has a near miss of.
 
@@ -428,14 +445,27 @@ def load_tree(path: str | Path, overrides: Iterable[str] = (), what: str = "file
     tree, lines = load_yaml(path, what)
     overrides = list(overrides)
     tree = expand_tree(apply_overrides(tree, overrides), path, lines)
-    # a key set by --set is blamed on the --set, not on the file's line that it replaced, and so
-    # is a section that only a --set names (centroid.optm in --set centroid.optm.lr=1)
-    lines = {**lines, **{_override_key(o): f"--set {o}" for o in overrides}}
+    return tree, override_lines(overrides, lines)
+
+
+def override_lines(overrides: Iterable[str], lines: KeyLines | None = None) -> dict:
+    """``lines`` with every key a ``--set`` gave blamed on that ``--set``.
+
+    A key set by ``--set`` is blamed on the ``--set``, not on the file's line that it
+    replaced, and so is a section that only a ``--set`` names (``centroid.optm`` in
+    ``--set centroid.optm.lr=1``).
+
+    Returns:
+        Key path -> line number, or ``"--set KEY=VALUE"`` (``describe_errors`` then reads
+        ``FILE with --set KEY=VALUE: field: message``).
+    """
+    overrides = list(overrides)
+    lines = {**(lines or {}), **{_override_key(o): f"--set {o}" for o in overrides}}
     for o in overrides:
         key = _override_key(o)
         for n in range(1, len(key)):
             lines.setdefault(key[:n], f"--set {o}")
-    return tree, lines
+    return lines
 
 
 def load_config(path: str | Path, model: type[ModelT], overrides: Iterable[str] = ()) -> ModelT:

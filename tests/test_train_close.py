@@ -113,7 +113,8 @@ def test_reused_centroid_net_is_the_source_one(trained_close, tmp_path, capsys):
     cfg["output"] = str(tmp_path / "other")
     assert cli(["train", str(write_config(tmp_path, cfg))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: centroid.reuse_from") and "architecture" in err[-1]
+    assert err[-1].startswith(f"error: {tmp_path / 'train.yaml'}:") and "centroid.reuse_from: " in err[-1]
+    assert "architecture" in err[-1] and not (tmp_path / "other").exists()  # refused before training
 
 
 def test_cpu_budget_clock_counts_work_not_waiting():

@@ -248,7 +248,7 @@ def test_frames_in_both_selections_are_said_to_be_kept_for_validation(tmp_path, 
 def test_val_frames_that_select_no_labelled_frame_are_refused(tmp_path, flies_labels_path, capsys):
     cfg = tiny_config(flies_labels_path, tmp_path / "m", data__val_frames="2000-2100")
     msg = run_train_expecting_error(tmp_path, cfg, capsys)
-    assert "data.val_frames '2000-2100' selects no labelled frame" in msg
+    assert "data.val_frames: '2000-2100' selects no labelled frame" in msg and "train.yaml:" in msg
     assert "0-1199" in msg or "1199" in msg  # what the labels do hold
     assert not (tmp_path / "m" / "centroid").exists()  # refused before training
 

@@ -13,7 +13,6 @@ crop centres, no interpolation), so validation figures predict deployment.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import attrs
@@ -24,28 +23,10 @@ from rtpose.data.augment import (AugmentParams, adjust_intensity, affine_about, 
 from rtpose.data.labels import FrameLabels
 from rtpose.data.anchors import frame_anchors
 from rtpose.data.proximity import nearest_other_anchor
+from rtpose.data.selection import parse_frame_selection
 from rtpose.data.targets import confidence_maps, input_to_map, scale_coords
 from rtpose.data.video import VideoReader, describe_indices
 from rtpose.errors import RtposeError
-
-_SELECTION_ITEM = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*(?::\s*(\d+))?\s*$")
-
-
-def parse_frame_selection(text: str) -> list[tuple[int, int, int]]:
-    """``"0-999:10, 1000-1149"`` -> [(start, last, step), ...] (inclusive ranges)."""
-    items = []
-    for part in text.split(","):
-        m = _SELECTION_ITEM.match(part)
-        if not m:
-            raise RtposeError(f"frame selection {text!r}: {part.strip()!r} is not START-END[:STEP]")
-        start = int(m.group(1))
-        last = int(m.group(2)) if m.group(2) else start
-        step = int(m.group(3)) if m.group(3) else 1
-        if last < start or step < 1:
-            raise RtposeError(f"frame selection {text!r}: {part.strip()!r} is empty")
-        items.append((start, last, step))
-    return items
-
 
 def select_frames(frames: list[FrameLabels], selection: str | None) -> list[FrameLabels]:
     """The labeled frames whose index falls in ``selection`` (None: all)."""

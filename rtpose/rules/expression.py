@@ -29,7 +29,6 @@ list by slot index. Truth values travel as floats: 1.0 true, 0.0 false, NaN unkn
 from __future__ import annotations
 
 import ast
-import difflib
 import keyword
 import math
 import re
@@ -37,6 +36,7 @@ from typing import Callable, Collection, Iterator, Mapping, Sequence
 
 import attrs
 
+from rtpose.config import did_you_mean  # noqa: F401 (rtpose.rules.config takes it from here)
 from rtpose.errors import RtposeError
 
 NAN = float("nan")
@@ -404,16 +404,6 @@ def _describe(token: Token | None) -> str:
     if token is None:
         return "expression"
     return "the end of the rule" if token.kind == "end" else f"'{token.text}'"
-
-
-def did_you_mean(name: str, candidates: Collection[str]) -> str:
-    """`` (did you mean 'x'?)`` for a near miss, else the list of choices, else nothing."""
-    close = difflib.get_close_matches(name, list(candidates), n=1)
-    if close:
-        return f" (did you mean '{close[0]}'?)"
-    if candidates and len(candidates) <= 20:
-        return f" (known: {', '.join(sorted(candidates))})"
-    return ""
 
 
 # --- compiled form --------------------------------------------------------------------

@@ -33,8 +33,9 @@ from rtpose.data.labels import class_names, load_labels, node_names, user_frames
 from rtpose.errors import RtposeError
 from rtpose.machine import cpu_name
 from rtpose.nn.unet import UNetSpec
+from rtpose.train.checks import check_config
 from rtpose.train.config import TrainConfig
-from rtpose.config import apply_overrides, validate
+from rtpose.config import apply_overrides, override_lines, validate
 
 DEFAULT_MINUTES = 20.0  # what a 2-core laptop finishes in about 20 minutes
 REPORT_RESERVE_S = 45.0  # export + predict + score the validation block at the end
@@ -297,6 +298,8 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     d.set("seed", 0)
     tree = apply_overrides(d.tree, list(overrides or []))
     cfg = _validate(tree, _source(overrides))
+    # what a --set names (a node, frames, a labels file) is checked before it is timed
+    check_config(cfg, "derived config", override_lines(overrides or []))
     ref = reference_macs()
     if ref:  # of the networks as they will be trained (--set included)
         arch = {"centroid": {"unet": cfg.centroid.unet.model_dump(), "input_scale": cfg.centroid.input_scale},

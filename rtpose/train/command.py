@@ -20,7 +20,8 @@ from rtpose.errors import RtposeError
 from rtpose.paths import no_such_file
 from rtpose.train.config import TrainConfig
 from rtpose.train.trainer import train
-from rtpose.config import load_config
+from rtpose.config import load_tree, validate
+from rtpose.train.checks import check_config
 
 
 def main(args: argparse.Namespace) -> int:
@@ -29,7 +30,9 @@ def main(args: argparse.Namespace) -> int:
         return _train_from_labels(args)
     if minutes is not None:
         raise RtposeError("--minutes applies to a labels file (.slp); in a config set budget_minutes")
-    cfg = load_config(args.config, TrainConfig, args.overrides)
+    tree, lines = load_tree(args.config, args.overrides)
+    cfg = validate(TrainConfig, tree, args.config, lines)
+    check_config(cfg, args.config, lines)  # labels, nodes, frames: file and line, before the model dir is touched
     claim_output(Path(args.output or cfg.output), args.resume, args.overwrite)
     with _say_what_is_kept(Path(args.output or cfg.output)):
         model_dir = train(cfg, output=args.output, resume=args.resume)

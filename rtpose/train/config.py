@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from rtpose.config import StrictModel
+from rtpose.data.selection import parse_frame_selection
 
 
 class Strict(StrictModel):
@@ -46,6 +47,13 @@ class DataConfig(Strict):
     def _labels(cls, v: str | list[str]) -> str | list[str]:
         if isinstance(v, list) and not v:
             raise ValueError("give at least one labels file")
+        return v
+
+    @field_validator("train_frames", "val_frames")
+    @classmethod
+    def _selection(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_frame_selection(v)  # a ConfigError, a ValueError: reported with the key's line
         return v
 
     @property

@@ -36,6 +36,7 @@ from rtpose.nn.unet import UNet, UNetSpec, count_parameters
 from rtpose.train.config import AugmentConfig, DataConfig, HardKeypointConfig, TrainConfig, UNetConfig
 from rich.markup import escape
 
+from rtpose.train.checks import check_config
 from rtpose.train.loop import FitResult, console, fit, say
 from rtpose.train.precision import choose_precision
 from rtpose.train.distance_report import REPORT, validation_report
@@ -247,21 +248,40 @@ def _draw(rng: np.random.Generator, n: int, size: int, p: np.ndarray | None) -> 
     return rng.integers(0, n, size) if p is None else rng.choice(n, size, p=p)
 
 
+def centroid_arch(cfg: TrainConfig) -> CentroidArch:
+    """The centroid network's architecture as ``cfg`` says."""
+    return CentroidArch(unet=_unet_spec(cfg.centroid.unet), input_scale=cfg.centroid.input_scale,
+                        sigma=cfg.centroid.sigma)
+
+
+def reuse_problem(source: Path, arch: CentroidArch) -> str | None:
+    """Why the centroid net of model dir ``source`` cannot be reused for ``arch``, or None.
+
+    It cannot without a ``centroid/best.pt`` (an rtpose training's), nor with another
+    architecture (unet, input_scale, sigma).
+    """
+    ckpt_path = source / "centroid" / "best.pt"
+    if not ckpt_path.exists():
+        return f"{ckpt_path} not found (a model dir written by rtpose train)"
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if ckpt.get("arch") != arch_to_dict(arch):
+        return f"{ckpt_path} has another centroid architecture than the config's (unet, input_scale, sigma)"
+    return None
+
+
 def reuse_centroid(source: Path, out_dir: Path, arch: CentroidArch) -> FitResult:
     """Take the centroid network of an earlier model dir (``centroid.reuse_from``) instead
     of training one: experiments on the centered-instance network then cost only its
     own time. The architecture must be the one this config asks for.
 
     Raises:
-        RtposeError: the source has no centroid checkpoint, or another architecture.
+        RtposeError: the source has no centroid checkpoint, or another architecture (``reuse_problem``).
     """
+    problem = reuse_problem(source, arch)
+    if problem:
+        raise RtposeError(f"centroid.reuse_from: {problem}")
     ckpt_path = source / "centroid" / "best.pt"
-    if not ckpt_path.exists():
-        raise RtposeError(f"centroid.reuse_from: {ckpt_path} not found (a model dir written by rtpose train)")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    if ckpt.get("arch") != arch_to_dict(arch):
-        raise RtposeError(f"centroid.reuse_from: {ckpt_path} has another centroid architecture than the config's "
-                          "(unet, input_scale, sigma)")
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ckpt_path, out_dir / "best.pt")
     src = json.loads((source / MODEL_INFO).read_text()).get("centroid", {}) if (source / MODEL_INFO).exists() else {}
@@ -282,6 +302,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     """Train both networks as ``cfg`` says; returns the model directory."""
     out = Path(output or cfg.output)
     t_start = time.monotonic()
+    check_config(cfg)  # what the values name (labels, nodes, frames): `rtpose train` has said it with file and line
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = _device(cfg.device)
@@ -290,16 +311,11 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     labels_path = label_files[0] if len(label_files) == 1 else ", ".join(label_files)
     labels, frames = pooled_user_frames(label_files, cfg.data.classes)
     nodes = node_names(labels)
-    if cfg.data.anchor_part is not None and cfg.data.anchor_part not in nodes:
-        raise RtposeError(f"data.anchor_part: {cfg.data.anchor_part!r} is not a node of the skeleton "
-                          f"({', '.join(nodes)})")
     # None: the centre of each instance's visible-node bounding box
     anchor = nodes.index(cfg.data.anchor_part) if cfg.data.anchor_part is not None else None
     classes = cfg.data.classes or class_names(labels)
     if cfg.data.val_labels:
         val_labels = load_labels(cfg.data.val_labels)
-        if node_names(val_labels) != nodes:
-            raise RtposeError(f"data.val_labels: skeleton differs from {labels_path}")
         val_frames_all = user_frames(val_labels, cfg.data.val_labels, classes)
         train_frames, _ = split_frames(frames, cfg.data.train_frames, None, None, cfg.seed)
         _, val_frames = split_frames(val_frames_all, None, cfg.data.val_frames, None, cfg.seed) \
@@ -342,7 +358,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
 
     # ---- centroid network
     c_spec = _unet_spec(cfg.centroid.unet)
-    c_arch = CentroidArch(unet=c_spec, input_scale=cfg.centroid.input_scale, sigma=cfg.centroid.sigma)
+    c_arch = centroid_arch(cfg)
     multiple = c_spec.max_stride
     c_aug = _augment(cfg.centroid.augment)
     c_train = CentroidSamples(train_frames, cache, anchor, cfg.centroid.input_scale, cfg.centroid.sigma,

@@ -1,0 +1,90 @@
+"""A training config's values that name something outside the file (labels, nodes, tracks,
+frames, a model dir) are refused like any other config error: one line with the file and
+the key's line (or the --set that gave the value), the field, the value and what was
+meant; exit status 2, before the model directory is touched (rtpose/train/checks.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_train_export import tiny_config, write_config
+
+from rtpose.cli import main as cli
+
+
+def line_of(path: Path, key: str) -> int:
+    """The 1-based line of the first ``key:`` in a YAML file."""
+    return next(n for n, text in enumerate(path.read_text().splitlines(), 1) if text.strip().startswith(f"{key}:"))
+
+
+def error_line(argv: list[str], capsys) -> str:
+    code = cli(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    return err[-1]
+
+
+def test_a_misspelt_anchor_part_names_file_line_and_the_node_meant_and_loses_nothing(tmp_path, flies_labels_path,
+                                                                                    capsys):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "model.json").write_text("{}")  # an earlier model, which --overwrite would remove before training
+    path = write_config(tmp_path, tiny_config(flies_labels_path, out, data__anchor_part="thorx"))
+    msg = error_line(["train", str(path), "--overwrite"], capsys)
+    assert msg == (f"error: {path}:{line_of(path, 'anchor_part')}: data.anchor_part: 'thorx' is not a node of the "
+                   "skeleton (did you mean 'thorax'?)")
+    assert (out / "model.json").read_text() == "{}"
+
+
+def test_an_anchor_part_far_from_every_node_lists_the_nodes(tmp_path, flies_labels_path, capsys):
+    path = write_config(tmp_path, tiny_config(flies_labels_path, tmp_path / "m", data__anchor_part="tail"))
+    msg = error_line(["train", str(path)], capsys)
+    assert msg.startswith(f"error: {path}:{line_of(path, 'anchor_part')}: data.anchor_part: 'tail' is not a node")
+    assert all(node in msg for node in ("head", "thorax", "abdomen", "wingL", "eyeR"))
+
+
+def test_a_missing_labels_file_names_file_line_and_the_file_meant(tmp_path, flies_labels_path, capsys):
+    bad = flies_labels_path.with_name("clip.trainvall.slp")
+    path = write_config(tmp_path, tiny_config(bad, tmp_path / "m"))
+    msg = error_line(["train", str(path)], capsys)
+    assert msg == (f"error: {path}:{line_of(path, 'labels')}: data.labels: {bad}: no such file "
+                   "(did you mean 'clip.trainval.slp'?)")
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_value_given_by_set_is_blamed_on_the_set(tmp_path, flies_labels_path, capsys):
+    path = write_config(tmp_path, tiny_config(flies_labels_path, tmp_path / "m"))
+    msg = error_line(["train", str(path), "--set", "data.anchor_part=thorx"], capsys)
+    assert msg == (f"error: {path} with --set data.anchor_part=thorx: data.anchor_part: 'thorx' is not a node of the "
+                   "skeleton (did you mean 'thorax'?)")
+
+
+def test_a_labels_file_trained_with_a_bad_set_anchor_part_is_one_line(tmp_path, flies_labels_path, capsys):
+    """Before: a ValueError traceback from the step timing of the derived config."""
+    msg = error_line(["train", str(flies_labels_path), "--minutes", "1", "--set", "data.anchor_part=heda",
+                      "-o", str(tmp_path / "m")], capsys)
+    assert msg == ("error: derived config with --set data.anchor_part=heda: data.anchor_part: 'heda' is not a node "
+                   "of the skeleton (did you mean 'head'?)")
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("data.train_frames", "0-999:10, 1000-", "frame selection '0-999:10, 1000-': '1000-' is not START-END[:STEP]"),
+    ("data.train_frames", "3000-4000", "'3000-4000' selects no labelled frame (the labels hold frames 0-1199)"),
+    ("data.val_frames", "2000-2100", "'2000-2100' selects no labelled frame (the labels hold frames 0-1199); "),
+    ("data.val_frames", "1100-1199", "'1100-1199' takes every frame data.train_frames '1100-1149:10' selects for "
+                                     "validation: none left to train on"),
+    ("data.classes", ["female", "mael"], "'mael' is not a track of the labels (did you mean 'male'?)"),
+    ("data.symmetries", [["wingL", "wingr"]], "'wingr' is not a node of the skeleton (did you mean 'wingR'?)"),
+    ("instance.crop_size", 150, "150 must be even and a multiple of the max stride 8 (instance.unet)"),
+    ("centroid.reuse_from", "nowhere/model", "nowhere/model/centroid/best.pt not found"),
+])
+def test_other_values_checked_after_loading_name_file_line_and_field(tmp_path, flies_labels_path, capsys,
+                                                                     key, value, expected):
+    path = write_config(tmp_path, tiny_config(flies_labels_path, tmp_path / "m", **{key.replace(".", "__"): value}))
+    msg = error_line(["train", str(path)], capsys)
+    field = {"data.classes": "data.classes.1", "data.symmetries": "data.symmetries.0"}.get(key, key)
+    assert msg.startswith(f"error: {path}:{line_of(path, key.split('.')[-1])}: {field}: "), msg
+    assert expected in msg, msg
+    assert not (tmp_path / "m").exists()
