@@ -472,7 +472,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
         "val_frames": len(val_frames),
         "device": str(device),
         "precision": precision,
-        "precision_choice": {"reason": chosen.reason, "step_ms": chosen.step_ms},
+        "precision_choice": {"reason": chosen.reason, "step_ms": chosen.step_ms, "timings_ms": chosen.timings_ms},
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "wall_minutes": round((time.monotonic() - t_start) / 60, 2),
