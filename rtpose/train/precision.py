@@ -137,7 +137,7 @@ def decide(times: Mapping[str, Sequence[float]], margin: float = BF16_MARGIN) ->
     why = f"bf16/fp32 fastest {best:.2f}, median round {paired:.2f}"
     if rounds < MIN_ROUNDS:
         after = f"after {rounds} round{'s' if rounds != 1 else ''}"
-        return "fp32", (f"{why}: bf16 no faster {after}" if best >= 1 else
+        return "fp32", (f"{why}; bf16 no faster {after}" if best >= 1 else
                         f"{why} {after} ({MIN_ROUNDS} needed to prefer bf16)")
     return ("bf16" if best <= bound and paired <= bound else "fp32"), f"{why}; bf16 needs <= {bound:.2f} on both"
 
