@@ -155,9 +155,11 @@ def _model_problems(cfg: TrainConfig) -> list[Problem]:
         problems.append((("instance", "crop_size"), f"{crop} must be even and a multiple of the max stride "
                                                     f"{stride} (instance.unet)"))
     if cfg.centroid.reuse_from:
-        from rtpose.train.trainer import centroid_arch, reuse_problem
+        from rtpose.nn.models import CentroidArch
 
-        problem = reuse_problem(Path(cfg.centroid.reuse_from), centroid_arch(cfg))
+        arch = CentroidArch(unet=UNetSpec(**cfg.centroid.unet.model_dump()), input_scale=cfg.centroid.input_scale,
+                            sigma=cfg.centroid.sigma)
+        problem = reuse_problem(Path(cfg.centroid.reuse_from), arch)
         problems += [(("centroid", "reuse_from"), problem)] if problem else []
     if cfg.device == "cuda":
         import torch
@@ -165,3 +167,23 @@ def _model_problems(cfg: TrainConfig) -> list[Problem]:
         if not torch.cuda.is_available():
             problems.append((("device",), "cuda requested but torch sees no CUDA device"))
     return problems
+
+
+def reuse_problem(source: Path, arch) -> str | None:
+    """Why the centroid net of model dir ``source`` cannot be reused for ``arch`` (a
+    ``rtpose.nn.models.CentroidArch``), or None.
+
+    It cannot without a ``centroid/best.pt`` (an rtpose training's), nor with another
+    architecture (unet, input_scale, sigma).
+    """
+    import torch
+
+    from rtpose.nn.models import arch_to_dict
+
+    ckpt_path = source / "centroid" / "best.pt"
+    if not ckpt_path.exists():
+        return f"{ckpt_path} not found (a model dir written by rtpose train)"
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if ckpt.get("arch") != arch_to_dict(arch):
+        return f"{ckpt_path} has another centroid architecture than the config's (unet, input_scale, sigma)"
+    return None

@@ -37,7 +37,7 @@ from rtpose.paths import portable_data_path
 from rtpose.train.config import AugmentConfig, DataConfig, HardKeypointConfig, TrainConfig, UNetConfig
 from rich.markup import escape
 
-from rtpose.train.checks import check_config
+from rtpose.train.checks import check_config, reuse_problem
 from rtpose.train.loop import FitResult, console, fit, say
 from rtpose.train.precision import choose_precision
 from rtpose.train.distance_report import REPORT, validation_report
@@ -253,21 +253,6 @@ def centroid_arch(cfg: TrainConfig) -> CentroidArch:
     """The centroid network's architecture as ``cfg`` says."""
     return CentroidArch(unet=_unet_spec(cfg.centroid.unet), input_scale=cfg.centroid.input_scale,
                         sigma=cfg.centroid.sigma)
-
-
-def reuse_problem(source: Path, arch: CentroidArch) -> str | None:
-    """Why the centroid net of model dir ``source`` cannot be reused for ``arch``, or None.
-
-    It cannot without a ``centroid/best.pt`` (an rtpose training's), nor with another
-    architecture (unet, input_scale, sigma).
-    """
-    ckpt_path = source / "centroid" / "best.pt"
-    if not ckpt_path.exists():
-        return f"{ckpt_path} not found (a model dir written by rtpose train)"
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    if ckpt.get("arch") != arch_to_dict(arch):
-        return f"{ckpt_path} has another centroid architecture than the config's (unet, input_scale, sigma)"
-    return None
 
 
 def reuse_centroid(source: Path, out_dir: Path, arch: CentroidArch) -> FitResult:
