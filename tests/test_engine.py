@@ -364,6 +364,16 @@ def test_bench_reports_latency(tmp_path, flies_video_path):
     assert result["fps_at_batch_size"]["2"] > 0 and png.stat().st_size > 1000
 
 
+def test_bench_recommends_the_smallest_batch_among_those_equal_as_printed():
+    """A sweep whose figures all print 23 recommends batch 1 and names the others as no
+    faster (it once said "best 23 at batch 2"); a real gain still picks the larger batch."""
+    from rtpose.engine.bench import best_batch
+
+    assert best_batch({"1": 22.8, "2": 23.4, "4": 23.1, "8": 22.6}) == ("1", ["2", "4", "8"])
+    assert best_batch({"1": 22.4, "2": 23.4, "4": 23.1}) == ("2", ["4"])  # 22 against 23: 2 is faster
+    assert best_batch({"1": 187.0, "2": 199.6, "4": 210.2, "8": 205.0}) == ("4", [])
+
+
 # ---------------------------------------------------------------- self-checking exports
 
 
