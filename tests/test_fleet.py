@@ -349,7 +349,7 @@ def test_without_ray_the_error_names_the_extra(tmp_path, videos, monkeypatch, ca
 def test_outputs_that_are_not_this_runs_work_are_refused_before_ray_unless_overwrite(tmp_path, videos, capsys):
     """.slp files in the output folder that this run would replace (made by another run
     with other settings, or by anything else) are refused in one line naming them and
-    --overwrite, exit 2, before Ray starts: nothing in the folder changes, no manifest."""
+    --overwrite, exit 2, before Ray starts: the files are untouched, no manifest is written."""
     out = tmp_path / "out"
     out.mkdir()
     a = out / "a.predictions.slp"

@@ -122,7 +122,7 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
     Raises:
         RtposeError: bad arguments, inputs that name nothing, Ray missing or unreachable,
             the output folder taken by another run, outputs there that are not this
-            work's without ``overwrite`` (nothing in the folder is changed).
+            work's without ``overwrite`` (no .slp, chunk or manifest is touched).
         KeyboardInterrupt: after saving the manifest; run again to resume.
     """
     for name, value in (("--batch-size", batch_size), ("--chunk-frames", chunk_frames), ("--workers", workers),
