@@ -2,8 +2,9 @@
 
 Data files are never part of the repository; ``RTPOSE_DATA`` points at them, defaulting
 to ``../shared/data`` beside the checkout. :func:`clean_path` is the form a path takes
-when rtpose prints or stores it (no ``..``); :func:`claim_output_file` refuses to replace
-an existing output file without ``--overwrite``.
+when rtpose prints or stores it (no ``..``), :func:`portable_data_path` the form a file
+that may move to another machine records (``${RTPOSE_DATA}/...``); :func:`claim_output_file`
+refuses to replace an existing output file without ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -70,3 +71,20 @@ def claim_output_file(path: Path, overwrite: bool) -> None:
     if overwrite or not (path.exists() or path.is_symlink()):
         return
     raise RtposeError(f"{path} already exists: give another -o, or --overwrite to replace it")
+
+
+def portable_data_path(path: str | Path) -> str:
+    """``path`` written as ``${RTPOSE_DATA}/...`` when it lies under the data directory.
+
+    A file that records where its inputs are (a training run's ``config.yaml``) then
+    keeps working where the data lives elsewhere, as the configs that ship do. Paths
+    elsewhere are returned as given.
+    """
+    text = str(path)
+    if "$" in text:
+        return text
+    try:
+        relative = Path(text).resolve().relative_to(data_dir().resolve())
+    except (ValueError, OSError):
+        return text
+    return f"${{RTPOSE_DATA}}/{relative.as_posix()}"
