@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recording", help="summarise a run's recording, or write its poses as .slp (also after a kill)")
     p.add_argument("recording", help="run directory or its record.msgpack")
     p.add_argument("-o", "--output", help="write the poses as a SLEAP predictions file (.slp)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     for command in sub.choices.values():  # an unknown option is reported by its command's parser (main)
         command.set_defaults(command_parser=command)
     return parser

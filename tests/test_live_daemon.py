@@ -629,7 +629,7 @@ def test_sigterm_to_rtpose_run_stops_with_zero_volts_and_a_summary(tmp_path, fli
     assert "SIGTERM" in output and "opto_led 0 V" in output
 
 
-def test_a_killed_run_leaves_a_readable_recording(tmp_path, flies_video_path):
+def test_a_killed_run_leaves_a_readable_recording(tmp_path, flies_video_path, capsys):
     path = write_protocol(tmp_path, flies_video_path, duration=None, publisher={"enabled": False},
                           recorder={"path": str(tmp_path / "run"), "fsync_s": 0.2})
     process = start_cli(path)
@@ -650,6 +650,11 @@ def test_a_killed_run_leaves_a_readable_recording(tmp_path, flies_video_path):
     prov = sio.load_slp(str(out)).provenance
     assert prov["rtpose.run_ended"].startswith("no end record: the run was killed")
     assert prov["rtpose.frames_processed"] == len(recording.frame)
+    # a second export to the same file is refused in one line, the file kept; --overwrite replaces it
+    before = out.read_bytes()
+    assert rtpose_cli(["recording", str(tmp_path / "run"), "-o", str(out)]) == 2
+    assert f"{out} already exists" in capsys.readouterr().err and out.read_bytes() == before
+    assert rtpose_cli(["recording", str(tmp_path / "run"), "-o", str(out), "--overwrite"]) == 0
 
 
 def test_the_live_path_does_not_import_torch():

@@ -324,12 +324,16 @@ def export_slp(recording: Recording | str | Path, out_path: str | Path) -> Path:
 
 
 def main(args: argparse.Namespace | list[str] | None = None) -> int:
-    """``rtpose recording RUN_DIR [-o OUT.slp]`` (also ``python -m rtpose.live.recorder``)."""
+    """``rtpose recording RUN_DIR [-o OUT.slp [--overwrite]]`` (also ``python -m rtpose.live.recorder``)."""
     if not isinstance(args, argparse.Namespace):
         from rtpose.cli import build_parser  # the same arguments as ``rtpose recording``
 
         args = build_parser().parse_args(["recording", *(sys.argv[1:] if args is None else args)])
     try:
+        if args.output:  # before anything is read: a refused run costs nothing
+            from rtpose.paths import claim_output_file
+
+            claim_output_file(Path(args.output), args.overwrite)
         recording = read_recording(args.recording)
         print(f"{recording.path}: {len(recording.frame)} processed frames, {recording.dropped} dropped, "
               f"{'ended: ' + str(recording.end.get('reason')) if recording.end else 'no end record (killed?)'}")
