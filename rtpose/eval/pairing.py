@@ -60,6 +60,7 @@ class PairedFrames:
         n_frames_pred_only: predicted frames with no labels (not scored).
         n_pred_unscored: predicted instances in those frames.
         warnings: one-line notes for the user (nothing here is an error).
+        pred_provenance: the predictions file's provenance (what made it).
     """
 
     video_names: list[str]
@@ -78,6 +79,7 @@ class PairedFrames:
     n_frames_pred_only: int = 0
     n_pred_unscored: int = 0
     warnings: list[str] = attrs.field(factory=list)
+    pred_provenance: dict = attrs.field(factory=dict)
 
     @property
     def n_frames(self) -> int:
@@ -253,4 +255,5 @@ def pair_frames(
         n_frames_pred_only=len(pred_only),
         n_pred_unscored=sum(len(predicted[k]) for k in pred_only),
         warnings=notes,
+        pred_provenance=dict(pred.provenance or {}),
     )

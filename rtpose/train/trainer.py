@@ -24,7 +24,7 @@ import yaml
 from rtpose import __version__
 from rtpose.data.anchors import attach_anchors, hidden_anchors
 from rtpose.data.augment import AugmentParams
-from rtpose.data.proximity import median_size
+from rtpose.data.proximity import distance_split, median_size
 from rtpose.data.labels import class_names, load_labels, node_names, pooled_user_frames, user_frames
 from rtpose.data.samples import (Batch, CentroidSamples, FrameCache, InstanceSamples, fraction_outside_crop,
                                  mirror_order, select_frames, split_frames, suggest_crop_size)
@@ -468,6 +468,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     (out / MODEL_INFO).write_text(json.dumps(info, indent=2))
     if val_frames:
         console.print(f"validation frames, whole pipeline (written to {out / REPORT}):")
-        validation_report(out, val_frames, cache, classes if with_id else [], cfg.data.anchor_part, size_px, console)
+        split = distance_split(recorded=info, recorded_from=f"{out / MODEL_INFO}")  # as eval reads the export's
+        validation_report(out, val_frames, cache, classes if with_id else [], split, console)
     console.print(f"model written to {out} ({info['wall_minutes']:.1f} min)")
     return out
