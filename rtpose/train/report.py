@@ -34,6 +34,7 @@ def validation_report(model_dir: Path, n_timed: int = 30) -> dict[str, Any]:
     """
     from rtpose.data.labels import load_labels, user_frames
     from rtpose.data.samples import split_frames
+    from rtpose.data.video import describe_span
     from rtpose.engine.base import load_engine
     from rtpose.engine.predict import predict
     from rtpose.eval.evaluate import evaluate
@@ -61,7 +62,9 @@ def validation_report(model_dir: Path, n_timed: int = 30) -> dict[str, Any]:
                 pred = predict(export_dir, labels_path, frames=f"{idx[0]}-{idx[-1]}", output=Path(tmp) / "val.slp",
                                only_labeled=True, progress=False)
             r = evaluate(labels_path, pred, frames=set(idx))
-            out.update({"frames": len(idx), "frame_range": f"{idx[0]}-{idx[-1]}", "map": r["map"],
+            empty = [lf.frame_idx for lf in labels.labeled_frames if not lf.user_instances]
+            out.update({"frames": len(idx), "frame_range": f"{idx[0]}-{idx[-1]}",
+                        "frames_described": describe_span(idx, empty, "not validation frames"), "map": r["map"],
                         "dist_px": r["dist_px"], "id_accuracy": r["id_accuracy"], "n_gt": r["n_gt"],
                         "n_matched": r["n_matched"], "n_found": r["n_found"]})
         engine = load_engine(export_dir, "ort-cpu")
@@ -162,8 +165,9 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
         ident = f", identity {report['id_accuracy']:.1%}" if report.get("id_accuracy") == report.get("id_accuracy") \
             and info["class_names"] else ""
         found = report.get("n_found", report["n_matched"])
-        lines.append(f"  validation frames {report['frame_range']} ({report['frames']} frames, "
-                     f"{found}/{report['n_gt']} instances found (OKS > 0.5), {report['n_matched']} matched): "
+        span = report.get("frames_described") or f"{report['frame_range']} ({report['frames']} frames)"
+        lines.append(f"  validation frames {span}: "
+                     f"{found}/{report['n_gt']} instances found (OKS > 0.5), {report['n_matched']} matched; "
                      f"OKS mAP {report['map']:.3f}, "
                      f"node error p50 {d.get('p50', float('nan')):.1f} px, p90 {d.get('p90', float('nan')):.1f} px, "
                      f"p95 {d.get('p95', float('nan')):.1f} px{ident}")
