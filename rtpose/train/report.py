@@ -155,11 +155,17 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
     ``rtpose train LABELS.slp`` (``--minutes``), or with ``config_run`` in a config's
     settings (``budget_minutes``, ``optim.max_minutes``)."""
     info = json.loads((model_dir / "model.json").read_text())
-    lines = [f"[bold]training report[/] ({model_dir}, {info['wall_minutes']:.1f} min on {cpu})"]
+    timing = info.get("time") or {}
+    if timing:
+        lines = [f"[bold]training report[/] ({model_dir}, on {cpu})"]
+    else:  # a model.json from before the time split
+        lines = [f"[bold]training report[/] ({model_dir}, {info['wall_minutes']:.1f} min on {cpu})"]
     for net in ("centroid", "instance"):
         n = info[net]
         lines.append(f"  {net}: {n['epochs']} epochs in {n['wall_minutes']:.1f} min, best epoch {n['best_epoch']}, "
                      f"stopped by {n['stopped']}")
+    if timing:
+        lines.append(f"  {time_line(timing, report.get('time') or {})}")
     if "map" in report:
         d = report["dist_px"]
         ident = f", identity {report['id_accuracy']:.1%}" if report.get("id_accuracy") == report.get("id_accuracy") \
@@ -174,7 +180,7 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
     # the run's budget (config.yaml), or its wall time where that was longer: model.json's
     # wall_minutes counts only the last session of a resumed run
     config = yaml.safe_load((model_dir / "config.yaml").read_text()) if (model_dir / "config.yaml").exists() else {}
-    spent = max(float((config or {}).get("budget_minutes") or 0), info["wall_minutes"])
+    spent = timing.get("minutes_asked") or max(float((config or {}).get("budget_minutes") or 0), info["wall_minutes"])
     twice = max(math.ceil(2 * spent), 1)
     warning = weak_warning(report, spent, "budget_minutes" if config_run else "--minutes")
     if warning:
@@ -199,6 +205,28 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
         lines.append(f"  next: rtpose export {model_dir} -o models/{model_dir.name}")
     for line in lines:
         console.print(line, highlight=False)
+
+
+def time_line(timing: dict[str, Any], report_time: dict[str, Any]) -> str:
+    """Where the run's time went, in one line (minutes, measured).
+
+    Args:
+        timing: ``model.json``'s ``time``: ``minutes_asked`` (``--minutes``, or None),
+            ``deriving``, ``setup``, ``training``.
+        report_time: ``report.json``'s ``time``: ``report_minutes`` (all after training:
+            the validation tables and this report), ``total_minutes`` (may be empty).
+
+    Returns:
+        e.g. ``time: 0.81 min training of --minutes 1.5; the rest: 0.35 deriving, 0.09
+        setup, 0.26 validation and this report; 1.51 min in all``.
+    """
+    asked = timing.get("minutes_asked")
+    head = f"time: {timing['training']:.2f} min training" + (f" of --minutes {asked:g}" if asked else "")
+    rest = ([f"{timing['deriving']:.2f} deriving"] if asked else []) + [f"{timing['setup']:.2f} setup"]
+    if "report_minutes" in report_time:
+        rest.append(f"{report_time['report_minutes']:.2f} validation and this report")
+    total = f"; {report_time['total_minutes']:.2f} min in all" if "total_minutes" in report_time else ""
+    return f"{head}; the rest: {', '.join(rest)}{total}"
 
 
 def write_report(model_dir: Path, report: dict[str, Any]) -> None:
