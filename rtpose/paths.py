@@ -31,3 +31,20 @@ def no_such_file(path: str | Path) -> str:
             return (f"{text}: no such file (is RTPOSE_DATA unset? {beside} exists: "
                     f"export RTPOSE_DATA={data_dir()})")
     return f"{text}: no such file"
+
+
+def portable_data_path(path: str | Path) -> str:
+    """``path`` written as ``${RTPOSE_DATA}/...`` when it lies under the data directory.
+
+    A file that records where its inputs are (a training run's ``config.yaml``) then
+    keeps working where the data lives elsewhere, as the configs that ship do. Paths
+    elsewhere are returned as given.
+    """
+    text = str(path)
+    if "$" in text:
+        return text
+    try:
+        relative = Path(text).resolve().relative_to(data_dir().resolve())
+    except (ValueError, OSError):
+        return text
+    return f"${{RTPOSE_DATA}}/{relative.as_posix()}"

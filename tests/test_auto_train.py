@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -268,11 +269,15 @@ def test_minutes_must_be_positive(two_frames_path, tmp_path, capsys):
 
 # ---- end to end ---------------------------------------------------------------------------------
 
-def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, capsys):
+def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, capsys, monkeypatch):
     """Two embedded fly frames with tracks: derive, train briefly, report, and the saved
-    config.yaml reruns as a config."""
+    config.yaml reruns as a config, also where the data directory has moved."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(two_frames_path, data / "two_frames.pkg.slp")
+    monkeypatch.setenv("RTPOSE_DATA", str(data))
     out = tmp_path / "model"
-    assert cli(["train", str(two_frames_path), "--minutes", "0.6", "-o", str(out), *TINY]) == 0
+    assert cli(["train", str(data / "two_frames.pkg.slp"), "--minutes", "0.6", "-o", str(out), *TINY]) == 0
     # the printed settings say what --set replaced
     printed = " ".join(capsys.readouterr().err.split())  # rich wraps the lines at the terminal width
     assert "--set centroid.unet.filters=8 (given: replaces what is derived above)" in printed
@@ -304,7 +309,10 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
     assert rows
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["data"]["anchor_part"] == "thorax" and saved["instance"]["optim"]["epoch_seconds"] > 0
-    # the saved config reruns (shortened)
+    assert saved["data"]["labels"] == "${RTPOSE_DATA}/two_frames.pkg.slp"  # not this machine's path
+    # the saved config reruns (shortened), with the data somewhere else
+    (data / "two_frames.pkg.slp").rename(tmp_path / "two_frames.pkg.slp")
+    monkeypatch.setenv("RTPOSE_DATA", str(tmp_path))
     assert cli(["train", str(out / "config.yaml"), "-o", str(tmp_path / "again"),
                 "--set", "budget_minutes=0.2", "--set", "centroid.optim.max_epochs=1",
                 "--set", "instance.optim.max_epochs=1"]) == 0

