@@ -318,10 +318,6 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
                 "--set", "instance.optim.max_epochs=1"]) == 0
     assert (tmp_path / "again" / "model.json").exists()
     assert "time: budget_minutes 0.2 = " in " ".join(capsys.readouterr().err.split())
-
-
-def saved_budget(model_dir: Path) -> float:
-    return float(yaml.safe_load((model_dir / "config.yaml").read_text())["budget_minutes"])
     # a second run into a trained model's directory is refused before its banner ...
     before = (out / "model.json").read_bytes()
     assert cli(["train", str(two_frames_path), "--minutes", "0.6", "-o", str(out), *TINY]) == 2
@@ -338,6 +334,10 @@ def saved_budget(model_dir: Path) -> float:
     assert (out / "model.json").read_bytes() != before and not (out / "instance" / "stale.pt").exists()
     assert (out / "report.json").read_bytes() != old_report  # the new model's report (a config run ends with one)
     assert cli(["train", str(out / "config.yaml"), "-o", str(out), "--resume", "--overwrite"]) == 2
+
+
+def saved_budget(model_dir: Path) -> float:
+    return float(yaml.safe_load((model_dir / "config.yaml").read_text())["budget_minutes"])
 
 
 def test_epochs_are_replanned_from_the_observed_step_rate(flies_labels_path, tmp_path):
