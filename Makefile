@@ -70,19 +70,20 @@ model: $(STAMP)
 	$(PY) -m rtpose train $(MODEL_CONFIG) -o $(MODEL_RUN) --overwrite $(TRAIN_ARGS)
 	$(MAKE) model-export
 
-# Everything after training: export, check, score each graph, write the model card.
+# Everything after training: export, check, score each graph, write the model card. It may run
+# again on a run dir (`train --overwrite` keeps the predictions there), so predict gets --overwrite.
 model-export: $(STAMP)
 	$(PY) -m rtpose export $(MODEL_RUN) -o models/flies13 --int8 --overwrite
 	$(PY) -m rtpose check -m models/flies13
-	$(PY) -m rtpose predict -m models/flies13 $(VAL) -o $(MODEL_RUN)/val_predictions.slp
+	$(PY) -m rtpose predict -m models/flies13 $(VAL) -o $(MODEL_RUN)/val_predictions.slp --overwrite
 	$(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions.slp --json $(MODEL_RUN)/val_eval.json
-	$(PY) -m rtpose predict -m models/flies13 $(CLOSE) -o $(MODEL_RUN)/close_predictions.slp
+	$(PY) -m rtpose predict -m models/flies13 $(CLOSE) -o $(MODEL_RUN)/close_predictions.slp --overwrite
 	$(PY) -m rtpose eval -g $(FLIES)/clip.close.slp --px-per-mm 30.3 $(SPLIT) -p $(MODEL_RUN)/close_predictions.slp --json $(MODEL_RUN)/close_eval.json
 	for g in fp32 int8; do \
-	  $(PY) -m rtpose predict -m models/flies13 --$$g $(VAL) -o $(MODEL_RUN)/val_predictions_$$g.slp && \
+	  $(PY) -m rtpose predict -m models/flies13 --$$g $(VAL) -o $(MODEL_RUN)/val_predictions_$$g.slp --overwrite && \
 	  $(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions_$$g.slp --json $(MODEL_RUN)/val_eval_$$g.json || exit 1; \
 	done
-	$(if $(EMULATE),qemu-x86_64 -cpu Haswell $(PY) -m rtpose predict -m models/flies13 --int8 $(VAL) -o $(MODEL_RUN)/val_predictions_int8_haswell.slp 2>&1 | grep -v TCG; \
+	$(if $(EMULATE),qemu-x86_64 -cpu Haswell $(PY) -m rtpose predict -m models/flies13 --int8 $(VAL) -o $(MODEL_RUN)/val_predictions_int8_haswell.slp --overwrite 2>&1 | grep -v TCG; \
 	  $(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions_int8_haswell.slp --json $(MODEL_RUN)/val_eval_int8_haswell.json)
 	$(PY) experiments/train/model_card.py $(MODEL_RUN) models/flies13 $(MODEL_RUN)/val_eval.json \
 	  --close $(MODEL_RUN)/close_eval.json \
@@ -93,8 +94,8 @@ model-export: $(STAMP)
 	  "rtpose train $(MODEL_CONFIG) -o $(MODEL_RUN) --overwrite$(if $(TRAIN_ARGS), $(TRAIN_ARGS))" \
 	  "rtpose export $(MODEL_RUN) -o models/flies13 --int8 --overwrite" \
 	  "rtpose check -m models/flies13" \
-	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(MODEL_RUN)/val_predictions.slp   # and with --fp32, --int8" \
+	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(MODEL_RUN)/val_predictions.slp --overwrite   # and with --fp32, --int8" \
 	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.trainval.slp -p $(MODEL_RUN)/val_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(MODEL_RUN)/val_eval.json" \
-	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.close.slp --only-labeled --frames 1270-1299 -o $(MODEL_RUN)/close_predictions.slp" \
+	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.close.slp --only-labeled --frames 1270-1299 -o $(MODEL_RUN)/close_predictions.slp --overwrite" \
 	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.close.slp -p $(MODEL_RUN)/close_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(MODEL_RUN)/close_eval.json" \
 	  "# SIZE: animal_size_px of $(MODEL_RUN)/model.json (the unit of the distance split)"

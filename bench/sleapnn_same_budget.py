@@ -136,7 +136,7 @@ def score(out: Path, export: Path, data: dict) -> dict:
         span = f"{idx[0]}-{idx[-1]}"
         pred, result = out / f"val{k}.predictions.slp", out / f"val{k}.eval.json"
         subprocess.run([py, "-m", "rtpose", "predict", "-m", str(export), "-i", str(path), "--frames", span,
-                        "--only-labeled", "--fp32", "-o", str(pred)], check=True)
+                        "--only-labeled", "--fp32", "-o", str(pred), "--overwrite"], check=True)
         subprocess.run([py, "-m", "rtpose", "eval", "-g", str(path), "-p", str(pred), "--frames", span,
                         "--json", str(result)], check=True)
         scores[f"{path.name} {span}"] = json.loads(result.read_text())

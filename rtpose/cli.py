@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="one input: output .slp (default: INPUT.predictions.slp, or in the "
                    "working directory when the input's folder is read-only); on Ray: the output folder "
                    "(default: ./rtpose-predictions)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="one input: replace an existing output .slp (without it, an existing one is refused "
+                        "before any work)")
     p.add_argument("--workers", type=int, help="Ray workers, each with its own engine (default: one per chunk, "
                    "up to one per CPU); runs on Ray even for one input")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads per Ray worker (default: as many as fit "

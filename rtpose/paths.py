@@ -1,13 +1,18 @@
-"""Where the shared data lives.
+"""Where the shared data lives, and the paths rtpose prints, stores and writes to.
 
 Data files are never part of the repository; ``RTPOSE_DATA`` points at them, defaulting
-to ``../shared/data`` beside the checkout.
+to ``../shared/data`` beside the checkout. :func:`clean_path` is the form a path takes
+when rtpose prints or stores it (no ``..``), :func:`portable_data_path` the form a file
+that may move to another machine records (``${RTPOSE_DATA}/...``); :func:`claim_output_file`
+refuses to replace an existing output file without ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from rtpose.errors import RtposeError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +36,41 @@ def no_such_file(path: str | Path) -> str:
             return (f"{text}: no such file (is RTPOSE_DATA unset? {beside} exists: "
                     f"export RTPOSE_DATA={data_dir()})")
     return f"{text}: no such file"
+
+
+def clean_path(path: str | Path) -> str:
+    """``path`` as rtpose prints and stores it: absolute, with ``.`` and ``..`` folded.
+
+    ``$PWD/../shared/data/../peer/centroid`` becomes ``/work/shared/peer/centroid``.
+    Symbolic links are kept (``os.path.abspath`` folds the text, it does not resolve
+    links), so a data folder reached through a link keeps the name the user gave it;
+    where a ``..`` follows a link, folding the text would name another place than the
+    kernel does, and the path is resolved instead (``Path.resolve``). A path that does not
+    exist is folded as text.
+    """
+    given = os.fspath(path)
+    folded = os.path.abspath(given)
+    if folded != os.path.join(os.getcwd(), given) and os.path.exists(given):
+        try:
+            same = os.path.samefile(given, folded)
+        except OSError:  # the folded text names nothing: a link came before the ..
+            same = False
+        if not same:
+            return str(Path(given).resolve())
+    return folded
+
+
+def claim_output_file(path: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing output file unless ``--overwrite`` was given; called
+    before any work, so a refused run costs nothing and touches nothing.
+
+    Raises:
+        RtposeError: ``path`` exists and ``overwrite`` is False (one line naming the file
+            and the flag, as ``rtpose export`` says it for an export directory).
+    """
+    if overwrite or not (path.exists() or path.is_symlink()):
+        return
+    raise RtposeError(f"{path} already exists: give another -o, or --overwrite to replace it")
 
 
 def portable_data_path(path: str | Path) -> str:

@@ -284,6 +284,47 @@ def test_predict_errors_are_one_line(tmp_path, flies_video_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {missing_dir}: its folder does not exist"
 
 
+def test_predict_refuses_an_existing_output_before_any_work_unless_overwrite(tmp_path, flies_video_path,
+                                                                            monkeypatch, capsys):
+    """An existing -o (or default output) is not replaced without a word: one line naming it
+    and --overwrite, exit 2, the file untouched, said before the model or a frame is read;
+    --overwrite replaces it; -o naming the input is refused even with --overwrite."""
+    import rtpose.engine.predict as predict_module
+
+    out = tmp_path / "pred.slp"
+    out.write_bytes(b"an earlier run's poses")
+    read = []
+    for name in ("load_engine", "resolve_input"):  # the expensive steps: loading the model, reading the video
+        real = getattr(predict_module, name)
+        monkeypatch.setattr(predict_module, name, lambda *a, _real=real, _name=name, **k: read.append(_name) or
+                            _real(*a, **k))
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200", "-o", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: {out} already exists: give another -o, or --overwrite to replace it\n"
+    assert out.read_bytes() == b"an earlier run's poses" and read == []
+
+    default = tmp_path / "clip.predictions.slp"  # no -o: INPUT.predictions.slp beside the input
+    video = tmp_path / "clip.mp4"
+    video.symlink_to(flies_video_path)
+    default.write_bytes(b"kept")
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(video), "--frames", "1200"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {default} already exists: give another -o, or --overwrite " \
+                                              "to replace it"
+    assert default.read_bytes() == b"kept" and read == []
+
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200", "-o", str(out),
+                "--overwrite"]) == 0
+    assert [f for _, f, _ in read_predictions(out).frames] == [1200] and read == ["resolve_input", "load_engine"]
+
+    labels = tmp_path / "labels.slp"
+    shutil.copy(out, labels)
+    kept = labels.read_bytes()
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(labels), "-o", str(tmp_path / "." / "labels.slp"),
+                "--overwrite"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {tmp_path / 'labels.slp'} is the input: give another -o "
+                                               "(--overwrite never replaces the input)")
+    assert labels.read_bytes() == kept
+
+
 def test_a_data_path_written_without_rtpose_data_gets_a_hint(flies_video_path, monkeypatch, capsys):
     """``$RTPOSE_DATA/flies13/clip.mp4`` in a shell where it is unset reads ``/flies13/clip.mp4``."""
     import rtpose.paths
@@ -332,6 +373,16 @@ def test_bench_reports_latency(tmp_path, flies_video_path):
     assert result["graph"] in ("fp32", "int8") and result["graph_reason"] and result["self_check"]["passed"]
     assert 0 < lat["p50"] <= lat["p99"] <= lat["max"] and result["fps"] > 0
     assert result["fps_at_batch_size"]["2"] > 0 and png.stat().st_size > 1000
+
+
+def test_bench_recommends_the_smallest_batch_among_those_equal_as_printed():
+    """A sweep whose figures all print 23 recommends batch 1 and names the others as no
+    faster (it once said "best 23 at batch 2"); a real gain still picks the larger batch."""
+    from rtpose.engine.bench import best_batch
+
+    assert best_batch({"1": 22.8, "2": 23.4, "4": 23.1, "8": 22.6}) == ("1", ["2", "4", "8"])
+    assert best_batch({"1": 22.4, "2": 23.4, "4": 23.1}) == ("2", ["4"])  # 22 against 23: 2 is faster
+    assert best_batch({"1": 187.0, "2": 199.6, "4": 210.2, "8": 205.0}) == ("4", [])
 
 
 # ---------------------------------------------------------------- self-checking exports

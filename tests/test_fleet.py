@@ -239,7 +239,14 @@ def test_fleet_on_a_lying_container_agrees_with_one_process(tmp_path, videos, ra
     from rtpose.fleet.run import EXIT_INCOMPLETE, run_fleet
 
     mkv = videos["mkv"]
-    result = run_fleet(SHIPPED, [str(mkv)], tmp_path / "all", workers=2, chunk_frames=64, precision=PRECISION)
+    earlier = tmp_path / "all" / f"{mkv.stem}.predictions.slp"  # not this run's: replaced only with overwrite
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"an earlier run's poses")
+    with pytest.raises(RtposeError, match="already exists: give another -o, or --overwrite"):
+        run_fleet(SHIPPED, [str(mkv)], tmp_path / "all", workers=2, chunk_frames=64, precision=PRECISION)
+    result = run_fleet(SHIPPED, [str(mkv)], tmp_path / "all", workers=2, chunk_frames=64, precision=PRECISION,
+                       overwrite=True)
+    assert read_predictions(earlier).frames
     entry = result.manifest["videos"][str(mkv.resolve())]
     run = result.manifest["runs"][-1]
     assert result.exit_status == 0 and entry["status"] == "done" and entry["frames"] == 40
@@ -337,6 +344,27 @@ def test_without_ray_the_error_names_the_extra(tmp_path, videos, monkeypatch, ca
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(videos["a"]), "--frames", "0-1",
                 "-o", str(tmp_path / "one.slp")]) == 0
     assert [f for _, f, _ in read_predictions(tmp_path / "one.slp").frames] == [0, 1]
+
+
+def test_outputs_that_are_not_this_runs_work_are_refused_before_ray_unless_overwrite(tmp_path, videos, capsys):
+    """.slp files in the output folder that this run would replace (made by another run
+    with other settings, or by anything else) are refused in one line naming them and
+    --overwrite, exit 2, before Ray starts: the files are untouched, no manifest is written."""
+    out = tmp_path / "out"
+    out.mkdir()
+    a = out / "a.predictions.slp"
+    a.write_bytes(b"kept")
+    argv = ["predict", "-m", str(SHIPPED), "-i", str(videos["a"]), str(videos["b"]), "-o", str(out)]
+    started = ray.is_initialized()
+    assert cli(argv) == 2
+    assert capsys.readouterr().err == f"error: {a} already exists: give another -o, or --overwrite to replace it\n"
+    (out / "b.predictions.slp").write_bytes(b"kept too")
+    assert cli(argv) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {out} already holds 2 of this run's outputs (a.predictions.slp, "
+                                               "b.predictions.slp), from other settings or another run: give "
+                                               "another -o, or --overwrite to replace them")
+    assert a.read_bytes() == b"kept" and (out / "b.predictions.slp").read_bytes() == b"kept too"
+    assert not (out / "manifest.json").exists() and ray.is_initialized() == started
 
 
 def test_inputs_folders_patterns_and_outputs(tmp_path, videos):

@@ -365,6 +365,25 @@ def test_an_export_without_real_frames_says_its_reference_is_a_blank_frame(legac
     assert "[-1]" not in printed
 
 
+def test_export_prints_and_stores_paths_without_dot_dot(legacy_pair, tmp_path, monkeypatch, capsys):
+    """`$PWD/../shared/data/../models_sleap_legacy/...` (the README's RTPOSE_DATA, then ..):
+    what export prints and rtpose.json's source keep is the absolute path without `..`;
+    a model dir reached through a link keeps the link's name (the user's name for it)."""
+    link = tmp_path / "models"
+    link.symlink_to(legacy_pair[0].parent)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    given = [f"{legacy_pair[0].parent}/../{legacy_pair[0].parent.name}/{legacy_pair[0].name}",
+             f"../models/{legacy_pair[1].name}"]
+    assert cli(["export", *given, "-o", "../work/../out", "--frame-size", "384x384"]) == 0
+    printed = capsys.readouterr().out
+    dirs = [str(legacy_pair[0]), str(link / legacy_pair[1].name)]
+    assert f"exported {dirs[0]} + {dirs[1]} (sleap-1.x) -> {tmp_path / 'out'}: " in printed, printed
+    assert f"rtpose check -m {tmp_path / 'out'}\n" in printed and ".." not in printed, printed
+    nets = ExportSpec.load(tmp_path / "out").source["networks"]
+    assert [nets["centroid"]["dir"], nets["instance"]["dir"]] == dirs
+
+
 def test_a_frame_a_few_pixels_smaller_runs_as_on_an_export_of_its_own_size(legacy_export, legacy_pair,
                                                                             minimal_labels_path, tmp_path):
     """What justifies the engines' padding: the graph pads frames to a multiple of

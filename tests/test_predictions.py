@@ -91,6 +91,25 @@ def test_the_video_path_is_stored_absolute_without_dot_dot(tmp_path, flies_video
         assert sio.load_slp(str(path), open_videos=False).videos[0].filename == expected, relative
 
 
+def test_clean_path_folds_dot_dot_keeps_links_and_never_names_another_place(tmp_path, monkeypatch):
+    """`..` folded to an absolute path; a link kept by name; a `..` after a link goes where
+    the kernel goes (the link's target's parent), not where the folded text would."""
+    from rtpose.paths import clean_path
+
+    real = tmp_path / "disk" / "data"
+    (real / "flies").mkdir(parents=True)
+    (tmp_path / "disk" / "peer").mkdir()
+    (tmp_path / "peer").mkdir()  # where folding `data_link/../peer` as text would land: another folder
+    link = tmp_path / "data_link"
+    link.symlink_to(real)
+    assert clean_path(f"{real}/../data/flies") == str(real / "flies")
+    assert clean_path(f"{link}/flies/../flies") == str(link / "flies")  # the link stays
+    assert clean_path(f"{link}/../peer") == str(tmp_path / "disk" / "peer")  # as `ls data_link/../peer` lists
+    assert clean_path(f"{tmp_path}/nowhere/../new.slp") == str(tmp_path / "new.slp")  # not there yet: as text
+    monkeypatch.chdir(real)
+    assert clean_path("flies/../flies") == str(real / "flies") and clean_path("x.slp") == str(real / "x.slp")
+
+
 def test_invisible_nodes_and_untracked_instances(tmp_path):
     points = [[[10, 20], [np.nan, np.nan]], [[30, 40], [50, 60]]]
     poses = _poses(points, [[0.9, 0.1], [0.8, 0.7]], [0.95, 0.4], [1, -1])

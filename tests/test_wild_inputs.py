@@ -291,7 +291,8 @@ def test_a_truncated_file_is_a_shorter_video(flies_video_path, tmp_path, capsys)
     assert "the stream ends after 25 frames" in err and "predicted the 25 it holds" in err, err
     assert "asked for" not in err, err  # no --frames given: nothing asked for was lost
     assert [f for _, f, _ in read_predictions(out).frames] == list(range(25))
-    assert cli_main(["predict", "-m", MODEL, "-i", str(cut), "-o", str(out), "--frames", "20-29"]) == 3
+    assert cli_main(["predict", "-m", MODEL, "-i", str(cut), "-o", str(out), "--frames", "20-29",
+                     "--overwrite"]) == 3
     err = capsys.readouterr().err
     assert "5 frame(s) asked for lie past its end" in err and "5 frame(s) asked for have no poses" in err, err
     assert [f for _, f, _ in read_predictions(out).frames] == list(range(20, 25))

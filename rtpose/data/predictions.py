@@ -22,6 +22,7 @@ import sleap_io as sio
 
 from rtpose.data.labels import load_labels
 from rtpose.errors import RtposeError
+from rtpose.paths import clean_path
 from rtpose.poses import Poses
 
 
@@ -115,11 +116,11 @@ def write_predictions(
 
 def stored_video_path(video_path: str | Path) -> str:
     """The path a predictions file stores for its video: a file that is here as its
-    absolute path with ``.`` and ``..`` segments folded (``os.path.abspath``, which does
-    not resolve symlinks); anything else (a camera's name, a video since moved) as
-    given, folded (``os.path.normpath``)."""
+    absolute path with ``.`` and ``..`` segments folded (:func:`rtpose.paths.clean_path`:
+    symlinks kept, unless a ``..`` follows one); anything else (a camera's name, a video
+    since moved) as given, folded (``os.path.normpath``)."""
     folded = os.path.normpath(os.fspath(video_path))
-    return os.path.abspath(folded) if os.path.exists(os.fspath(video_path)) or os.path.exists(folded) else folded
+    return clean_path(video_path) if os.path.exists(os.fspath(video_path)) or os.path.exists(folded) else folded
 
 
 def _video_of(video_path: Path) -> sio.Video:

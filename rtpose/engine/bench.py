@@ -51,6 +51,26 @@ def throughput(engine: Engine, frames: list[np.ndarray], batch_size: int, min_se
             return n / elapsed
 
 
+def best_batch(sweep: dict[str, float]) -> tuple[str, list[str]]:
+    """The batch size to recommend from a throughput sweep, and the larger ones no faster.
+
+    Figures are printed as whole frames/s, so two batch sizes whose figures print the
+    same are equal as far as the user can tell (and the timing's noise is larger than
+    that): the smallest of those that print the highest figure is the best, as it costs
+    the least latency and memory; the larger ones are named as no faster.
+
+    Args:
+        sweep: frames/s by batch size (``"1"``, ``"2"``, ...), in increasing batch size.
+
+    Returns:
+        ``(best, tied)``: the batch size, and the larger ones whose figure prints the same.
+    """
+    shown = {b: f"{f:.0f}" for b, f in sweep.items()}
+    top = shown[max(sweep, key=sweep.get)]
+    equal = [b for b in sweep if shown[b] == top]
+    return equal[0], equal[1:]
+
+
 def summarize(ms: np.ndarray) -> dict:
     return {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
             "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "mean": float(ms.mean())}
@@ -101,10 +121,11 @@ def main(args: argparse.Namespace) -> int:
     if not args.no_batch_sweep:
         sizes = [1, 2, 4, 8, 16] if args.engine.startswith("ort-cpu") else [1, 4, 16, 32, 64, 128, 256]
         sweep = {str(b): throughput(engine, frames, b) for b in sizes}
-        best = max(sweep, key=sweep.get)
+        best, tied = best_batch(sweep)
         result["throughput_fps"] = sweep
         result["best_batch_size"] = int(best)
         result["best_fps"] = sweep[best]
+        result["no_faster_batch_sizes"] = [int(b) for b in tied]  # larger, and equal within rounding
     lat = result["latency_ms"]
     print(f"{engine.name} on {engine.device}, model {args.model}, frames {result['frames']} (n={len(frames)})")
     print(f"graph: {engine.describe_graph()}")
@@ -112,7 +133,10 @@ def main(args: argparse.Namespace) -> int:
           f"max {lat['max']:.2f}  -> {result['fps']:.0f} frames/s")
     if "throughput_fps" in result:
         sweep_text = "  ".join(f"b{b}: {f:.0f}" for b, f in result["throughput_fps"].items())
-        print(f"throughput (frames/s): {sweep_text}; best {result['best_fps']:.0f} at batch {result['best_batch_size']}")
+        tied = result["no_faster_batch_sizes"]
+        same = f" ({', '.join(f'b{b}' for b in tied)}: the same within rounding, no faster)" if tied else ""
+        print(f"throughput (frames/s): {sweep_text}; best {result['best_fps']:.0f} at batch "
+              f"{result['best_batch_size']}{same}")
     if len(frames) < MIN_FRAMES_FOR_PERCENTILES:
         n = len(frames)
         more = "a longer input" if len(indices) == n and args.frames is None and n < DEFAULT_FRAMES \

@@ -28,6 +28,7 @@ from rtpose.data.video import describe_indices
 from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
+from rtpose.paths import claim_output_file
 from rtpose.poses import Poses
 
 EXIT_FRAMES_MISSING = 3  # predictions written, but some frames asked for could not be read
@@ -88,33 +89,31 @@ def model_provenance(model: str | Path, engine: str, graph: str | None, continui
 def predict(model: str | Path, input_path: str | Path, frames: str | None = None, output: str | Path | None = None,
             batch_size: int = 1, engine_name: str = "ort-cpu", only_labeled: bool = False,
             progress: bool = True, continuity: bool = True, report: DecodeReport | None = None,
-            precision: str = "auto") -> Path:
+            precision: str = "auto", overwrite: bool = False) -> Path:
     """Predict poses on ``frames`` of ``input_path`` and write them to ``output`` (.slp).
 
     ``report``, when given, receives the frames that could not be read (see the module
     docstring); the caller decides what they mean for its exit status. ``precision``:
-    which graph of the export (rtpose.engine.base.load_engine).
+    which graph of the export (rtpose.engine.base.load_engine). An existing ``output``
+    is refused unless ``overwrite`` (:func:`claim_output`), before any work.
 
     Raises:
-        RtposeError: bad input, model or output path (nothing is written), an input
+        RtposeError: bad input, model or output path, an existing output without
+            ``overwrite`` (nothing is written, nothing read but file headers), an input
             that does not fit the model (its frame size, a .slp's skeleton:
             ``rtpose.engine.frames.resolve_input``), or a graph that fails its
             self-check on this machine.
     """
     if batch_size < 1:
         raise RtposeError("--batch-size must be at least 1")
+    output = claim_output(input_path, output, overwrite)  # before the model or any frame is read
     spec = ExportSpec.load(model)
     video, indices = resolve_input(input_path, frames, only_labeled, spec)  # refuses an input that does not fit
     if not indices:
         raise RtposeError(f"{input_path}: no frames to predict on")
     if Path(video).suffix.lower() == ".slp":
-        which = "that were asked for" if frames is not None or only_labeled else "(all of them)"
-        print(f"{Path(video).name} is a package: predicting on the {len(indices)} frame(s) it holds {which} "
-              f"({describe_indices(indices)})")
+        print(f"{Path(video).name} is a package: predicting on {_held_frames(indices, frames is not None or only_labeled)}")
     report = report if report is not None else DecodeReport()
-    output = Path(output) if output else default_output(Path(input_path))
-    if not output.parent.is_dir():
-        raise RtposeError(f"{output}: its folder does not exist")
     engine = load_engine(model, engine_name, precision)
     spec = engine.spec
     columns = [TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]} FPS"),
@@ -146,7 +145,7 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
         provenance["rtpose.stream_frames"] = report.stream_frames
     write_predictions(output, video, spec.node_names, spec.edges, spec.class_names, results, provenance=provenance)
     n_inst = sum(len(p) for _, p in results)
-    print(f"{len(results)} frames, {n_inst} instances -> {output} ({len(results) / wall:.0f} frames/s, "
+    print(f"{_count(len(results), 'frame')}, {_count(n_inst, 'instance')} -> {output} ({len(results) / wall:.0f} frames/s, "
           f"{engine.name} on {engine.device})")
     print(f"ran the {engine.describe_graph()}")
     if follow is not None and follow.followed:
@@ -157,6 +156,39 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
         print(f"warning: {len(report.missing)} frame(s) {which} have no poses ({describe_indices(report.missing)}); "
               f"the poses of the {len(results)} that were read are in {output}", file=sys.stderr)
     return output
+
+
+def claim_output(input_path: str | Path, output: str | Path | None, overwrite: bool = False) -> Path:
+    """The .slp a one-input predict writes (``-o``, else :func:`default_output`), checked
+    before any work: its folder exists, it is not the input, and it is not an existing
+    file unless ``overwrite`` (``--overwrite``).
+
+    Raises:
+        RtposeError: one line naming the file (and the flag, for an existing file).
+    """
+    output = Path(output) if output else default_output(Path(input_path))
+    if not output.parent.is_dir():
+        raise RtposeError(f"{output}: its folder does not exist")
+    if output.exists() and Path(input_path).exists() and os.path.samefile(output, input_path):
+        raise RtposeError(f"{output} is the input: give another -o (--overwrite never replaces the input)")
+    claim_output_file(output, overwrite)
+    return output
+
+
+def _held_frames(indices: Sequence[int], chosen: bool) -> str:
+    """What a run on a package predicts on, in words: ``the one frame it holds (frame 0)``,
+    ``the 2 frames it holds (all of them: frames 5, 12)``, ``the 1 frame it holds that was
+    asked for (frame 12)``."""
+    n = len(indices)
+    frames = f"frame {indices[0]}" if n == 1 else f"frames {describe_indices(indices)}"
+    if chosen:
+        return f"the {_count(n, 'frame')} it holds that {'was' if n == 1 else 'were'} asked for ({frames})"
+    return f"the one frame it holds ({frames})" if n == 1 else f"the {n} frames it holds (all of them: {frames})"
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 frame``, ``2 frames``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def predict_frames(engine: Engine, video: str | Path, indices: Sequence[int], batch_size: int = 1,
@@ -219,5 +251,5 @@ def main(args: argparse.Namespace) -> int:
         raise RtposeError("--threads is for Ray workers; one input in one process uses every core")
     report = DecodeReport()
     predict(args.model, args.input[0], args.frames, args.output, args.batch_size, args.engine, args.only_labeled,
-            continuity=not args.no_continuity, report=report, precision=args.precision)
+            continuity=not args.no_continuity, report=report, precision=args.precision, overwrite=args.overwrite)
     return EXIT_FRAMES_MISSING if report.missing else 0

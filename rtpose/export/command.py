@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from rtpose.errors import RtposeError
+from rtpose.paths import clean_path
 
 REFERENCE_FRAMES = 3  # real frames whose fp32 outputs the export stores (rtpose.engine.selfcheck)
 EXIT_INT8_REFUSED = 3  # the export is written, without the int8 graph asked for (as predict's 3: not all done)
@@ -198,7 +199,9 @@ def main(args: argparse.Namespace) -> int:
                   references[0] if references else None, references[1] if references else None,
                   (args.video, video_frames[2]) if video_frames else None)
     src = spec.source.get("format", "rtpose")
-    print(f"exported {' + '.join(map(str, dirs))} ({src}) -> {args.output}: {spec.frame_height}x{spec.frame_width} "
+    out = clean_path(args.output)  # as rtpose.json's source: absolute, no ..
+    print(f"exported {' + '.join(clean_path(d) for d in dirs)} ({src}) -> {out}: "
+          f"{spec.frame_height}x{spec.frame_width} "
           f"uint8 frames, up to {spec.max_instances} instances, {spec.n_nodes} nodes, "
           f"classes {', '.join(spec.class_names) or 'none'}")
     print(f"graphs: {', '.join(f'{p} {n}' for p, n in spec.graphs.items())}; references (reference.npz): fp32 "
@@ -220,7 +223,7 @@ def main(args: argparse.Namespace) -> int:
               "give --max-instances N for more")
     refused = spec.extra.get("int8_refused")
     if refused:
-        print(f"int8 refused: {refused['reason']}; {args.output} holds the fp32 graph only (it runs on every CPU)",
+        print(f"int8 refused: {refused['reason']}; {out} holds the fp32 graph only (it runs on every CPU)",
               file=sys.stderr)
-    print(f"check it on any machine: rtpose check -m {args.output}")
+    print(f"check it on any machine: rtpose check -m {out}")
     return EXIT_INT8_REFUSED if refused else 0

@@ -24,6 +24,7 @@ import torch
 
 from rtpose import __version__
 from rtpose.errors import RtposeError
+from rtpose.paths import clean_path
 from rtpose.export.spec import INPUT_NAME, INT8_MODEL_FILE, MODEL_FILE, OUTPUT_NAMES, REFERENCE_FILE, ExportSpec
 from rtpose.nn.models import centroid_arch_from_dict, instance_arch_from_dict
 from rtpose.nn.pipeline import TopDownPipeline
@@ -84,7 +85,7 @@ def build_pipeline(model_dir: str | Path | list, max_instances: int | None = Non
     info["architecture"] = {"centroid": c_ckpt["arch"], "instance": i_ckpt["arch"]}
     from rtpose.export.importers.common import file_hashes
 
-    info["source"] = {"format": "rtpose", "version": __version__, "dir": str(model_dir),
+    info["source"] = {"format": "rtpose", "version": __version__, "dir": clean_path(model_dir),
                       "sha256": file_hashes(model_dir, ["centroid/best.pt", "instance/best.pt", "config.yaml"])}
     return pipeline, info
 

@@ -42,6 +42,7 @@ from rtpose.fleet.plan import (DEFAULT_CHUNK_FRAMES, Chunk, files_digest, model_
 from rtpose.fleet.store import (CHUNKS_DIR, OutDirLock, load_chunk, load_manifest, save_chunk, save_json,
                                 join_reports, stale_temporaries, unpack)
 from rtpose.fleet.worker import FrameCounter, PredictWorker
+from rtpose.paths import claim_output_file
 
 EXIT_INCOMPLETE = EXIT_FRAMES_MISSING  # frames asked for were not read, or an input failed; the rest is written
 FINISHED = ("done", "partial")
@@ -59,6 +60,8 @@ class VideoJob:
     chunk_dir: Path | None = None
     chunks: list[Chunk] = attrs.field(factory=list)
     remaining: set[str] = attrs.field(factory=set)
+    replaces: bool = False  # its .slp exists and is not this work's (another model, engine, frames or file)
+    stale_chunk_dir: Path | None = None  # chunks an earlier run left for other settings: removed once planned
 
     @property
     def finished(self) -> bool:
@@ -83,7 +86,8 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
               frames: str | None = None, only_labeled: bool = False, batch_size: int = 1,
               engine_name: str = "ort-cpu", workers: int | None = None, threads: int | None = None,
               ray_address: str | None = None, chunk_frames: int | None = None, continuity: bool = True,
-              progress: bool = True, console: Console | None = None, precision: str = "auto") -> FleetResult:
+              progress: bool = True, console: Console | None = None, precision: str = "auto",
+              overwrite: bool = False) -> FleetResult:
     """Predict every input on Ray workers; one ``.slp`` per input in ``out_dir``.
 
     Args:
@@ -106,6 +110,9 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
         console: where the bar and table go (default stderr / stdout).
         precision: ``auto`` (each worker's engine picks the graph for its node; the
             manifest records which ran), ``int8`` or ``fp32`` (one graph everywhere).
+        overwrite: replace ``.slp`` files in ``out_dir`` that are not this work's
+            (another run's with other settings, or any other file of that name);
+            without it such a run is refused before Ray starts. Resuming never needs it.
 
     Returns:
         The manifest, its path, and the exit status: 0 when every input was predicted in
@@ -114,7 +121,8 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
 
     Raises:
         RtposeError: bad arguments, inputs that name nothing, Ray missing or unreachable,
-            the output folder taken by another run.
+            the output folder taken by another run, outputs there that are not this
+            work's without ``overwrite`` (no .slp, chunk or manifest is touched).
         KeyboardInterrupt: after saving the manifest; run again to resume.
     """
     for name, value in (("--batch-size", batch_size), ("--chunk-frames", chunk_frames), ("--workers", workers),
@@ -149,6 +157,10 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
         jobs = [_plan(p, o, manifest, frames, only_labeled, digest, engine_name, batch_size, chunk_frames, run, spec,
                       precision)
                 for p, o in zip(paths, outputs)]
+        _claim_outputs(jobs, out_dir, overwrite)  # before the manifest, a chunk or Ray is touched
+        for job in jobs:
+            if job.stale_chunk_dir is not None:
+                shutil.rmtree(job.stale_chunk_dir, ignore_errors=True)  # chunks of another model, engine or video
         save_json(manifest_path, manifest)
         driver = _Driver(ray, spec, files, jobs, manifest, manifest_path, run, engine_name, batch_size, continuity,
                          console or Console(stderr=True), progress, frames, precision, only_labeled)
@@ -193,9 +205,10 @@ def _plan(path: Path, output: Path, manifest: dict, frames: str | None, only_lab
     if old.get("key") == key and old.get("status") in FINISHED and output.exists():
         manifest["videos"][str(path)] = job.entry = old  # finished by an earlier run: nothing to do
         return job
+    job.replaces = output.exists() and old.get("key") != key  # same key: this work, cut short after writing it
     old_dir = old.get("chunk_dir")
     if old_dir and Path(old_dir) != job.chunk_dir:
-        shutil.rmtree(old_dir, ignore_errors=True)  # chunks of another model, engine or video version
+        job.stale_chunk_dir = Path(old_dir)
     kept = old.get("chunks", {}) if old.get("key") == key else {}
     sequential_from = old.get("sequential_from") if old.get("key") == key else None
     job.chunks = plan_chunks(0, [i for i in indices if sequential_from is None or i < sequential_from], chunk_frames)
@@ -214,6 +227,24 @@ def _plan(path: Path, output: Path, manifest: dict, frames: str | None, only_lab
     entry.update(video=str(video), key=key, chunk_dir=str(job.chunk_dir), frames_asked=len(indices),
                  video_fps=_video_fps(video), chunks=chunks)
     return job
+
+
+def _claim_outputs(jobs: Sequence[VideoJob], out_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace ``.slp`` files that are not this run's own work, unless ``overwrite``.
+
+    As one-input ``predict`` refuses an existing ``-o``; said before Ray starts.
+
+    Raises:
+        RtposeError: one line naming the file (or the folder and how many), and ``--overwrite``.
+    """
+    taken = [job.output for job in jobs if job.replaces]
+    if overwrite or not taken:
+        return
+    if len(taken) == 1:
+        claim_output_file(taken[0], overwrite)
+    names = ", ".join(p.name for p in taken[:3]) + (", ..." if len(taken) > 3 else "")
+    raise RtposeError(f"{out_dir} already holds {len(taken)} of this run's outputs ({names}), from other settings "
+                      "or another run: give another -o, or --overwrite to replace them")
 
 
 def _video_fps(video: Path) -> float | None:
@@ -503,6 +534,6 @@ def main(args: argparse.Namespace) -> int:
     """``rtpose predict`` with several inputs, a folder, a pattern or a fleet option."""
     result = run_fleet(args.model, args.input, args.output, args.frames, args.only_labeled, args.batch_size,
                        args.engine, args.workers, args.threads, args.ray, args.chunk_frames,
-                       continuity=not args.no_continuity, precision=args.precision)
+                       continuity=not args.no_continuity, precision=args.precision, overwrite=args.overwrite)
     print(f"manifest: {result.manifest_path}")
     return result.exit_status

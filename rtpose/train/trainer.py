@@ -33,7 +33,7 @@ from rtpose.errors import RtposeError
 from rtpose.nn.models import CentroidArch, InstanceArch, arch_to_dict
 from rtpose.nn.peaks import global_peaks, local_peaks, refine
 from rtpose.nn.unet import UNet, UNetSpec, count_parameters
-from rtpose.paths import portable_data_path
+from rtpose.paths import clean_path, portable_data_path
 from rtpose.train.config import AugmentConfig, DataConfig, HardKeypointConfig, TrainConfig, UNetConfig
 from rich.markup import escape
 
@@ -486,8 +486,8 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     info = {
         "rtpose_version": __version__,
         "config_hash": config_hash(resolved),
-        "labels": str(label_files[0]),
-        "label_files": [str(p) for p in label_files],
+        "labels": clean_path(label_files[0]),  # ${RTPOSE_DATA}/.. expanded: stored without ..
+        "label_files": [clean_path(p) for p in label_files],
         "node_names": nodes,
         "edges": [[nodes.index(e.source.name), nodes.index(e.destination.name)] for e in skeleton.edges],
         "class_names": classes if with_id else [],

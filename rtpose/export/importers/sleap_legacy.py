@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from rtpose.errors import RtposeError
+from rtpose.paths import clean_path
 from rtpose.export.importers.common import (ImportedNet, class_head, confmaps_head, file_hashes, topdown_unet,
                                             sleap_unet)
 
@@ -121,7 +122,7 @@ def read(model_dir: Path) -> ImportedNet:
         model_type=model_type, arch=arch, layers=layers, node_names=part_names, edges=edges, class_names=class_names,
         anchor_part=confmaps.get("anchor_part"), input_scale=scale, crop_size=int(crop) if crop else None,
         max_hw=None,
-        source={"format": "sleap-1.x", "version": str(version), "model_type": model_type, "dir": str(model_dir),
+        source={"format": "sleap-1.x", "version": str(version), "model_type": model_type, "dir": clean_path(model_dir),
                 "sha256": file_hashes(model_dir, [WEIGHTS, CONFIG])},
         weights_file=model_dir / WEIGHTS, conventions="sleap", resize="bilinear",
     )

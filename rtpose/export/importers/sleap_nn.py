@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rtpose.errors import RtposeError
+from rtpose.paths import clean_path
 from rtpose.export.importers.common import (ImportedNet, class_head, confmaps_head, file_hashes, topdown_unet,
                                             sleap_unet)
 
@@ -111,7 +112,7 @@ def read(model_dir: Path) -> ImportedNet:
         class_names=class_names, anchor_part=confmaps.get("anchor_part"),
         input_scale=float(prep.get("scale") or 1.0), crop_size=int(crop) if crop else None, max_hw=max_hw,
         source={"format": "sleap-nn", "version": str(cfg.get("sleap_nn_version") or "unknown"),
-                "model_type": model_type, "dir": str(model_dir), "sha256": file_hashes(model_dir, files)},
+                "model_type": model_type, "dir": clean_path(model_dir), "sha256": file_hashes(model_dir, files)},
         weights_file=ckpt_path, conventions="sleap", resize="antialias_uint8",
     )
 
