@@ -172,9 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pck-px", type=float, default=5.0, help="PCK distance threshold in pixels (default: %(default)s)")
     p.add_argument("--json", dest="json_out", help="write every figure as JSON")
     p.add_argument("--anchor-part", metavar="NODE",
-                   help="node whose distance to the other animals' splits the figures (default: box centre)")
+                   help="node whose distance to the other animals' splits the figures (default: the anchor part "
+                        "of the rtpose model that made the predictions, as its training report used; else box centre)")
     p.add_argument("--animal-size", type=float, metavar="PX",
-                   help="unit of that distance (default: median sqrt(box area) of the scored labels)")
+                   help="unit of that distance (default: the one that model's training labels gave, its training "
+                        "report's; else the median sqrt(box area) of the scored labels)")
     p.add_argument("--unpredicted-frames", choices=("skip", "missed"), default="skip",
                    help="labeled frames the predictions file has no frame for: leave them out (default, "
                         "as sleap-nn does) or count their instances as missed")

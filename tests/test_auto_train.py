@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -286,6 +287,24 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
     assert report["frames"] == 1 and "map" in report and report["latency_ms"]["p50"] > 0
     info = json.loads((out / "model.json").read_text())
     assert info["wall_minutes"] < 0.6 + 0.5  # the budget holds (generous: a busy machine)
+    # how --minutes is spent, said as training starts (the measured parts) and at the end
+    spent = info["time"]
+    assert spent["minutes_asked"] == 0.6 and min(spent["deriving"], spent["setup"], spent["training"]) > 0
+    start = re.search(r"time: --minutes 0\.6 = ([\d.]+) min deriving \+ ([\d.]+) setup \(labels, frames, precision "
+                      r"choice\) \+ ([\d.]+) training \(centroid up to [\d.]+, instance the rest\) \+ ~([\d.]+) kept "
+                      r"for the final report", printed)
+    assert start, printed
+    assert float(start[1]) == pytest.approx(spent["deriving"], abs=0.006)
+    assert float(start[2]) == pytest.approx(spent["setup"], abs=0.006)
+    assert float(start[3]) == pytest.approx(max(saved_budget(out) - spent["setup"], 0.1), abs=0.006)
+    nets = info["centroid"]["wall_minutes"] + info["instance"]["wall_minutes"]
+    assert spent["training"] == pytest.approx(nets, abs=0.05)  # the networks' own clocks (rounded to 0.01)
+    total = report["time"]["total_minutes"]
+    assert total == pytest.approx(spent["deriving"] + spent["setup"] + spent["training"]
+                                  + report["time"]["report_minutes"], abs=0.002)
+    assert (f"time: {spent['training']:.2f} min training of --minutes 0.6; the rest: {spent['deriving']:.2f} "
+            f"deriving, {spent['setup']:.2f} setup, {report['time']['report_minutes']:.2f} validation and this "
+            f"report; {total:.2f} min in all") in printed
     rows = list(csv.DictReader((out / "instance" / "training_log.csv").open()))
     assert rows
     saved = yaml.safe_load((out / "config.yaml").read_text())
@@ -298,6 +317,7 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
                 "--set", "budget_minutes=0.2", "--set", "centroid.optim.max_epochs=1",
                 "--set", "instance.optim.max_epochs=1"]) == 0
     assert (tmp_path / "again" / "model.json").exists()
+    assert "time: budget_minutes 0.2 = " in " ".join(capsys.readouterr().err.split())
     # a second run into a trained model's directory is refused before its banner ...
     before = (out / "model.json").read_bytes()
     assert cli(["train", str(two_frames_path), "--minutes", "0.6", "-o", str(out), *TINY]) == 2
@@ -314,6 +334,10 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
     assert (out / "model.json").read_bytes() != before and not (out / "instance" / "stale.pt").exists()
     assert (out / "report.json").read_bytes() != old_report  # the new model's report (a config run ends with one)
     assert cli(["train", str(out / "config.yaml"), "-o", str(out), "--resume", "--overwrite"]) == 2
+
+
+def saved_budget(model_dir: Path) -> float:
+    return float(yaml.safe_load((model_dir / "config.yaml").read_text())["budget_minutes"])
 
 
 def test_epochs_are_replanned_from_the_observed_step_rate(flies_labels_path, tmp_path):

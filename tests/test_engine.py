@@ -83,10 +83,19 @@ def test_frame_size_is_padded_within_the_graphs_own_padding_or_refused(engine):
     for h, w in [(H - 24, W - 8), (H - m + 1, W - m + 1)]:
         padded = prepare_frame(np.full((h, w), 7, np.uint8), spec)
         assert padded.shape == (H, W) and (padded[:h, :w] == 7).all() and not padded[h:].any()
-    for h, w in [(H - m, W), (H, W - m), (768, 1024), (1080, 1920)]:
+    # a camera ROI a stride smaller, or the same view at twice the resolution: a re-export
+    # for that size may help (the model dir the export came from is named)
+    for h, w in [(H - m, W), (H, W - m), (2 * H, 2 * W)]:
         with pytest.raises(RtposeError, match=rf"frames are {h}x{w} but the model takes {H}x{W}.*"
+                                              rf"re-export it for them \(rtpose export {spec.source['dir']} -o DIR "
                                               rf"--frame-size {h}x{w}"):
             prepare_frame(np.zeros((h, w), np.uint8), spec)
+    # another aspect ratio (4:3, 16:9 against 1:1): another setup, where a re-export would not help
+    for h, w in [(768, 1024), (1080, 1920)]:
+        with pytest.raises(RtposeError, match=rf"frames are {h}x{w} but the model takes {H}x{W}: it was trained on "
+                                              "frames of another shape") as info:
+            prepare_frame(np.zeros((h, w), np.uint8), spec)
+        assert "--frame-size" not in str(info.value) and "re-export" not in str(info.value)
     with pytest.raises(RtposeError, match="channels"):
         prepare_frame(np.zeros((1024, 1024, 2), np.uint8), spec)
     # an imported sleap-nn model is not re-exported at another size (rtpose export refuses it)
@@ -94,7 +103,7 @@ def test_frame_size_is_padded_within_the_graphs_own_padding_or_refused(engine):
 
     imported = attrs.evolve(spec, source={"format": "sleap-nn"})
     with pytest.raises(RtposeError, match="trained at .* only: use frames of that size") as info:
-        prepare_frame(np.zeros((768, 1024), np.uint8), imported)
+        prepare_frame(np.zeros((H - m, W), np.uint8), imported)
     assert "--frame-size" not in str(info.value)
 
 
@@ -110,8 +119,10 @@ def test_predict_refuses_another_setups_video_naming_it_and_both_sizes(tmp_path,
     out = tmp_path / "p.slp"
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(mice_video), "--frames", "70-75", "-o", str(out)]) == 2
     msg = _one_error_line(capsys)
-    assert msg.startswith(f"error: {mice_video}: frames are 768x1024 but the model takes 1024x1024")
-    assert "--frame-size 768x1024" in msg and not out.exists()
+    assert msg == (f"error: {mice_video}: frames are 768x1024 but the model takes 1024x1024: it was trained on "
+                   "frames of another shape (another setup); use a model trained on these frames (rtpose train "
+                   "LABELS.slp makes one)")
+    assert not out.exists()
 
 
 def test_predict_refuses_labels_of_another_skeleton(tmp_path, mice_path, minimal_labels_path, capsys):

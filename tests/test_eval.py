@@ -11,6 +11,7 @@ import json
 import math
 
 import numpy as np
+import sleap_io as sio
 import pytest
 
 from rtpose.cli import main as cli_main
@@ -18,6 +19,7 @@ from rtpose.data.labels import class_names, load_labels, node_names
 from rtpose.data.predictions import write_predictions
 from rtpose.eval import metrics
 from rtpose.errors import RtposeError
+from rtpose.data.video import describe_indices, describe_span
 from rtpose.eval.evaluate import evaluate
 from rtpose.eval.oks import greedy_match, similarity
 from rtpose.poses import Poses
@@ -268,3 +270,27 @@ def test_cli_names_a_file_that_is_not_slp(flies_labels_path, flies_video_path, t
     assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and str(path) in err
+
+
+def test_a_span_of_labeled_frames_says_the_frame_in_it_without_instances(mice_path, capsys):
+    """mice2 labels frames 0-69, and frame 35 holds no instance: the span says so
+    instead of "0-69 (69 frames)"."""
+    labels = sio.load_slp(str(mice_path), open_videos=False)
+    empty = [lf.frame_idx for lf in labels.labeled_frames if not lf.user_instances]
+    held = [lf.frame_idx for lf in labels.labeled_frames if lf.user_instances]
+    assert empty == [35] and (min(held), max(held), len(held)) == (0, 69, 69)
+    assert cli_main(["eval", "-g", str(mice_path), "-p", str(mice_path), "--frames", "80-90"]) == 2
+    assert capsys.readouterr().err == (f"error: {mice_path}: no user-labeled instances in frames 80-90 to score "
+                                       "against (it holds labeled frames 0-69 (69 of 70 frames; 35 has no "
+                                       "instances))\n")
+
+
+def test_spans_and_lists_of_frames_say_their_gaps_and_stay_short():
+    assert describe_span(range(1200, 1300)) == "1200-1299 (100 frames)"
+    assert describe_span([0, 1, 2, 5, 6, 9], empty=[3, 4]) == "0-9 (6 of 10 frames; 3, 4 have no instances, 7, 8 " \
+                                                             "not in the file)"
+    assert describe_span(range(0, 1200, 10), absent="not labeled") == "0-1190 (120 of 1191 frames; 1071 between " \
+                                                                     "not labeled)"
+    assert describe_indices([i for i in range(70) if i != 35]) == "0-34, 36-69"
+    long = describe_indices(range(0, 4000, 10))
+    assert long.endswith(", ... (400 frames in 0-3990)") and len(long) < 80

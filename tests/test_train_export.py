@@ -18,6 +18,7 @@ from rtpose.cli import main as cli
 from rtpose.data.video import VideoReader
 from rtpose.engine.base import load_engine
 from rtpose.engine.torch_cuda import pipeline_from_export
+from rtpose.eval.evaluate import evaluate
 from rtpose.engine.selfcheck import FP32_BOUNDS, load_references, run_check
 from rtpose.export.spec import OUTPUT_NAMES, ExportSpec
 
@@ -155,6 +156,29 @@ def test_export_writes_the_contract(exported, flies_video_path):
         raw = engine.run_raw(frame[None, None])
         for name in OUTPUT_NAMES:
             assert np.allclose(raw[name][0], refs.outputs[name][i], atol=1e-3, equal_nan=True), name
+
+
+def test_eval_of_the_export_splits_by_distance_as_the_training_report(trained, exported, flies_labels_path,
+                                                                     tmp_path, capsys):
+    """The training report's split (validation_report.json) and ``rtpose eval`` of the
+    export's predictions on the same frames, without flags: same anchor part, same unit,
+    same bins, same instances in each."""
+    model_dir, _ = trained
+    report = json.loads((model_dir / "validation_report.json").read_text())
+    info = json.loads((model_dir / "model.json").read_text())
+    assert ExportSpec.load(exported).animal_size_px == info["animal_size_px"]
+    pred = tmp_path / "val.slp"
+    assert cli(["predict", "-m", str(exported), "-i", str(flies_labels_path), "--only-labeled",
+                "--frames", "1190-1195", "-o", str(pred)]) == 0
+    assert cli(["eval", "-g", str(flies_labels_path), "-p", str(pred), "--frames", "1190-1195"]) == 0
+    out = capsys.readouterr().out
+    ours = evaluate(flies_labels_path, pred, frames=set(report["frames"]))  # the selection 1190-1199:5
+    for key in ("anchor_part", "animal_size_px", "bins"):
+        assert ours["proximity"][key] == report["proximity"][key], key
+    assert report["proximity"]["anchor_part"] == "thorax" and "model.json" in report["proximity"]["animal_size_from"]
+    assert {k: v["n_gt"] for k, v in ours["by_proximity"].items()} == \
+        {k: v["n_gt"] for k, v in report["by_proximity"].items()}
+    assert f"animal size {info['animal_size_px']:.1f} px (both from val.slp's provenance" in out
 
 
 def test_export_into_an_earlier_export_is_refused_unless_overwrite(trained, exported, tmp_path, capsys):

@@ -11,16 +11,83 @@ so the bins mean the same for flies and for mice:
   shipped model's errors grow),
 - ``near``: 1.15 to 1.6 sizes (legs and wings can interleave, bodies apart),
 - ``apart``: 1.6 sizes or more, or alone in the frame.
+
+The anchor part and the size unit of a split are settled in one place,
+:func:`distance_split`: the training report passes the run's own (``model.json``),
+``rtpose eval`` its flags and what the predictions' model recorded (provenance, or the
+export's ``rtpose.json``), so the same model and labels get the same bins in both.
 """
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
+import attrs
 import numpy as np
 
 from rtpose.data.targets import instance_anchor
 
 # (name, lower bound in animal sizes); a distance falls in the last bin whose bound it reaches
 PROXIMITY_BINS: tuple[tuple[str, float], ...] = (("touching", 0.0), ("near", 1.15), ("apart", 1.6))
+
+
+@attrs.frozen
+class DistanceSplit:
+    """How figures are split by inter-animal distance, and where each setting came from.
+
+    Attributes:
+        anchor_part: the node distances are measured from (None: the centre of each
+            instance's visible-node bounding box).
+        animal_size_px: the unit of the distance (None: the median :func:`animal_size`
+            of the labels scored).
+        anchor_from: where ``anchor_part`` came from, in words.
+        size_from: where ``animal_size_px`` came from, in words.
+    """
+
+    anchor_part: str | None = None
+    animal_size_px: float | None = None
+    anchor_from: str = "default: box centre"
+    size_from: str = "default: median sqrt(box area) of the scored labels"
+
+    def describe(self, size_px: float) -> str:
+        """One line: ``anchor part thorax (from X), animal size 89.7 px (from Y)``;
+        ``size_px`` is the unit in use (the median of the labels where None here)."""
+        anchor = self.anchor_part or "box centre"
+        if self.anchor_from == self.size_from:
+            return f"anchor part {anchor}, animal size {size_px:.1f} px (both {self.anchor_from})"
+        return f"anchor part {anchor} ({self.anchor_from}), animal size {size_px:.1f} px ({self.size_from})"
+
+
+def distance_split(anchor_part: str | None = None, animal_size_px: float | None = None,
+                   recorded: Mapping[str, Any] | None = None, recorded_from: str = "") -> DistanceSplit:
+    """The anchor part and size unit to split by: given values win, then what a model
+    recorded, then the defaults (box centre; the scored labels' median size).
+
+    Args:
+        anchor_part: an explicit anchor node (``rtpose eval --anchor-part``), or None.
+        animal_size_px: an explicit unit in pixels (``--animal-size``), or None.
+        recorded: what the model recorded: ``anchor_part`` (a node, or None/"" for the box
+            centre) and ``animal_size_px`` (the median size of its training labels), as in
+            ``model.json``, ``rtpose.json`` and a predictions file's
+            ``rtpose.distance_split`` provenance; a key that is absent is not recorded.
+        recorded_from: where ``recorded`` was read, in words (``"model.json"``).
+
+    Returns:
+        The split, each setting with its source.
+    """
+    recorded = recorded or {}
+    where = f"from {recorded_from}" if recorded_from else "recorded by the model"
+    split = DistanceSplit()
+    if anchor_part is not None:
+        split = attrs.evolve(split, anchor_part=anchor_part, anchor_from="given")
+    elif "anchor_part" in recorded:
+        split = attrs.evolve(split, anchor_part=recorded["anchor_part"] or None, anchor_from=where)
+    size = recorded.get("animal_size_px")
+    if animal_size_px is not None:
+        split = attrs.evolve(split, animal_size_px=float(animal_size_px), size_from="given")
+    elif isinstance(size, (int, float)) and np.isfinite(size) and size > 0:
+        split = attrs.evolve(split, animal_size_px=float(size), size_from=where)
+    return split
 
 
 def animal_size(points: np.ndarray) -> float:

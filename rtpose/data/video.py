@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Collection, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -95,16 +95,68 @@ def _range_bounds(text: str) -> tuple[int, int]:
         raise RtposeError(f"frame range {text!r} is not START-END or an index (e.g. 1200-1499)") from None
 
 
+def _runs(indices: Sequence[int]) -> list[tuple[int, int]]:
+    """``(first, last)`` of each run of consecutive values in sorted, distinct ``indices``."""
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
 def describe_indices(indices: Sequence[int], limit: int = 12) -> str:
-    """``"5, 12"`` or ``"0-99"`` or ``"3, 9, 17, ... (40 frames)"``: frame indices in a line."""
-    indices = list(indices)
+    """Frame indices in a line, runs of three or more as spans: ``"5, 12"``, ``"0-99"``,
+    ``"0-34, 36-69"``, or past ``limit`` items ``"3, 9, 17-20, ... (40 frames in 3-97)"``."""
+    indices = sorted(set(int(i) for i in indices))
     if not indices:
         return "none"
-    if indices == list(range(indices[0], indices[-1] + 1)) and len(indices) > 2:
-        return f"{indices[0]}-{indices[-1]}"
-    if len(indices) <= limit:
-        return ", ".join(str(i) for i in indices)
-    return ", ".join(str(i) for i in indices[:limit]) + f", ... ({len(indices)} frames)"
+    items: list[str] = []
+    for a, b in _runs(indices):
+        items += [f"{a}-{b}"] if b - a >= 2 else [str(i) for i in range(a, b + 1)]
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f", ... ({len(indices)} frames in {indices[0]}-{indices[-1]})"
+
+
+def describe_span(indices: Sequence[int], empty: Collection[int] = (), absent: str = "not in the file",
+                  limit: int = 4) -> str:
+    """Frame indices as their span and count, saying what the span lacks.
+
+    ``"1200-1299 (100 frames)"``; ``"0-69 (69 of 70 frames; 35 has no instances)"``;
+    ``"0-99 (97 of 100 frames; 12 has no instances, 40-41 not in the file)"``; where the
+    gaps are more than ``limit`` runs, only their count:
+    ``"0-1190 (120 of 1191 frames; 1071 between not in the file)"``.
+
+    Args:
+        indices: the frames held (e.g. labeled frames with instances).
+        empty: frames in the span that exist but have no instances (said so).
+        absent: what the other missing frames are, in words.
+        limit: at most this many runs of missing frames are listed.
+    """
+    kept = sorted(set(int(i) for i in indices))
+    if not kept:
+        return "none"
+    first, last = kept[0], kept[-1]
+    total = last - first + 1
+    if len(kept) == 1:
+        return f"{first} (1 frame)"
+    if len(kept) == total:
+        return f"{first}-{last} ({total} frames)"
+    runs = _runs(kept)
+    gaps = [(a[1] + 1, b[0] - 1) for a, b in zip(runs, runs[1:])]
+    n_gap = total - len(kept)
+    if len(gaps) > limit:
+        return f"{first}-{last} ({len(kept)} of {total} frames; {n_gap} between {absent})"
+    empty = set(empty)
+    missing = [i for a, b in gaps for i in range(a, b + 1)]
+    parts = []
+    for frames, words in (([i for i in missing if i in empty], ("has no instances", "have no instances")),
+                          ([i for i in missing if i not in empty], (absent, absent))):
+        if frames:
+            parts.append(f"{describe_indices(frames)} {words[len(frames) > 1]}")
+    return f"{first}-{last} ({len(kept)} of {total} frames; {', '.join(parts)})"
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

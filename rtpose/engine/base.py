@@ -142,6 +142,13 @@ def padded_size(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+# Frames whose aspect ratio (width / height) is this many times the model's, or more (1:1
+# against 4:3 is 1.33; a camera ROI a stride smaller, 896x1024 against 1024x1024, is 1.14),
+# come from another setup: a graph re-exported for their size would still look for animals
+# at the scale of the training frames.
+OTHER_SETUP_ASPECT = 1.25
+
+
 def check_frame_size(height: int, width: int, spec: ExportSpec, where: str = "frame") -> None:
     """Refuse frames of another size than the export's, beyond the graph's own padding.
 
@@ -151,6 +158,12 @@ def check_frame_size(height: int, width: int, spec: ExportSpec, where: str = "fr
     the same way and runs as it would on a graph exported at its own size. Any other
     size (larger, or smaller by more: another setup's video) is refused.
 
+    A re-export (``rtpose export --frame-size HxW``) changes only the frame size the
+    graph takes, not the scale its networks look for animals at (input scale, crop
+    size), so the advice suggests one only where the frames may be of the same setup (a
+    camera ROI, another resolution of the same view): where the aspect ratios differ by
+    :data:`OTHER_SETUP_ASPECT` or more, it says the model was trained on other frames.
+
     Args:
         height: the frame's height in pixels.
         width: the frame's width in pixels.
@@ -158,7 +171,7 @@ def check_frame_size(height: int, width: int, spec: ExportSpec, where: str = "fr
         where: what gives the frames (an input file, a camera), to start the message.
 
     Raises:
-        RtposeError: one line naming ``where``, both sizes and the re-export to run.
+        RtposeError: one line naming ``where``, both sizes and what would help.
     """
     H, W, m = spec.frame_height, spec.frame_width, spec.frame_multiple
     if (height, width) == (H, W):
@@ -166,16 +179,25 @@ def check_frame_size(height: int, width: int, spec: ExportSpec, where: str = "fr
     if height <= H and width <= W and padded_size(height, m) == padded_size(H, m) \
             and padded_size(width, m) == padded_size(W, m):
         return
+    head = f"{where}: frames are {height}x{width} but the model takes {H}x{W}"
+    source = spec.source or {}
+    aspect = (width / height) / (W / H)
+    if max(aspect, 1 / aspect) >= OTHER_SETUP_ASPECT:
+        raise RtposeError(f"{head}: it was trained on frames of another shape (another setup); use a model "
+                          "trained on these frames (rtpose train LABELS.slp makes one)")
     low_h, low_w = max(1, padded_size(H, m) - m + 1), max(1, padded_size(W, m) - m + 1)
     why = ""
     if height <= H and width <= W and (low_h, low_w) != (H, W):  # smaller than its padding allows
         why = f" (or, padded as the graph pads, {low_h}x{low_w} up to that)"
-    if (spec.source or {}).get("format") == "sleap-nn":  # rtpose export refuses another size for these
+    if source.get("format") == "sleap-nn":  # rtpose export refuses another size for these
         todo = ("this sleap-nn model runs at the frame size it was trained at (its preprocessing.max_height/"
                 "max_width) only: use frames of that size, or a model trained on these")
     else:
-        todo = f"re-export it with --frame-size {height}x{width}, or use a model made for these frames"
-    raise RtposeError(f"{where}: frames are {height}x{width} but the model takes {H}x{W}{why}; {todo}")
+        model = source["dir"] if source.get("format") == "rtpose" and source.get("dir") else "MODEL"
+        todo = (f"if they show the animals at the scale of its training frames (e.g. another ROI of the same camera), "
+                f"re-export it for them (rtpose export {model} -o DIR --frame-size {height}x{width}; the scale it "
+                "looks at stays), else use a model trained on these frames")
+    raise RtposeError(f"{head}{why}; {todo}")
 
 
 def prepare_frame(frame: np.ndarray, spec: ExportSpec) -> np.ndarray:

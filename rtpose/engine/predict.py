@@ -63,8 +63,11 @@ def model_provenance(model: str | Path, engine: str, graph: str | None, continui
 
     Returns:
         ``rtpose.*`` keys: rtpose's version, the export (path, config hash, the format and
-        version of the weights' source), the engine and graph, continuity. JSON-able values
-        only (sleap-io stores them); the same for one process and for Ray.
+        version of the weights' source), the engine and graph, continuity, and the
+        model's distance split (``rtpose.distance_split``: its anchor part and, where
+        recorded, the animal size unit of its training labels, which ``rtpose eval``
+        splits by). JSON-able values only (sleap-io stores them); the same for one
+        process and for Ray.
     """
     from rtpose import __version__
 
@@ -75,6 +78,11 @@ def model_provenance(model: str | Path, engine: str, graph: str | None, continui
            "rtpose.model_config_hash": info.get("config_hash"),
            "rtpose.model_source": {k: source[k] for k in ("format", "version") if k in source},
            "rtpose.engine": engine, "rtpose.graph": graph, "rtpose.identity_continuity": bool(continuity)}
+    if "anchor_part" in info:  # None (the box centre) is a choice too
+        split = {"anchor_part": info["anchor_part"] or None}
+        if info.get("animal_size_px"):
+            split["animal_size_px"] = float(info["animal_size_px"])
+        out["rtpose.distance_split"] = split
     return {k: v for k, v in out.items() if v is not None}
 
 

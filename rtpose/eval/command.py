@@ -3,7 +3,7 @@
 Help text (README-ready):
 
     rtpose eval -g GT.slp -p PRED.slp [--px-per-mm F] [--pck-px 5] [--frames A-B]
-                [--unpredicted-frames skip|missed] [--json OUT]
+                [--anchor-part NODE] [--animal-size PX] [--unpredicted-frames skip|missed] [--json OUT]
 
     Frames are paired by video and frame index. A labeled frame with a predicted frame
     is scored (an empty predicted frame: all its instances missed). Labeled frames the
@@ -26,6 +26,12 @@ Help text (README-ready):
     prediction changes; unmatched frames carry the last name on. A swap of two animals
     for a stretch is 4 switches (2 per animal); switch events counts the frames where
     any animal's name changed (2 for that stretch).
+    The main figures are also split by the distance from each labeled animal's anchor to
+    the nearest other's, in animal sizes (rtpose.data.proximity). Anchor part and size
+    unit: --anchor-part and --animal-size where given, else those the rtpose model that
+    made the predictions recorded (its training report's: the predictions' provenance,
+    or the export's rtpose.json), else the box centre and the scored labels' median
+    size; the line under the table says which were used and where from.
 """
 
 from __future__ import annotations
@@ -138,7 +144,10 @@ def proximity_table(r: dict[str, Any]) -> Table:
     size = prox["animal_size_px"]
     bounds = list(prox["bins"].items())
     table = Table(title=f"by {anchor}-to-{anchor} distance to the nearest other animal "
-                        f"(unit: animal size {_num(size, 1)} px, the median sqrt(box area))", title_justify="left")
+                        f"(unit: animal size {_num(size, 1)} px, a median sqrt(box area))", title_justify="left")
+    if prox.get("described"):
+        table.caption = f"distance split: {prox['described']}"
+        table.caption_justify = "left"
     for col in ("animals", "instances", "found", "mAP", "err p50/p95 px", "identity"):
         table.add_column(col, justify="left" if col == "animals" else "right")
     for k, (name, lower) in enumerate(bounds):

@@ -7,12 +7,14 @@ undefined, e.g. the error when nothing matched) becomes ``null`` in JSON.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Collection, Mapping
 
 import numpy as np
 
-from rtpose.data.proximity import PROXIMITY_BINS, median_size, nearest_other, proximity_bin
+from rtpose.data.proximity import (PROXIMITY_BINS, DistanceSplit, distance_split, median_size, nearest_other,
+                                   proximity_bin)
 from rtpose.errors import RtposeError
 from rtpose.eval import metrics
 from rtpose.eval.oks import OKS_SIGMA, Matches, greedy_match, similarity
@@ -31,30 +33,68 @@ def evaluate(
     unpredicted: str = "skip",
     anchor_part: str | None = None,
     animal_size_px: float | None = None,
+    model_split: bool = True,
 ) -> dict[str, Any]:
     """All figures for ``pred_path`` scored against ``gt_path``.
 
     ``frames`` limits scoring to those frame indices; ``unpredicted`` says whether a
     labeled frame without a predicted frame is left out ("skip") or all missed
     ("missed"), see ``pairing``. ``anchor_part`` and ``animal_size_px`` set how the
-    figures are split by inter-animal distance (see :func:`by_proximity`).
+    figures are split by inter-animal distance (see :func:`by_proximity`); where one is
+    None and ``model_split`` is true, the value the predictions' model recorded is used
+    (:func:`recorded_split`), as the training report does, else the default.
 
     Raises:
         RtposeError: ``anchor_part`` is not a node of the ground truth's skeleton.
     """
     paired = pair_frames(gt_path, pred_path, frames, unpredicted=unpredicted)
-    if anchor_part is not None and anchor_part not in paired.node_names:
-        raise RtposeError(f"--anchor-part {anchor_part!r} is not a node of {gt_path} "
+    recorded, recorded_from = recorded_split(paired.pred_provenance, pred_path) if model_split else ({}, "")
+    split = distance_split(anchor_part, animal_size_px, recorded, recorded_from)
+    if split.anchor_part is not None and split.anchor_part not in paired.node_names:
+        flag = "--anchor-part" if split.anchor_from == "given" else f"anchor part ({split.anchor_from})"
+        raise RtposeError(f"{flag} {split.anchor_part!r} is not a node of {gt_path} "
                           f"({', '.join(paired.node_names)})")
-    result = score(paired, px_per_mm=px_per_mm, pck_px=pck_px, anchor_part=anchor_part,
-                   animal_size_px=animal_size_px)
+    result = score(paired, px_per_mm=px_per_mm, pck_px=pck_px, split=split)
     return {"ground_truth": str(gt_path), "predictions": str(pred_path), "unpredicted_frames": unpredicted,
             **result}
 
 
+# the predictions' provenance key holding the model's distance split (rtpose.engine.predict)
+PROVENANCE_SPLIT = "rtpose.distance_split"
+
+
+def recorded_split(provenance: Mapping[str, Any], pred_path: str | Path) -> tuple[dict[str, Any], str]:
+    """What the model that made a predictions file recorded about its distance split.
+
+    Read from the file's provenance (``rtpose.distance_split``, written by ``rtpose
+    predict``), else from ``rtpose.json`` of the export its provenance names
+    (``rtpose.model``) where that is still there (predictions made before the key
+    existed).
+
+    Returns:
+        ``({"anchor_part": ..., "animal_size_px": ...}`` with the keys found, where they
+        were read in words), or ``({}, "")`` when the file does not say.
+    """
+    split = provenance.get(PROVENANCE_SPLIT)
+    if isinstance(split, Mapping) and split:
+        model = provenance.get("rtpose.model")
+        return dict(split), f"{Path(pred_path).name}'s provenance" + (f" (model {model})" if model else "")
+    model = provenance.get("rtpose.model")
+    spec_file = Path(str(model)) / "rtpose.json" if model else None
+    if spec_file is None or not spec_file.is_file():
+        return {}, ""
+    try:
+        spec = json.loads(spec_file.read_text())
+    except (OSError, ValueError):
+        return {}, ""
+    found = {k: spec[k] for k in ("anchor_part", "animal_size_px") if k in spec}
+    return (found, f"{spec_file}, the model in {Path(pred_path).name}'s provenance") if found else ({}, "")
+
+
 def score(paired: PairedFrames, px_per_mm: float | None = None, pck_px: float = 5.0,
-          anchor_part: str | None = None, animal_size_px: float | None = None) -> dict[str, Any]:
-    """The figures of already paired frames (see :func:`evaluate`)."""
+          split: DistanceSplit | None = None) -> dict[str, Any]:
+    """The figures of already paired frames (see :func:`evaluate`); ``split``: how they
+    are split by inter-animal distance (default: box centre, the labels' median size)."""
     oks = similarity(paired.gt_points, paired.pred_points, OKS_SIGMA)
     matches = greedy_match(oks, paired.gt_present, paired.pred_present, paired.pred_scores)
     n_gt = int(paired.gt_present.sum())
@@ -128,26 +168,28 @@ def score(paired: PairedFrames, px_per_mm: float | None = None, pck_px: float = 
     }
     if px_per_mm:
         result["dist_mm"] = metrics.distance_summary(distances / px_per_mm)
-    result.update(by_proximity(paired, matches, scores, distances, on_animal, anchor_part, animal_size_px))
+    result.update(by_proximity(paired, matches, scores, distances, on_animal, split or DistanceSplit()))
     return result
 
 
 def by_proximity(paired: PairedFrames, matches: Matches, scores: np.ndarray, distances: np.ndarray,
-                 on_animal: np.ndarray, anchor_part: str | None, animal_size_px: float | None) -> dict[str, Any]:
+                 on_animal: np.ndarray, split: DistanceSplit) -> dict[str, Any]:
     """The main figures per inter-animal distance bin (``rtpose.data.proximity``).
 
     Each labeled instance falls in a bin by the distance from its anchor (the node
-    ``anchor_part``, else its bounding-box centre) to the nearest other labeled anchor
-    of its frame, in units of ``animal_size_px`` (default: the median size, sqrt of
-    the bounding-box area, of the scored labeled instances). A bin's mAP counts its
-    labeled instances and the predictions matched to them.
+    ``split.anchor_part``, else its bounding-box centre) to the nearest other labeled
+    anchor of its frame, in units of ``split.animal_size_px`` (default: the median size,
+    sqrt of the bounding-box area, of the scored labeled instances). A bin's mAP counts
+    its labeled instances and the predictions matched to them.
 
     Returns:
-        ``{"proximity": {"anchor_part", "animal_size_px", "bins": {lower bound...}},
-        "by_proximity": {bin: {n_gt, n_found, found, map, moks, dist_px, id_accuracy}}}``.
+        ``{"proximity": {"anchor_part", "animal_size_px", "bins": {lower bound...},
+        "anchor_part_from", "animal_size_from"}, "by_proximity": {bin: {n_gt, n_found,
+        found, map, moks, dist_px, id_accuracy}}}``.
     """
+    anchor_part = split.anchor_part
     anchor = paired.node_names.index(anchor_part) if anchor_part else None
-    size = animal_size_px or median_size(list(paired.gt_points[paired.gt_present]))
+    size = split.animal_size_px or median_size(list(paired.gt_points[paired.gt_present]))
     nearest = np.stack([nearest_other(f, anchor) for f in paired.gt_points]) if paired.n_frames else \
         np.zeros(paired.gt_present.shape)
     bins = proximity_bin(nearest, size)
@@ -173,7 +215,9 @@ def by_proximity(paired: PairedFrames, matches: Matches, scores: np.ndarray, dis
             "id_accuracy": acc,
         }
     return {"proximity": {"anchor_part": anchor_part, "animal_size_px": float(size),
-                          "bins": {name: lower for name, lower in PROXIMITY_BINS}},
+                          "bins": {name: lower for name, lower in PROXIMITY_BINS},
+                          "anchor_part_from": split.anchor_from, "animal_size_from": split.size_from,
+                          "described": split.describe(float(size))},
             "by_proximity": out}
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import sleap_io as sio
 
 from rtpose.data.labels import load_labels
+from rtpose.data.video import describe_span
 from rtpose.errors import RtposeError
 
 
@@ -60,6 +61,7 @@ class PairedFrames:
         n_frames_pred_only: predicted frames with no labels (not scored).
         n_pred_unscored: predicted instances in those frames.
         warnings: one-line notes for the user (nothing here is an error).
+        pred_provenance: the predictions file's provenance (what made it).
     """
 
     video_names: list[str]
@@ -78,6 +80,7 @@ class PairedFrames:
     n_frames_pred_only: int = 0
     n_pred_unscored: int = 0
     warnings: list[str] = attrs.field(factory=list)
+    pred_provenance: dict = attrs.field(factory=dict)
 
     @property
     def n_frames(self) -> int:
@@ -127,13 +130,11 @@ def _video_names(labels: sio.Labels) -> str:
     return ", ".join(names) or "none"
 
 
-def _held(indices: list[int], keep=lambda f: True) -> str:
-    """``"1200-1299 (100 frames)"``: the span and count of frame indices, for a message."""
-    kept = sorted({f for f in indices if keep(f)})
-    if not kept:
-        return "none"
-    span = f"{kept[0]}-{kept[-1]}" if len(kept) > 1 else str(kept[0])
-    return f"{span} ({len(kept)} frame{'s' if len(kept) != 1 else ''})"
+def _held(indices: list[int], keep=lambda f: True, empty: Collection[int] = (), absent: str = "not in the file") -> str:
+    """``"1200-1299 (100 frames)"``, ``"0-69 (69 of 70 frames; 35 has no instances)"``: the
+    span and count of frame indices, and what the span lacks, for a message
+    (:func:`rtpose.data.video.describe_span`)."""
+    return describe_span([f for f in indices if keep(f)], [f for f in empty if keep(f)], absent)
 
 
 def pair_frames(
@@ -212,8 +213,10 @@ def pair_frames(
     elif frames is not None:
         where = " in the frames asked for"
     gt_held = [int(lf.frame_idx) for lf in gt.labeled_frames if lf.user_instances]
+    gt_empty = [int(lf.frame_idx) for lf in gt.labeled_frames if not lf.user_instances]
     if not n_labeled_frames:
-        holds = f" (it holds labeled frames {_held(gt_held)})" if where and gt_held else ""
+        holds = f" (it holds labeled frames {_held(gt_held, empty=gt_empty, absent='not labeled')})" \
+            if where and gt_held else ""
         raise RtposeError(f"{gt_path}: no user-labeled instances{where} to score against{holds}")
 
     paired = sum(1 for r in pred_rows if r is not None)
@@ -221,8 +224,10 @@ def pair_frames(
         pred_in_range = [f for f in pred_held if in_range(f)]
         if where and not pred_in_range:
             raise RtposeError(f"{pred_path}: no predicted frame{where} (it holds frames {_held(pred_held)}; "
-                              f"{gt_path} holds labeled frames {_held(gt_held)}): nothing to score")
-        raise RtposeError(f"no labeled frame of {gt_path}{where} (labeled frames {_held(gt_held, in_range)}) has a "
+                              f"{gt_path} holds labeled frames {_held(gt_held, empty=gt_empty, absent='not labeled')}"
+                              "): nothing to score")
+        raise RtposeError(f"no labeled frame of {gt_path}{where} (labeled frames "
+                          f"{_held(gt_held, in_range, gt_empty, 'not labeled')}) has a "
                           f"frame in {pred_path} (frames {_held(pred_in_range)}): nothing to score")
     if not paired and (unpredicted == "skip" or not pred_to_gt_video):
         raise RtposeError(
@@ -253,4 +258,5 @@ def pair_frames(
         n_frames_pred_only=len(pred_only),
         n_pred_unscored=sum(len(predicted[k]) for k in pred_only),
         warnings=notes,
+        pred_provenance=dict(pred.provenance or {}),
     )

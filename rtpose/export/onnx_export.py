@@ -99,6 +99,7 @@ def spec_from_info(info: dict, max_instances: int, frame_hw: tuple[int, int]) ->
         centroid_threshold=info["centroid_threshold"], point_threshold=info["point_threshold"],
         max_instances=max_instances, config_hash=info["config_hash"], refinement=info["refinement"],
         architecture=info["architecture"], rtpose_version=__version__, source=info.get("source", {}),
+        animal_size_px=info.get("animal_size_px"),
     )
 
 

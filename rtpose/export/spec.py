@@ -56,6 +56,9 @@ class ExportSpec:
     max_instances: int
     config_hash: str
     refinement: str = "integral"  # sub-pixel peak refinement inside the graph
+    # unit of the inter-animal distance split (rtpose.data.proximity): the median sqrt(box
+    # area) of the training labels; None where the model does not record it (imported models)
+    animal_size_px: float | None = None
     architecture: dict[str, Any] = attrs.field(factory=dict)  # lets torch-cuda rebuild the nets
     format_version: int = FORMAT_VERSION
     rtpose_version: str = ""

@@ -34,21 +34,30 @@ def main(args: argparse.Namespace) -> int:
     cfg = validate(TrainConfig, tree, args.config, lines)
     check_config(cfg, args.config, lines)  # labels, nodes, frames: file and line, before the model dir is touched
     claim_output(Path(args.output or cfg.output), args.resume, args.overwrite)
+    t_start = time.monotonic()
     with _say_what_is_kept(Path(args.output or cfg.output)):
         model_dir = train(cfg, output=args.output, resume=args.resume)
-    _report(Path(model_dir), config_run=True)
+    _report(Path(model_dir), config_run=True, t_start=t_start)
     return 0
 
 
-def _report(model_dir: Path, config_run: bool) -> None:
+def _report(model_dir: Path, config_run: bool, t_start: float) -> None:
     """The end of every training: the exported model scored on the validation frames as
     ``rtpose predict`` + ``rtpose eval`` would, its latency, warnings, the next step
-    (``report.json``; rtpose.train.report)."""
+    (``report.json``; rtpose.train.report). ``t_start``: ``time.monotonic()`` when the
+    command started (the report says where the time went)."""
     from rtpose.train.auto import cpu_summary
     from rtpose.train.loop import console
     from rtpose.train.report import print_report, safe_report, write_report
 
     report = safe_report(model_dir)
+    total = (time.monotonic() - t_start) / 60
+    try:  # what came after training: the validation tables and this report
+        spent = json.loads((model_dir / "model.json").read_text())["time"]
+        before = sum(spent[k] for k in ("deriving", "setup", "training"))
+        report["time"] = {"report_minutes": round(total - before, 3), "total_minutes": round(total, 3)}
+    except (OSError, ValueError, KeyError, TypeError):
+        report["time"] = {"total_minutes": round(total, 3)}
     write_report(model_dir, report)
     print_report(model_dir, report, cpu_summary(), console, config_run=config_run)
 
@@ -143,6 +152,7 @@ def _train_from_labels(args: argparse.Namespace) -> int:
     for override in args.overrides or []:  # applied last: they win over the derived values above
         console.print(f"  --set {override}  (given: replaces what is derived above)", highlight=False, markup=False)
     with _say_what_is_kept(Path(cfg.output)):
-        model_dir = train(cfg, output=args.output, resume=args.resume)
-    _report(Path(model_dir), config_run=False)
+        model_dir = train(cfg, output=args.output, resume=args.resume, asked_minutes=minutes,
+                          before_s=time.monotonic() - t_start)
+    _report(Path(model_dir), config_run=False, t_start=t_start)
     return 0

@@ -20,6 +20,7 @@ import torch
 from rich.console import Console
 
 from rtpose.data.labels import FrameLabels
+from rtpose.data.proximity import DistanceSplit
 from rtpose.data.samples import FrameCache
 from rtpose.engine.base import assign_identities
 from rtpose.eval.command import proximity_table, result_table
@@ -54,8 +55,12 @@ def predict_frames(pipeline: torch.nn.Module, frames: list[FrameLabels], cache: 
 
 
 def validation_report(model_dir: Path, frames: list[FrameLabels], cache: FrameCache, classes: list[str],
-                      anchor_part: str, animal_size_px: float, console: Console | None = None) -> dict[str, Any]:
-    """Score the model dir's pipeline on ``frames``, write ``REPORT`` there, print the tables."""
+                      split: DistanceSplit, console: Console | None = None) -> dict[str, Any]:
+    """Score the model dir's pipeline on ``frames``, write ``REPORT`` there, print the tables.
+
+    ``split``: the anchor part and size unit of the distance split, from the run's
+    ``model.json`` through ``rtpose.data.proximity.distance_split``, as ``rtpose eval``
+    reads them from predictions of the exported model."""
     from rtpose.export.onnx_export import build_pipeline
 
     pipeline, info = build_pipeline(model_dir)
@@ -77,7 +82,7 @@ def validation_report(model_dir: Path, frames: list[FrameLabels], cache: FrameCa
         pred_scores=_pad([s for _, s, _ in preds], p, (), -np.inf, np.float64),
         pred_track=_pad([names[c] for _, _, c in preds], p, (), None, object),
     )
-    result = score(paired, anchor_part=anchor_part, animal_size_px=animal_size_px)
+    result = score(paired, split=split)
     result = {"ground_truth": "validation frames of the training config", "predictions": "torch pipeline (fp32)",
               "unpredicted_frames": "skip", "frames": [int(f.frame_idx) for f in frames], **result}
     (model_dir / REPORT).write_text(json.dumps(to_json_safe(result), indent=2) + "\n")

@@ -34,6 +34,7 @@ def validation_report(model_dir: Path, n_timed: int = 30) -> dict[str, Any]:
     """
     from rtpose.data.labels import load_labels, user_frames
     from rtpose.data.samples import split_frames
+    from rtpose.data.video import describe_span
     from rtpose.engine.base import load_engine
     from rtpose.engine.predict import predict
     from rtpose.eval.evaluate import evaluate
@@ -61,7 +62,9 @@ def validation_report(model_dir: Path, n_timed: int = 30) -> dict[str, Any]:
                 pred = predict(export_dir, labels_path, frames=f"{idx[0]}-{idx[-1]}", output=Path(tmp) / "val.slp",
                                only_labeled=True, progress=False)
             r = evaluate(labels_path, pred, frames=set(idx))
-            out.update({"frames": len(idx), "frame_range": f"{idx[0]}-{idx[-1]}", "map": r["map"],
+            empty = [lf.frame_idx for lf in labels.labeled_frames if not lf.user_instances]
+            out.update({"frames": len(idx), "frame_range": f"{idx[0]}-{idx[-1]}",
+                        "frames_described": describe_span(idx, empty, "not validation frames"), "map": r["map"],
                         "dist_px": r["dist_px"], "id_accuracy": r["id_accuracy"], "n_gt": r["n_gt"],
                         "n_matched": r["n_matched"], "n_found": r["n_found"]})
         engine = load_engine(export_dir, "ort-cpu")
@@ -152,25 +155,32 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
     ``rtpose train LABELS.slp`` (``--minutes``), or with ``config_run`` in a config's
     settings (``budget_minutes``, ``optim.max_minutes``)."""
     info = json.loads((model_dir / "model.json").read_text())
-    lines = [f"[bold]training report[/] ({model_dir}, {info['wall_minutes']:.1f} min on {cpu})"]
+    timing = info.get("time") or {}
+    if timing:
+        lines = [f"[bold]training report[/] ({model_dir}, on {cpu})"]
+    else:  # a model.json from before the time split
+        lines = [f"[bold]training report[/] ({model_dir}, {info['wall_minutes']:.1f} min on {cpu})"]
     for net in ("centroid", "instance"):
         n = info[net]
         lines.append(f"  {net}: {n['epochs']} epochs in {n['wall_minutes']:.1f} min, best epoch {n['best_epoch']}, "
                      f"stopped by {n['stopped']}")
+    if timing:
+        lines.append(f"  {time_line(timing, report.get('time') or {})}")
     if "map" in report:
         d = report["dist_px"]
         ident = f", identity {report['id_accuracy']:.1%}" if report.get("id_accuracy") == report.get("id_accuracy") \
             and info["class_names"] else ""
         found = report.get("n_found", report["n_matched"])
-        lines.append(f"  validation frames {report['frame_range']} ({report['frames']} frames, "
-                     f"{found}/{report['n_gt']} instances found (OKS > 0.5), {report['n_matched']} matched): "
+        span = report.get("frames_described") or f"{report['frame_range']} ({report['frames']} frames)"
+        lines.append(f"  validation frames {span}: "
+                     f"{found}/{report['n_gt']} instances found (OKS > 0.5), {report['n_matched']} matched; "
                      f"OKS mAP {report['map']:.3f}, "
                      f"node error p50 {d.get('p50', float('nan')):.1f} px, p90 {d.get('p90', float('nan')):.1f} px, "
                      f"p95 {d.get('p95', float('nan')):.1f} px{ident}")
     # the run's budget (config.yaml), or its wall time where that was longer: model.json's
     # wall_minutes counts only the last session of a resumed run
     config = yaml.safe_load((model_dir / "config.yaml").read_text()) if (model_dir / "config.yaml").exists() else {}
-    spent = max(float((config or {}).get("budget_minutes") or 0), info["wall_minutes"])
+    spent = timing.get("minutes_asked") or max(float((config or {}).get("budget_minutes") or 0), info["wall_minutes"])
     twice = max(math.ceil(2 * spent), 1)
     warning = weak_warning(report, spent, "budget_minutes" if config_run else "--minutes")
     if warning:
@@ -195,6 +205,28 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
         lines.append(f"  next: rtpose export {model_dir} -o models/{model_dir.name}")
     for line in lines:
         console.print(line, highlight=False)
+
+
+def time_line(timing: dict[str, Any], report_time: dict[str, Any]) -> str:
+    """Where the run's time went, in one line (minutes, measured).
+
+    Args:
+        timing: ``model.json``'s ``time``: ``minutes_asked`` (``--minutes``, or None),
+            ``deriving``, ``setup``, ``training``.
+        report_time: ``report.json``'s ``time``: ``report_minutes`` (all after training:
+            the validation tables and this report), ``total_minutes`` (may be empty).
+
+    Returns:
+        e.g. ``time: 0.81 min training of --minutes 1.5; the rest: 0.35 deriving, 0.09
+        setup, 0.26 validation and this report; 1.51 min in all``.
+    """
+    asked = timing.get("minutes_asked")
+    head = f"time: {timing['training']:.2f} min training" + (f" of --minutes {asked:g}" if asked else "")
+    rest = ([f"{timing['deriving']:.2f} deriving"] if asked else []) + [f"{timing['setup']:.2f} setup"]
+    if "report_minutes" in report_time:
+        rest.append(f"{report_time['report_minutes']:.2f} validation and this report")
+    total = f"; {report_time['total_minutes']:.2f} min in all" if "total_minutes" in report_time else ""
+    return f"{head}; the rest: {', '.join(rest)}{total}"
 
 
 def write_report(model_dir: Path, report: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ import yaml
 from rtpose import __version__
 from rtpose.data.anchors import attach_anchors, hidden_anchors
 from rtpose.data.augment import AugmentParams
-from rtpose.data.proximity import median_size
+from rtpose.data.proximity import distance_split, median_size
 from rtpose.data.labels import class_names, load_labels, node_names, pooled_user_frames, user_frames
 from rtpose.data.samples import (Batch, CentroidSamples, FrameCache, InstanceSamples, fraction_outside_crop,
                                  mirror_order, select_frames, split_frames, suggest_crop_size)
@@ -284,8 +284,49 @@ def _describe(name: str, spec: UNetSpec, model: torch.nn.Module) -> None:
                   f"{count_parameters(model) / 1e6:.2f} M parameters")
 
 
-def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = False, progress: bool = True) -> Path:
-    """Train both networks as ``cfg`` says; returns the model directory."""
+def time_plan(cfg: TrainConfig, setup_s: float, asked_minutes: float | None = None, before_s: float = 0.0) -> str:
+    """The line that says, as training starts, how the run's time is spent.
+
+    Args:
+        cfg: the run's config (``budget_minutes``, each network's ``optim.max_minutes``).
+        setup_s: seconds :func:`train` spent before the first network (labels, frames,
+            precision choice), measured.
+        asked_minutes: ``rtpose train LABELS.slp --minutes N``'s N; None for a config run.
+        before_s: seconds the command spent before :func:`train` (deriving the config,
+            timing steps), measured.
+
+    Returns:
+        e.g. ``time: --minutes 1.5 = 0.35 min deriving + 0.10 setup (both spent) + 0.80
+        training (centroid up to 0.20, instance the rest) + ~0.25 kept for the final
+        report``; with a config's ``budget_minutes`` the report after it is extra.
+    """
+    c_max = cfg.centroid.optim.max_minutes
+    setup = setup_s / 60
+    if not cfg.budget_minutes:
+        i_max = cfg.instance.optim.max_minutes
+        limits = ", ".join(f"{net} up to {m:.2f} min" for net, m in (("centroid", c_max), ("instance", i_max)) if m)
+        return (f"time: {setup:.2f} min setup spent (labels, frames, precision choice); training "
+                f"{'(' + limits + ') ' if limits else ''}without a run budget (budget_minutes unset); "
+                "the final report after it is extra")
+    training = max(cfg.budget_minutes - setup, 0.1)  # the instance net gets at least 0.1 min
+    nets = f"centroid up to {min(c_max, training):.2f}, instance the rest" if c_max else "centroid, then instance"
+    middle = f"{setup:.2f} setup (labels, frames, precision choice) + {training:.2f} training ({nets})"
+    if asked_minutes:
+        report = max(asked_minutes - before_s / 60 - cfg.budget_minutes, 0.0)
+        return (f"time: --minutes {asked_minutes:g} = {before_s / 60:.2f} min deriving + {middle} + "
+                f"~{report:.2f} kept for the final report (deriving and setup spent, measured)")
+    return (f"time: budget_minutes {cfg.budget_minutes:g} = {middle} (setup spent, measured); the final report "
+            "after it is extra")
+
+
+def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = False, progress: bool = True,
+          asked_minutes: float | None = None, before_s: float = 0.0) -> Path:
+    """Train both networks as ``cfg`` says; returns the model directory.
+
+    ``asked_minutes`` and ``before_s`` (``rtpose train LABELS.slp --minutes N``: N, and
+    the seconds spent deriving the config) only complete the printed time plan
+    (:func:`time_plan`) and ``model.json``'s ``time``.
+    """
     out = Path(output or cfg.output)
     t_start = time.monotonic()
     check_config(cfg)  # what the values name (labels, nodes, frames): `rtpose train` has said it with file and line
@@ -398,6 +439,8 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     c_model = c_arch.build()
     _describe("centroid", c_spec, c_model)
     c_bs = cfg.centroid.optim.batch_size
+    t_fit = time.monotonic()
+    console.print(escape(time_plan(cfg, t_fit - t_start, asked_minutes, before_s)))
     if cfg.centroid.reuse_from:
         c_result = reuse_centroid(Path(cfg.centroid.reuse_from), out / "centroid", c_arch)
     else:
@@ -439,6 +482,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
         precision=precision,
     )
 
+    training_s = time.monotonic() - t_fit
     skeleton = labels.skeletons[0]
     info = {
         "rtpose_version": __version__,
@@ -468,6 +512,9 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "wall_minutes": round((time.monotonic() - t_start) / 60, 2),
+        # where this session's time went (minutes): the report says it again at the end
+        "time": {"minutes_asked": asked_minutes, "deriving": round(before_s / 60, 3),
+                 "setup": round((t_fit - t_start) / 60, 3), "training": round(training_s / 60, 3)},
         "centroid": {"epochs": c_result.epochs, "best_epoch": c_result.best_epoch, "stopped": c_result.stopped,
                      "wall_minutes": round(c_result.wall_s / 60, 2), **c_result.best_metrics},
         "instance": {"epochs": i_result.epochs, "best_epoch": i_result.best_epoch, "stopped": i_result.stopped,
@@ -476,6 +523,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     (out / MODEL_INFO).write_text(json.dumps(info, indent=2))
     if val_frames:
         console.print(f"validation frames, whole pipeline (written to {out / REPORT}):")
-        validation_report(out, val_frames, cache, classes if with_id else [], cfg.data.anchor_part, size_px, console)
+        split = distance_split(recorded=info, recorded_from=f"{out / MODEL_INFO}")  # as eval reads the export's
+        validation_report(out, val_frames, cache, classes if with_id else [], split, console)
     console.print(f"model written to {out} ({info['wall_minutes']:.1f} min)")
     return out
