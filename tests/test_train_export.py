@@ -404,3 +404,43 @@ def test_a_refused_int8_graph_leaves_the_fp32_export_and_exit_status_3(trained, 
     assert cli(["predict", "-m", str(out), "-i", str(flies_video_path), "--frames", "1200", "--int8",
                 "-o", str(tmp_path / "p.slp")]) == 2
     assert "its int8 graph was refused at export: points moved" in capsys.readouterr().err
+
+
+def _strict_json(path: Path):
+    """``path`` parsed as strict JSON (RFC 8259): a bare NaN or Infinity is an error."""
+    def refuse(name: str):
+        raise AssertionError(f"{path} holds {name}: not JSON (undefined figures are null)")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_the_training_runs_json_files_are_strict_json_with_null_for_undefined_figures(trained, capsys):
+    """A tiny run finds few or no animals, so its node errors and identity accuracy are
+    undefined: report.json, model.json and validation_report.json say null, never NaN, and
+    the printed report says "-" where its table does."""
+    model_dir, cfg = trained
+    for name in ("report.json", "model.json", "validation_report.json"):
+        _strict_json(model_dir / name)
+    report = _strict_json(model_dir / "report.json")
+    info = _strict_json(model_dir / "model.json")
+    undefined = [v for v in (*report["dist_px"].values(), report["id_accuracy"], info["instance"].get("val_dist_p50"))
+                 if v is None]
+    assert undefined, "the tiny run defined every figure: this test no longer sees the undefined case"
+    from rtpose.train.report import print_report
+    from rich.console import Console
+
+    console = Console(record=True, width=300)
+    print_report(model_dir, report, "this CPU", console)
+    text = console.export_text()
+    assert "nan" not in text.lower() and "node error p" in text
+    if report["dist_px"].get("p50") is None:
+        assert "node error p50 -, p90 -, p95 - (no node matched)" in text
+
+
+def test_json_writer_turns_nan_and_infinities_into_null():
+    import numpy as np
+    from rtpose import jsonsafe
+
+    text = jsonsafe.dumps({"a": float("nan"), "b": [np.float32("inf"), np.int64(3), 1.5], "c": np.array([np.nan, 2.0]),
+                           "d": np.bool_(True)})
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(name)) == {
+        "a": None, "b": [None, 3, 1.5], "c": [None, 2.0], "d": True}

@@ -11,7 +11,6 @@ left out), ``breakdown_ms``, ``injected`` (the simulated cable, null on real har
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from rtpose import __version__
 from rtpose.calibrate.analysis import Calibration, describe_ms, expected_sim_delay_ms
 from rtpose.live.protocol import LoadedProtocol
 from rtpose.machine import describe
+from rtpose import jsonsafe
 
 FORMAT = "rtpose-latency-calibration"
 VERSION = 1
@@ -184,7 +184,7 @@ def write_report(report: dict[str, Any], calibration: Calibration, path: str | P
     png = path.with_suffix(".png")
     write_histogram(calibration, report, png)
     report["histogram"] = str(png)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path.write_text(jsonsafe.dumps(report, indent=2) + "\n")
     return path, png
 
 

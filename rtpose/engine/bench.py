@@ -7,7 +7,6 @@ frame, running the graph, copying outputs back and assigning identities on the h
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
 from rtpose.machine import describe
+from rtpose import jsonsafe
 
 DEFAULT_FRAMES = 100  # frames timed without --frames: the first ones the input holds
 # below this many timed frames the p90/p99 are (nearly) the slowest frame: bench says so
@@ -150,7 +150,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"machine: {m['cpu']} ({' '.join(m['cpu_flags'])}), {m['cpu_count']} cores, onnxruntime {m['onnxruntime']}")
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(result, indent=2))
+        Path(args.json_out).write_text(jsonsafe.dumps(result, indent=2))
     if args.histogram:
         plot_histogram(ms, args.histogram, f"{engine.name}, batch 1, {engine.device}")
     return 0

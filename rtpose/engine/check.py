@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 from pathlib import Path
 
 from rtpose.engine.base import ENGINES, load_engine
@@ -21,6 +20,7 @@ from rtpose.engine.selfcheck import (FP32_BOUNDS, REDUCED_BOUNDS, CheckResult, d
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
 from rtpose.machine import cpu_flags, describe
+from rtpose import jsonsafe
 
 
 def check_graphs(export_dir: str | Path, engine_name: str = "ort-cpu") -> list[CheckResult]:
@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
     ok = all(r.passed for r in results)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps({"export": str(args.model), "engine": args.engine, "passed": ok,
+        Path(args.json_out).write_text(jsonsafe.dumps({"export": str(args.model), "engine": args.engine, "passed": ok,
                                                    "graphs": [r.to_dict() for r in results], "choice": choice,
                                                    "machine": m}, indent=2))
     if not ok:

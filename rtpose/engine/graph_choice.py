@@ -30,6 +30,7 @@ import numpy as np
 from rtpose.engine.selfcheck import FP32_BOUNDS, REDUCED_BOUNDS, CheckResult, load_references, refusal, run_check
 from rtpose.export.spec import INPUT_NAME, OUTPUT_NAMES
 from rtpose.machine import cpu_flags, cpu_name
+from rtpose import jsonsafe
 
 FASTER = 0.9  # int8 must take at most this fraction of fp32's time to be chosen
 WARMUP = 4  # untimed runs of each graph first (ONNX Runtime's first runs allocate and plan)
@@ -107,7 +108,7 @@ def cached_timing(engine, sessions: dict[str, Any], frame: np.ndarray) -> tuple[
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache, indent=1))
+        tmp.write_text(jsonsafe.dumps(cache, indent=1))
         tmp.replace(path)
     except OSError:
         pass  # a read-only home: time again next load

@@ -37,7 +37,6 @@ Help text (README-ready):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -48,7 +47,8 @@ from rich.table import Table
 
 from rtpose.data.video import parse_frame_range
 from rtpose.errors import RtposeError
-from rtpose.eval.evaluate import evaluate, to_json_safe
+from rtpose.eval.evaluate import evaluate
+from rtpose import jsonsafe
 
 # --frames on labels: the video length is not needed to pick frames by index.
 _NO_UPPER_BOUND = sys.maxsize
@@ -74,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
         out = Path(args.json_out)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(to_json_safe(result), indent=2) + "\n")
+            out.write_text(jsonsafe.dumps(result, indent=2) + "\n")
         except OSError as exc:
             raise RtposeError(f"{out}: cannot write ({exc.strerror or type(exc).__name__})") from None
     return 0

@@ -16,6 +16,7 @@ import numpy as np
 from rtpose.data.proximity import (PROXIMITY_BINS, DistanceSplit, distance_split, median_size, nearest_other,
                                    proximity_bin)
 from rtpose.errors import RtposeError
+from rtpose.jsonsafe import to_json_safe  # noqa: F401 (where eval's callers have long found it)
 from rtpose.eval import metrics
 from rtpose.eval.oks import OKS_SIGMA, Matches, greedy_match, similarity
 from rtpose.eval.pairing import PairedFrames, pair_frames
@@ -228,14 +229,3 @@ def _on_matched_animal(oks: np.ndarray, matches: Matches) -> np.ndarray:
     return matches.oks >= best
 
 
-def to_json_safe(value: Any) -> Any:
-    """NaN and infinities -> None, numpy scalars -> Python numbers, recursively."""
-    if isinstance(value, dict):
-        return {k: to_json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from rtpose.errors import RtposeError
+from rtpose import jsonsafe
 
 FORMAT_VERSION = 2
 SPEC_FILE = "rtpose.json"
@@ -96,7 +97,7 @@ class ExportSpec:
 
     def save(self, export_dir: str | Path) -> Path:
         path = Path(export_dir) / SPEC_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2))
+        path.write_text(jsonsafe.dumps(self.to_dict(), indent=2))
         return path
 
     @classmethod

@@ -20,6 +20,7 @@ import numpy as np
 from rtpose.engine.frames import DecodeReport
 from rtpose.errors import RtposeError
 from rtpose.poses import Poses
+from rtpose import jsonsafe
 
 CHUNKS_DIR = ".rtpose-chunks"
 LOCK_NAME = ".rtpose-fleet.lock"
@@ -116,7 +117,7 @@ def load_chunk(path: Path) -> dict[str, np.ndarray]:
 
 def save_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
-    _replace_atomically(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+    _replace_atomically(path, lambda f: f.write((jsonsafe.dumps(data, indent=2) + "\n").encode()))
 
 
 def load_manifest(path: Path) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from rtpose.live.memory import limit_malloc_arenas
 limit_malloc_arenas(1)
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -30,6 +29,7 @@ from rtpose.live.daemon import Daemon  # noqa: E402
 from rtpose.live.preflight import preflight  # noqa: E402
 from rtpose.live.protocol import load_protocol  # noqa: E402
 from rtpose.live.summary import print_summary  # noqa: E402
+from rtpose import jsonsafe  # noqa: E402
 
 
 def main(args: argparse.Namespace) -> int:
@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     if args.summary:
         path = Path(args.summary)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result.summary, indent=2) + "\n")
+        path.write_text(jsonsafe.dumps(result.summary, indent=2) + "\n")
         console.print(f"summary: {path}")
     if result.error is not None:
         print(f"error: {result.error}", file=sys.stderr)

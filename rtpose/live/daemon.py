@@ -69,6 +69,7 @@ from rtpose.live.runlog import RunLog
 from rtpose.live.status import STATUS_PERIOD_S, status_message
 from rtpose.live.summary import build_summary, safe_value
 from rtpose.rules import TriggerProgram
+from rtpose import jsonsafe
 
 DROP_REASONS = ("camera", "replaced", "shutdown", "error", "lost")
 # While one thread runs Python (the engine's pre- and post-processing), another waits up
@@ -634,6 +635,5 @@ def _read_text(path: Path) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    import json
 
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.write_text(jsonsafe.dumps(data, indent=2) + "\n")

@@ -11,7 +11,6 @@ user sees at once whether the model holds when the animals touch.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,9 @@ from rtpose.data.proximity import DistanceSplit
 from rtpose.data.samples import FrameCache
 from rtpose.engine.base import assign_identities
 from rtpose.eval.command import proximity_table, result_table
-from rtpose.eval.evaluate import score, to_json_safe
+from rtpose.eval.evaluate import score
 from rtpose.eval.pairing import PairedFrames
+from rtpose import jsonsafe
 
 REPORT = "validation_report.json"
 
@@ -85,7 +85,7 @@ def validation_report(model_dir: Path, frames: list[FrameLabels], cache: FrameCa
     result = score(paired, split=split)
     result = {"ground_truth": "validation frames of the training config", "predictions": "torch pipeline (fp32)",
               "unpredicted_frames": "skip", "frames": [int(f.frame_idx) for f in frames], **result}
-    (model_dir / REPORT).write_text(json.dumps(to_json_safe(result), indent=2) + "\n")
+    (model_dir / REPORT).write_text(jsonsafe.dumps(result, indent=2) + "\n")
     if console is not None:
         console.print(result_table(result))
         console.print(proximity_table(result))

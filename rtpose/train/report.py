@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from rtpose.errors import RtposeError
+from rtpose import jsonsafe
 
 REPORT_FILE = "report.json"
 
@@ -168,15 +169,14 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
         lines.append(f"  {time_line(timing, report.get('time') or {})}")
     if "map" in report:
         d = report["dist_px"]
-        ident = f", identity {report['id_accuracy']:.1%}" if report.get("id_accuracy") == report.get("id_accuracy") \
+        ident = f", identity {report['id_accuracy']:.1%}" if _defined(report.get("id_accuracy")) \
             and info["class_names"] else ""
         found = report.get("n_found", report["n_matched"])
         span = report.get("frames_described") or f"{report['frame_range']} ({report['frames']} frames)"
         lines.append(f"  validation frames {span}: "
                      f"{found}/{report['n_gt']} instances found (OKS > 0.5), {report['n_matched']} matched; "
                      f"OKS mAP {report['map']:.3f}, "
-                     f"node error p50 {d.get('p50', float('nan')):.1f} px, p90 {d.get('p90', float('nan')):.1f} px, "
-                     f"p95 {d.get('p95', float('nan')):.1f} px{ident}")
+                     f"node error {_node_error(d)}{ident}")
     # the run's budget (config.yaml), or its wall time where that was longer: model.json's
     # wall_minutes counts only the last session of a resumed run
     config = yaml.safe_load((model_dir / "config.yaml").read_text()) if (model_dir / "config.yaml").exists() else {}
@@ -207,6 +207,18 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
         console.print(line, highlight=False)
 
 
+def _defined(value: Any) -> bool:
+    """Whether a report figure is a number: undefined ones are None (read back from JSON) or NaN."""
+    return value is not None and value == value
+
+
+def _node_error(dist_px: dict[str, Any]) -> str:
+    """``p50 X px, p90 Y px, p95 Z px``, each ``-`` where undefined (no node matched), as the table shows it."""
+    return ", ".join(f"{q} {dist_px[q]:.1f} px" if _defined(dist_px.get(q)) else f"{q} -"
+                     for q in ("p50", "p90", "p95")) + ("" if any(_defined(dist_px.get(q)) for q in ("p50", "p90", "p95"))
+                                                        else " (no node matched)")
+
+
 def time_line(timing: dict[str, Any], report_time: dict[str, Any]) -> str:
     """Where the run's time went, in one line (minutes, measured).
 
@@ -230,7 +242,7 @@ def time_line(timing: dict[str, Any], report_time: dict[str, Any]) -> str:
 
 
 def write_report(model_dir: Path, report: dict[str, Any]) -> None:
-    (model_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, default=float))
+    (model_dir / REPORT_FILE).write_text(jsonsafe.dumps(report, indent=2, default=float))
 
 
 def safe_report(model_dir: Path) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from rtpose.train.checks import check_config, reuse_problem
 from rtpose.train.loop import FitResult, console, fit, say
 from rtpose.train.precision import choose_precision
 from rtpose.train.distance_report import REPORT, validation_report
+from rtpose import jsonsafe
 
 MODEL_INFO = "model.json"
 
@@ -520,7 +521,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
         "instance": {"epochs": i_result.epochs, "best_epoch": i_result.best_epoch, "stopped": i_result.stopped,
                      "wall_minutes": round(i_result.wall_s / 60, 2), **i_result.best_metrics},
     }
-    (out / MODEL_INFO).write_text(json.dumps(info, indent=2))
+    (out / MODEL_INFO).write_text(jsonsafe.dumps(info, indent=2))
     if val_frames:
         console.print(f"validation frames, whole pipeline (written to {out / REPORT}):")
         split = distance_split(recorded=info, recorded_from=f"{out / MODEL_INFO}")  # as eval reads the export's
