@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import attrs
 import numpy as np
 import pytest
 import sleap_io as sio
@@ -14,7 +15,8 @@ import sleap_io as sio
 from rtpose.cli import main as cli
 from rtpose.data.predictions import read_predictions
 from rtpose.data.video import VideoReader
-from rtpose.engine.base import assign_identities, load_engine, prepare_frame, raw_to_poses
+from rtpose.engine import base
+from rtpose.engine.base import assign_identities, load_engine, prepare_frame, raw_to_poses, training_run
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
 from rtpose.paths import data_dir
@@ -72,7 +74,7 @@ def test_batch_and_single_agree(engine, frame, flies_video_path):
         assert np.allclose(np.nan_to_num(single.points), np.nan_to_num(batched.points), atol=1e-2)
 
 
-def test_frame_size_is_padded_within_the_graphs_own_padding_or_refused(engine):
+def test_frame_size_is_padded_within_the_graphs_own_padding_or_refused(engine, tmp_path, monkeypatch):
     """The graph pads frames to a multiple of centroid max stride / input scale; frames
     that pad to the same size are padded, any other size is refused (larger or smaller)."""
     spec = engine.spec
@@ -84,12 +86,32 @@ def test_frame_size_is_padded_within_the_graphs_own_padding_or_refused(engine):
         padded = prepare_frame(np.full((h, w), 7, np.uint8), spec)
         assert padded.shape == (H, W) and (padded[:h, :w] == 7).all() and not padded[h:].any()
     # a camera ROI a stride smaller, or the same view at twice the resolution: a re-export
-    # for that size may help (the model dir the export came from is named)
+    # for that size may help, from the model's training run where that exists here (named
+    # absolute, so the command runs from any folder)
+    run = tmp_path / "runs" / "flies13"
+    run.mkdir(parents=True)
+    here = attrs.evolve(spec, source={**spec.source, "dir": str(run)})
     for h, w in [(H - m, W), (H, W - m), (2 * H, 2 * W)]:
         with pytest.raises(RtposeError, match=rf"frames are {h}x{w} but the model takes {H}x{W}.*"
-                                              rf"re-export it for them \(rtpose export {spec.source['dir']} -o DIR "
-                                              rf"--frame-size {h}x{w}"):
-            prepare_frame(np.zeros((h, w), np.uint8), spec)
+                                              rf"re-export it for them \(rtpose export {run} -o DIR "
+                                              rf"--frame-size {h}x{w}.*; else use frames of {H}x{W} or a model "
+                                              "trained on these frames$"):
+            prepare_frame(np.zeros((h, w), np.uint8), here)
+    # where it is not (a fresh clone holds no runs/: the shipped model records its run
+    # relative to the repository), the advice says so and how to get one: no command that
+    # would fail on a folder that is not there
+    clone = tmp_path / "fresh-clone"  # the repository the relative path is read against
+    monkeypatch.setattr(base, "REPO_ROOT", clone)
+    gone = tmp_path / "elsewhere" / "run"
+    for source, says in [({**spec.source, "dir": "runs/flies13"}, "`make model` retrains it there"),
+                         ({**spec.source, "dir": str(gone)}, "copy it here or train one")]:
+        missing = training_run(source)
+        assert missing in (clone / "runs" / "flies13", gone)
+        with pytest.raises(RtposeError) as info:
+            prepare_frame(np.zeros((H - m, W), np.uint8), attrs.evolve(spec, source=source))
+        msg = str(info.value)
+        assert f"that run ({missing}) is not on this machine" in msg and says in msg, msg
+        assert f"rtpose export {source['dir']} " not in msg and f"else use frames of {H}x{W}" in msg
     # another aspect ratio (4:3, 16:9 against 1:1): another setup, where a re-export would not help
     for h, w in [(768, 1024), (1080, 1920)]:
         with pytest.raises(RtposeError, match=rf"frames are {h}x{w} but the model takes {H}x{W}: it was trained on "
@@ -99,8 +121,6 @@ def test_frame_size_is_padded_within_the_graphs_own_padding_or_refused(engine):
     with pytest.raises(RtposeError, match="channels"):
         prepare_frame(np.zeros((1024, 1024, 2), np.uint8), spec)
     # an imported sleap-nn model is not re-exported at another size (rtpose export refuses it)
-    import attrs
-
     imported = attrs.evolve(spec, source={"format": "sleap-nn"})
     with pytest.raises(RtposeError, match="trained at .* only: use frames of that size") as info:
         prepare_frame(np.zeros((H - m, W), np.uint8), imported)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from rtpose.data.video import to_gray
 from rtpose.engine.identities import assign_identities  # public here too (tests, callers)
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
+from rtpose.paths import REPO_ROOT
 from rtpose.poses import Poses
 
 
@@ -193,11 +194,47 @@ def check_frame_size(height: int, width: int, spec: ExportSpec, where: str = "fr
         todo = ("this sleap-nn model runs at the frame size it was trained at (its preprocessing.max_height/"
                 "max_width) only: use frames of that size, or a model trained on these")
     else:
-        model = source["dir"] if source.get("format") == "rtpose" and source.get("dir") else "MODEL"
         todo = (f"if they show the animals at the scale of its training frames (e.g. another ROI of the same camera), "
-                f"re-export it for them (rtpose export {model} -o DIR --frame-size {height}x{width}; the scale it "
-                "looks at stays), else use a model trained on these frames")
+                f"{_re_export_advice(source, height, width)}; else use frames of {H}x{W} or a model trained on these frames")
     raise RtposeError(f"{head}{why}; {todo}")
+
+
+# The shipped export's training run, as its rtpose.json records it (relative to the
+# repository: `make model` trains it there, about 18 min on 2 CPU cores, Makefile).
+SHIPPED_MODEL_RUN = "runs/flies13"
+
+
+def training_run(source: dict[str, Any]) -> Path | None:
+    """The folder an rtpose export was trained in, absolute, or None when it records none.
+
+    ``rtpose export`` records it absolute; a relative one (the shipped ``models/flies13``,
+    exported by ``make model`` from the repository root) is taken relative to the
+    repository, where ``make model`` writes it.
+    """
+    if source.get("format") != "rtpose" or not source.get("dir"):
+        return None
+    path = Path(source["dir"])
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def _re_export_advice(source: dict[str, Any], height: int, width: int) -> str:
+    """How to get a graph for ``height`` x ``width`` frames from the export's training run.
+
+    Names the run's folder where it exists here; else says it is not on this machine and
+    how to get one (``make model`` for the shipped model).
+    """
+    size = f"--frame-size {height}x{width}"
+    run = training_run(source)
+    if run is None:
+        return f"re-export its training run for them (rtpose export MODEL_DIR -o DIR {size}; the scale it looks at stays)"
+    if run.is_dir():
+        return f"re-export it for them (rtpose export {run} -o DIR {size}; the scale it looks at stays)"
+    if Path(source["dir"]).as_posix() == SHIPPED_MODEL_RUN and not Path(source["dir"]).is_absolute():
+        return (f"re-export its training run for them; that run ({run}) is not on this machine: `make model` "
+                f"retrains it there (about 18 min on 2 CPU cores; it re-exports models/flies13 too), then rtpose export {run} -o DIR {size} (the scale "
+                "it looks at stays)")
+    return (f"re-export its training run for them (rtpose export RUN_DIR -o DIR {size}; the scale it looks at "
+            f"stays); that run ({run}) is not on this machine: copy it here or train one")
 
 
 def prepare_frame(frame: np.ndarray, spec: ExportSpec) -> np.ndarray:
