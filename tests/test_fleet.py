@@ -264,6 +264,40 @@ def test_fleet_on_a_lying_container_agrees_with_one_process(tmp_path, videos, ra
     assert result.manifest["runs"][-1]["frames_predicted"] == 10
 
 
+def _other_size(folder: Path, frames: list[np.ndarray], name: str, box: tuple[int, int]) -> Path:
+    """An MJPEG .avi of ``frames`` cut to ``box`` (height, width): a size the fly model refuses."""
+    h, w = box
+    return _write(folder / name, "MJPG", [np.ascontiguousarray(f[:h, :w]) for f in frames])
+
+
+def test_when_every_input_fails_the_last_line_says_so_and_the_exit_status_is_2(tmp_path, videos, ray_address, capsys):
+    """Inputs the model refuses (frames of another size) are each marked failed; the last
+    line says that every input failed and why the first did (not that an earlier run did
+    the work), exit 2 as one-process predict on such an input. With an input an earlier
+    run finished, the line counts both and the exit status is 3 (the rest is written)."""
+    with VideoReader(videos["a"]) as reader:
+        frames = [reader.read(i) for i in range(4)]
+    roi = _other_size(tmp_path, frames, "roi.avi", (896, 1000))  # a camera ROI a stride smaller than 1024x1024
+    wide = _other_size(tmp_path, frames, "wide.avi", (576, 1024))  # another shape: another setup
+    out = tmp_path / "out"
+    argv = ["predict", "-m", str(SHIPPED), "-o", str(out), "--fp32", "--workers", "1"]
+    assert cli([*argv, "-i", str(roi), str(wide)]) == 2
+    printed = capsys.readouterr().out
+    last = [line for line in printed.splitlines() if line.strip()][-2]  # before "manifest: ..."
+    assert last.startswith(f"nothing predicted: every input failed (2 failed; first: {roi.resolve()}: frames are "
+                           "896x1000 but the model takes 1024x1024"), printed
+    assert "earlier run" not in printed and not list(out.glob("*.slp"))
+    manifest = _manifest(out)
+    assert [manifest["videos"][str(p.resolve())]["status"] for p in (roi, wide)] == ["failed", "failed"]
+
+    assert cli([*argv, "-i", str(videos["a"]), "--frames", "0-3"]) == 0  # on Ray: a.avi done
+    capsys.readouterr()
+    assert cli([*argv, "-i", str(videos["a"]), str(wide), "--frames", "0-3"]) == 3
+    last = [line for line in capsys.readouterr().out.splitlines() if line.strip()][-2]
+    assert last.startswith(f"nothing predicted: 1 failed (first: {wide.resolve()}: frames are 576x1024 but the "
+                           "model takes 1024x1024") and last.endswith("), 1 done by an earlier run"), last
+
+
 def test_interrupted_and_killed_runs_resume_without_redoing_chunks(tmp_path, videos, references, ray_address):
     out = tmp_path / "out"
     cmd = _command(videos, out, ray_address, chunk_frames=4)

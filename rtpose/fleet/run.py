@@ -45,6 +45,9 @@ from rtpose.fleet.worker import FrameCounter, PredictWorker
 from rtpose.paths import claim_output_file
 
 EXIT_INCOMPLETE = EXIT_FRAMES_MISSING  # frames asked for were not read, or an input failed; the rest is written
+# every input failed: no .slp at all, as one-process predict refuses an input it cannot
+# predict (one that does not open or does not fit the model) with exit status 2
+EXIT_ALL_FAILED = 2
 FINISHED = ("done", "partial")
 MAX_ATTEMPTS = 3  # a chunk whose worker died (after Ray's own restarts) goes to another worker this often
 
@@ -115,9 +118,12 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
             without it such a run is refused before Ray starts. Resuming never needs it.
 
     Returns:
-        The manifest, its path, and the exit status: 0 when every input was predicted in
-        full, :data:`EXIT_INCOMPLETE` (3, as the single-process ``predict`` when frames are
-        missing) when some input failed or some frames asked for could not be read.
+        The manifest, its path, and the exit status (:func:`exit_status`): 0 when every
+        input was predicted in full, :data:`EXIT_ALL_FAILED` (2, as the single-process
+        ``predict`` on an input it refuses) when every input failed and nothing was
+        written, else :data:`EXIT_INCOMPLETE` (3, as the single-process ``predict`` when
+        frames are missing) when some input failed or some frames asked for could not be
+        read.
 
     Raises:
         RtposeError: bad arguments, inputs that name nothing, Ray missing or unreachable,
@@ -180,8 +186,20 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
         save_json(manifest_path, manifest)
     if progress:
         print_summary(manifest, [str(p) for p in paths], run, Console())
-    incomplete = any(manifest["videos"][str(p)]["status"] != "done" for p in paths)
-    return FleetResult(manifest, manifest_path, EXIT_INCOMPLETE if incomplete else 0)
+    return FleetResult(manifest, manifest_path, exit_status(manifest, [str(p) for p in paths]))
+
+
+def exit_status(manifest: dict, inputs: Sequence[str]) -> int:
+    """The exit status of a fleet run over ``inputs`` (keys of ``manifest["videos"]``).
+
+    0 when every input is predicted in full (by this run or an earlier one),
+    :data:`EXIT_ALL_FAILED` (2) when every input failed (nothing written), else
+    :data:`EXIT_INCOMPLETE` (3: some input failed or lacks frames; the others are written).
+    """
+    statuses = [manifest["videos"][key]["status"] for key in inputs]
+    if all(s == "done" for s in statuses):
+        return 0
+    return EXIT_ALL_FAILED if all(s == "failed" for s in statuses) else EXIT_INCOMPLETE
 
 
 def _plan(path: Path, output: Path, manifest: dict, frames: str | None, only_labeled: bool, digest: str,
@@ -521,13 +539,28 @@ def print_summary(manifest: dict, inputs: Sequence[str], run: dict, console: Con
         table.add_row(Path(key).name, e["status"], str(e.get("frames", "-")), str(e.get("frames_not_read", "-")),
                       f"{e['fps']:.1f}" if e.get("fps") else "-", note)
     console.print(table)
+    failed = [key for key in inputs if manifest["videos"][key]["status"] == "failed"]
+    first = ""
+    if failed:
+        error = manifest["videos"][failed[0]].get("error") or "no reason recorded"
+        first = f"first: {error}" if failed[0] in error else f"first: {failed[0]}: {error}"  # errors name the input
     if run.get("chunks_predicted"):
         fps = run["frames_predicted"] / run["seconds"] if run.get("seconds") else 0.0
         console.print(f"{run['frames_predicted']} frames in {run['chunks_predicted']} chunks, {run['seconds']:.1f} s: "
                       f"{fps:.1f} frames/s, {run['workers']} workers x {run['threads']} threads on "
                       f"{run['nodes']} node(s)")
+        if failed:
+            console.print(f"{len(failed)} of {len(inputs)} inputs failed ({first})", markup=False, highlight=False,
+                          soft_wrap=True)
+        return
+    if failed and len(failed) == len(inputs):
+        line = f"nothing predicted: every input failed ({len(failed)} failed; {first})"
+    elif failed:  # the others were written before, or joined now from an earlier run's chunks
+        line = (f"nothing predicted: {len(failed)} failed ({first}), {len(inputs) - len(failed)} done by an "
+                "earlier run")
     else:
-        console.print("nothing predicted: every chunk was done by an earlier run")
+        line = "nothing predicted: every chunk was done by an earlier run"
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def main(args: argparse.Namespace) -> int:
