@@ -325,6 +325,12 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
     assert f"{out} already holds a trained model (model.json, centroid, instance)" in err.err
     assert "--overwrite" in err.err
     assert "deriving" not in err.out + err.err and (out / "model.json").read_bytes() == before
+    # ... and a mistake that --overwrite would reach only after deriving costs the old model nothing
+    for mistake in (["--set", "data.anchor_part=thorx"], ["--set", "data.nosuch=1"], ["--minutes", "0"]):
+        assert cli(["train", str(two_frames_path), "--minutes", "0.6", "-o", str(out), "--overwrite",
+                    *TINY, *mistake]) == 2, mistake
+        assert (out / "model.json").read_bytes() == before and (out / "instance").is_dir(), mistake
+    capsys.readouterr()
     # ... and --overwrite removes the old run's files first: nothing of the old model stays
     (out / "instance" / "stale.pt").write_bytes(b"old")
     old_report = (out / "report.json").read_bytes()
