@@ -419,7 +419,8 @@ def test_the_report_warns_when_the_validation_scores_are_weak(tmp_path, found, o
 
 @pytest.mark.parametrize("stopped, best_epoch, warns", [
     # the new-user mice run: 6 min, OKS mAP 0.326, its instance network's best epoch its last
-    ("time budget (4.6 min)", 41, "the instance network (best epoch 41, last epoch 41) while its validation loss was still falling"),
+    ("time budget (4.6 min)", 41, "the instance network (best epoch 41, last epoch 41) within 3 epochs of its best validation loss, "
+     "so it was still improving"),
     ("time budget (4.6 min)", 39, "the instance network (best epoch 39, last epoch 41)"),
     ("time budget (4.6 min)", 30, None),  # the best epoch well before the budget: it had levelled off
     ("early stopping (no improvement in 10 epochs)", 41, None),
@@ -489,3 +490,13 @@ def test_a_stopped_run_is_offered_resume_and_a_finished_one_is_not(tmp_path):
     with pytest.raises(RtposeError) as info:
         claim_output(tmp_path, resume=False, overwrite=False)
     assert "--overwrite to replace it" in str(info.value) and "--resume" not in str(info.value)
+
+
+def test_the_budget_warning_for_both_networks_speaks_of_each():
+    from rtpose.train.report import budget_warning
+
+    stopped = {"epochs": 9, "best_epoch": 8, "stopped": "time budget (1.0 min)"}
+    text = budget_warning({"centroid": {**stopped, "best_epoch": 6}, "instance": stopped}, "--minutes 2")
+    assert text == ("the time budget stopped the centroid network (best epoch 6, last epoch 8) and the instance "
+                    "network (best epoch 8, last epoch 8) within 3 epochs of their best validation loss, so each "
+                    "was still improving: a longer budget would likely do better (e.g. --minutes 2)")
