@@ -326,10 +326,14 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
     assert "--overwrite" in err.err
     assert "deriving" not in err.out + err.err and (out / "model.json").read_bytes() == before
     # ... and a mistake that --overwrite would reach only after deriving costs the old model nothing
-    for mistake in (["--set", "data.anchor_part=thorx"], ["--set", "data.nosuch=1"], ["--minutes", "0"]):
+    for mistake in (["--set", "data.anchor_part=thorx"], ["--set", "data.nosuch=1"], ["--minutes", "0"],
+                    ["--set", "foo"]):
         assert cli(["train", str(two_frames_path), "--minutes", "0.6", "-o", str(out), "--overwrite",
                     *TINY, *mistake]) == 2, mistake
         assert (out / "model.json").read_bytes() == before and (out / "instance").is_dir(), mistake
+        if "foo" in mistake:  # not KEY=VALUE: said before the deriving starts
+            err = capsys.readouterr()
+            assert "deriving" not in err.out + err.err and "--set 'foo': expected KEY=VALUE" in err.err
     capsys.readouterr()
     # ... and --overwrite removes the old run's files first: nothing of the old model stays
     (out / "instance" / "stale.pt").write_bytes(b"old")

@@ -20,7 +20,7 @@ from rtpose.errors import RtposeError
 from rtpose.paths import no_such_file
 from rtpose.train.config import TrainConfig
 from rtpose.train.trainer import train
-from rtpose.config import load_tree, validate
+from rtpose.config import apply_overrides, load_tree, validate
 from rtpose.train.checks import check_config
 
 
@@ -144,6 +144,7 @@ def _train_from_labels(args: argparse.Namespace) -> int:
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES
     if minutes <= 0:  # said before the banner, which would announce a run of 0 min
         raise RtposeError(f"--minutes must be positive, got {minutes:g}")
+    apply_overrides({}, args.overrides or [])  # a --set that is not KEY=VALUE: said before the deriving
     console.print(f"deriving a training config from {args.config} for {minutes:g} min on {cpu_summary()}",
                   highlight=False, markup=False)
     cfg, why = derive(args.config, minutes, args.output, args.overrides, t_start=t_start)
