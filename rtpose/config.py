@@ -171,7 +171,8 @@ def apply_overrides(tree: dict, overrides: Iterable[str]) -> dict:
     """
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. daq.loopback_delay_ms=5")
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, KEY dotted through its sections "
+                              "(e.g. instance.optim.lr=0.001)")
         key, raw = item.split("=", 1)
         parts = list(_override_key(item))
         if not all(parts):

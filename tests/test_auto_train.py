@@ -325,6 +325,16 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
     assert f"{out} already holds a trained model (model.json, centroid, instance)" in err.err
     assert "--overwrite" in err.err
     assert "deriving" not in err.out + err.err and (out / "model.json").read_bytes() == before
+    # ... and a mistake that --overwrite would reach only after deriving costs the old model nothing
+    for mistake in (["--set", "data.anchor_part=thorx"], ["--set", "data.nosuch=1"], ["--minutes", "0"],
+                    ["--set", "foo"]):
+        assert cli(["train", str(two_frames_path), "--minutes", "0.6", "-o", str(out), "--overwrite",
+                    *TINY, *mistake]) == 2, mistake
+        assert (out / "model.json").read_bytes() == before and (out / "instance").is_dir(), mistake
+        if "foo" in mistake:  # not KEY=VALUE: said before the deriving starts
+            err = capsys.readouterr()
+            assert "deriving" not in err.out + err.err and "--set 'foo': expected KEY=VALUE" in err.err
+    capsys.readouterr()
     # ... and --overwrite removes the old run's files first: nothing of the old model stays
     (out / "instance" / "stale.pt").write_bytes(b"old")
     old_report = (out / "report.json").read_bytes()
@@ -413,7 +423,8 @@ def test_the_report_warns_when_the_validation_scores_are_weak(tmp_path, found, o
 
 @pytest.mark.parametrize("stopped, best_epoch, warns", [
     # the new-user mice run: 6 min, OKS mAP 0.326, its instance network's best epoch its last
-    ("time budget (4.6 min)", 41, "the instance network (best epoch 41, last epoch 41) while its validation loss was still falling"),
+    ("time budget (4.6 min)", 41, "the instance network (best epoch 41, last epoch 41) within 3 epochs of its best validation loss, "
+     "so it was still improving"),
     ("time budget (4.6 min)", 39, "the instance network (best epoch 39, last epoch 41)"),
     ("time budget (4.6 min)", 30, None),  # the best epoch well before the budget: it had levelled off
     ("early stopping (no improvement in 10 epochs)", 41, None),
@@ -483,3 +494,13 @@ def test_a_stopped_run_is_offered_resume_and_a_finished_one_is_not(tmp_path):
     with pytest.raises(RtposeError) as info:
         claim_output(tmp_path, resume=False, overwrite=False)
     assert "--overwrite to replace it" in str(info.value) and "--resume" not in str(info.value)
+
+
+def test_the_budget_warning_for_both_networks_speaks_of_each():
+    from rtpose.train.report import budget_warning
+
+    stopped = {"epochs": 9, "best_epoch": 8, "stopped": "time budget (1.0 min)"}
+    text = budget_warning({"centroid": {**stopped, "best_epoch": 6}, "instance": stopped}, "--minutes 2")
+    assert text == ("the time budget stopped the centroid network (best epoch 6, last epoch 8) and the instance "
+                    "network (best epoch 8, last epoch 8) within 3 epochs of their best validation loss, so each "
+                    "was still improving: a longer budget would likely do better (e.g. --minutes 2)")

@@ -321,6 +321,11 @@ def test_predict_refuses_an_existing_output_before_any_work_unless_overwrite(tmp
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200", "-o", str(out)]) == 2
     assert capsys.readouterr().err == f"error: {out} already exists: give another -o, or --overwrite to replace it\n"
     assert out.read_bytes() == b"an earlier run's poses" and read == []
+    # -o a folder (or not .slp) is told so first, not to add --overwrite
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200", "-o",
+                str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path}: predictions must be written to a .slp file (it is a "
+                                       "folder; several inputs write into one)\n") and read == []
 
     default = tmp_path / "clip.predictions.slp"  # no -o: INPUT.predictions.slp beside the input
     video = tmp_path / "clip.mp4"

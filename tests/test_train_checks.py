@@ -88,3 +88,23 @@ def test_other_values_checked_after_loading_name_file_line_and_field(tmp_path, f
     assert msg.startswith(f"error: {path}:{line_of(path, key.split('.')[-1])}: {field}: "), msg
     assert expected in msg, msg
     assert not (tmp_path / "m").exists()
+
+
+def test_a_frame_selection_reaching_outside_the_labels_is_noted_with_what_it_selects(capsys):
+    """mice2 labels frames 0-69; val_frames 60-99 trains (it selects 60-69) and says so."""
+    from rtpose.data.labels import pooled_user_frames
+    from rtpose.data.selection import beyond_labels
+    from rtpose.paths import data_dir
+    from rtpose.train.config import DataConfig
+    from rtpose.train.trainer import _note_selections_beyond_labels
+
+    labels = data_dir() / "mice2" / "labels.trainval.slp"
+    _, frames = pooled_user_frames([str(labels)], None)
+    labelled = {f.frame_idx for f in frames}
+    assert beyond_labels("0-59", labelled) is None and beyond_labels(None, labelled) is None
+    _note_selections_beyond_labels(DataConfig(labels=str(labels), val_frames="60-99", train_frames="0-59"), frames)
+    captured = capsys.readouterr()
+    printed = " ".join((captured.err + captured.out).split())
+    assert printed.startswith("note: data.val_frames '60-99' reaches past the last labelled frame (69): it selects "
+                              "the labelled frames 60-69"), printed
+    assert "train_frames" not in printed

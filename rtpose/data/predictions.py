@@ -60,6 +60,18 @@ def poses_to_instances(poses: Poses, skeleton: sio.Skeleton, tracks: Sequence[si
     return instances
 
 
+def check_slp_output(path: Path) -> None:
+    """Refuse a predictions output that is not a ``.slp`` file (a folder, ``.h5``, ...);
+    callers check it before any work, ``write_predictions`` again.
+
+    Raises:
+        RtposeError: one line naming ``path`` (and saying it is a folder, where it is one).
+    """
+    if path.suffix.lower() != ".slp":
+        folder = " (it is a folder; several inputs write into one)" if path.is_dir() else ""
+        raise RtposeError(f"{path}: predictions must be written to a .slp file{folder}")
+
+
 def write_predictions(
     path: str | Path,
     video_path: str | Path,
@@ -80,8 +92,7 @@ def write_predictions(
     Returns the path written.
     """
     path = Path(path)
-    if path.suffix.lower() != ".slp":
-        raise RtposeError(f"{path}: predictions must be written to a .slp file")
+    check_slp_output(path)
     skeleton = make_skeleton(node_names, edges)
     tracks = [sio.Track(name=str(name)) for name in class_names]
     # Opening the video (when it is here) stores its shape and colour mode in the file,

@@ -38,3 +38,22 @@ def selected_indices(text: str | None, indices: set[int]) -> set[int]:
     if text is None:
         return set(indices)
     return {i for i in indices if any(a <= i <= b and (i - a) % s == 0 for a, b, s in parse_frame_selection(text))}
+
+
+def beyond_labels(text: str | None, indices: set[int]) -> str | None:
+    """A note when a selection reaches outside the labelled frames' span, else None.
+
+    ``"60-99"`` on labels of frames 0-69 gives ``reaches past the last labelled frame
+    (69)``: the frames it does select are used, and the user learns that the rest of the
+    range holds no labels (a typo in a range is easy to miss otherwise).
+    """
+    if text is None or not indices:
+        return None
+    first, last = min(indices), max(indices)
+    items = parse_frame_selection(text)
+    notes = []
+    if any(a < first for a, _, _ in items):
+        notes.append(f"starts before the first labelled frame ({first})")
+    if any(b > last for _, b, _ in items):
+        notes.append(f"reaches past the last labelled frame ({last})")
+    return " and ".join(notes) or None

@@ -21,7 +21,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from rtpose.data.predictions import write_predictions
+from rtpose.data.predictions import check_slp_output, write_predictions
 from rtpose.engine.base import Engine, load_engine
 from rtpose.engine.continuity import IdentityContinuity
 from rtpose.data.video import describe_indices
@@ -167,6 +167,7 @@ def claim_output(input_path: str | Path, output: str | Path | None, overwrite: b
         RtposeError: one line naming the file (and the flag, for an existing file).
     """
     output = Path(output) if output else default_output(Path(input_path))
+    check_slp_output(output)
     if not output.parent.is_dir():
         raise RtposeError(f"{output}: its folder does not exist")
     if output.exists() and Path(input_path).exists() and os.path.samefile(output, input_path):

@@ -331,8 +331,10 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
         args = build_parser().parse_args(["recording", *(sys.argv[1:] if args is None else args)])
     try:
         if args.output:  # before anything is read: a refused run costs nothing
+            from rtpose.data.predictions import check_slp_output
             from rtpose.paths import claim_output_file
 
+            check_slp_output(Path(args.output))
             claim_output_file(Path(args.output), args.overwrite)
         recording = read_recording(args.recording)
         print(f"{recording.path}: {len(recording.frame)} processed frames, {recording.dropped} dropped, "

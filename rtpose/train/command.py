@@ -20,7 +20,7 @@ from rtpose.errors import RtposeError
 from rtpose.paths import no_such_file
 from rtpose.train.config import TrainConfig
 from rtpose.train.trainer import train
-from rtpose.config import load_tree, validate
+from rtpose.config import apply_overrides, load_tree, validate
 from rtpose.train.checks import check_config
 
 
@@ -66,14 +66,16 @@ def _report(model_dir: Path, config_run: bool, t_start: float) -> None:
 RUN_FILES = ("centroid", "instance", "model.json", "config.yaml", "report.json", "validation_report.json")
 
 
-def claim_output(model_dir: Path, resume: bool, overwrite: bool) -> None:
+def claim_output(model_dir: Path, resume: bool, overwrite: bool, clear: bool = True) -> None:
     """Make sure a run does not mix its files with an earlier model's.
 
     A directory that holds a trained model (``model.json`` or a network's checkpoints) is
     refused unless ``--resume`` (continue it) or ``--overwrite`` (its run files are
     removed first, so an interrupted rerun cannot leave half of each model). ``--resume``
     continues only a run that was stopped: a finished one (``model.json``) has spent its
-    budget and is refused, before anything in the directory is touched.
+    budget and is refused, before anything in the directory is touched. With
+    ``clear=False`` it only refuses: call it again once every other input is checked, so
+    that a mistake found later does not cost the old model.
 
     Raises:
         RtposeError: the directory holds a model and neither flag was given, or
@@ -98,6 +100,8 @@ def claim_output(model_dir: Path, resume: bool, overwrite: bool) -> None:
         resume_hint = "" if "model.json" in held else ", --resume to continue the run that was stopped"
         raise RtposeError(f"{model_dir} already holds a trained model ({', '.join(held)}): give another -o"
                           f"{resume_hint}, or --overwrite to replace it")
+    if not clear:
+        return
     for name in RUN_FILES:
         path = model_dir / name
         if path.is_dir():
@@ -136,15 +140,16 @@ def _train_from_labels(args: argparse.Namespace) -> int:
     if not Path(args.config).exists():  # said before the banner, as every other bad input
         raise RtposeError(no_such_file(Path(args.config)))
     claimed = Path(args.output or default_output(args.config))
-    claim_output(claimed, args.resume, args.overwrite)  # said before the banner, as every other bad input
+    claim_output(claimed, args.resume, args.overwrite, clear=False)  # said before the banner, as every bad input
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES
     if minutes <= 0:  # said before the banner, which would announce a run of 0 min
         raise RtposeError(f"--minutes must be positive, got {minutes:g}")
+    apply_overrides({}, args.overrides or [])  # a --set that is not KEY=VALUE: said before the deriving
     console.print(f"deriving a training config from {args.config} for {minutes:g} min on {cpu_summary()}",
                   highlight=False, markup=False)
     cfg, why = derive(args.config, minutes, args.output, args.overrides, t_start=t_start)
-    if not args.output and Path(cfg.output) != claimed:  # a --set output=DIR
-        claim_output(Path(cfg.output), args.resume, args.overwrite)
+    # the old model's files go only now, when the derivation and every --set have passed their checks
+    claim_output(claimed if args.output else Path(cfg.output), args.resume, args.overwrite)
     console.print("derived settings (saved as config.yaml in the model directory; edit and rerun with "
                   "`rtpose train CONFIG.yaml`):", highlight=False, markup=False)
     for key, value, reason in why.reasons:

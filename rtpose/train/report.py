@@ -123,7 +123,7 @@ def weak_warning(report: dict[str, Any], minutes: float, more_time: str = "--min
 
 
 # a network stopped by its time budget whose best epoch is among its last this many epochs
-# was still improving (its validation loss was still falling) when the budget ran out
+# was still improving (it had reached a new best validation loss lately) when the budget ran out
 STILL_IMPROVING_EPOCHS = 3
 
 
@@ -147,7 +147,9 @@ def budget_warning(info: dict[str, Any], longer: str) -> str | None:
             improving.append(f"the {net} network (best epoch {n['best_epoch']}, last epoch {n['epochs'] - 1})")
     if not improving:
         return None
-    return (f"the time budget stopped {' and '.join(improving)} while its validation loss was still falling: "
+    each = "each" if len(improving) > 1 else "it"
+    return (f"the time budget stopped {' and '.join(improving)} within {STILL_IMPROVING_EPOCHS} epochs of "
+            f"{'its' if len(improving) == 1 else 'their'} best validation loss, so {each} was still improving: "
             f"a longer budget would likely do better (e.g. {longer})")
 
 

@@ -32,6 +32,8 @@ from rtpose.data.targets import map_to_input
 from rtpose.errors import RtposeError
 from rtpose.nn.models import CentroidArch, InstanceArch, arch_to_dict
 from rtpose.nn.peaks import global_peaks, local_peaks, refine
+from rtpose.data.selection import beyond_labels, selected_indices
+from rtpose.data.video import describe_indices
 from rtpose.nn.unet import UNet, UNetSpec, count_parameters
 from rtpose.paths import clean_path, portable_data_path
 from rtpose.train.config import AugmentConfig, DataConfig, HardKeypointConfig, TrainConfig, UNetConfig
@@ -320,6 +322,19 @@ def time_plan(cfg: TrainConfig, setup_s: float, asked_minutes: float | None = No
             "after it is extra")
 
 
+def _note_selections_beyond_labels(data: DataConfig, frames: list) -> None:
+    """Say so when train_frames or val_frames reach outside the labelled frames' span (one video)."""
+    if len({f.video_path for f in frames}) != 1:
+        return
+    labelled = {f.frame_idx for f in frames}
+    for key in ("train_frames", "val_frames"):
+        text = getattr(data, key)
+        note = beyond_labels(text, labelled)
+        if note:
+            used = describe_indices(sorted(selected_indices(text, labelled)))
+            console.print(escape(f"note: data.{key} {text!r} {note}: it selects the labelled frames {used}"))
+
+
 def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = False, progress: bool = True,
           asked_minutes: float | None = None, before_s: float = 0.0) -> Path:
     """Train both networks as ``cfg`` says; returns the model directory.
@@ -358,6 +373,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
             if overlap:
                 console.print(escape(f"{overlap} frame{'s' if overlap != 1 else ''} selected by both "
                                      "data.train_frames and data.val_frames: kept for validation only"))
+        _note_selections_beyond_labels(cfg.data, frames)
     with_id = cfg.instance.class_head is not None
     if with_id:
         if not classes:
