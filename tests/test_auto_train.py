@@ -328,6 +328,7 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
     # ... and a mistake that --overwrite would reach only after deriving costs the old model nothing
     for mistake in (["--set", "data.anchor_part=thorx"], ["--set", "data.nosuch=1"], ["--minutes", "0"],
                     ["--set", "foo"]):
+        capsys.readouterr()
         assert cli(["train", str(two_frames_path), "--minutes", "0.6", "-o", str(out), "--overwrite",
                     *TINY, *mistake]) == 2, mistake
         assert (out / "model.json").read_bytes() == before and (out / "instance").is_dir(), mistake
