@@ -258,6 +258,9 @@ def test_a_missing_labels_file_is_one_line_and_nothing_else(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope.slp: no such file" in err[0], err  # no banner before it
     assert not (tmp_path / "m").exists()
+    (tmp_path / "mice.trainval.slp").write_bytes(b"")  # a misspelt name gets the file beside it
+    assert cli(["train", str(tmp_path / "mice.trainvl.slp"), "-o", str(tmp_path / "m")]) == 2
+    assert capsys.readouterr().err.strip().endswith("no such file (did you mean 'mice.trainval.slp'?)")
 
 
 def test_minutes_must_be_positive(two_frames_path, tmp_path, capsys):
