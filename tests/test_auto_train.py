@@ -258,6 +258,9 @@ def test_a_missing_labels_file_is_one_line_and_nothing_else(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope.slp: no such file" in err[0], err  # no banner before it
     assert not (tmp_path / "m").exists()
+    (tmp_path / "mice.trainval.slp").write_bytes(b"")  # a misspelt name gets the file beside it
+    assert cli(["train", str(tmp_path / "mice.trainvl.slp"), "-o", str(tmp_path / "m")]) == 2
+    assert capsys.readouterr().err.strip().endswith("no such file (did you mean 'mice.trainval.slp'?)")
 
 
 def test_minutes_must_be_positive(two_frames_path, tmp_path, capsys):
@@ -328,6 +331,7 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
     # ... and a mistake that --overwrite would reach only after deriving costs the old model nothing
     for mistake in (["--set", "data.anchor_part=thorx"], ["--set", "data.nosuch=1"], ["--minutes", "0"],
                     ["--set", "foo"]):
+        capsys.readouterr()
         assert cli(["train", str(two_frames_path), "--minutes", "0.6", "-o", str(out), "--overwrite",
                     *TINY, *mistake]) == 2, mistake
         assert (out / "model.json").read_bytes() == before and (out / "instance").is_dir(), mistake

@@ -174,7 +174,7 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
         if width["count"]:
             table.add_row(f"pulse {name}", f"width p50 {_num(width['p50'])} ms, max {_num(width['max'])} ms")
     volts = ", ".join(f"{k} {v:g} V" for k, v in summary["outputs_final_volts"].items()) or "no DAQ"
-    table.add_row("outputs after stop", volts)
+    table.add_row("DAQ channels after stop", volts)  # every analog output, driven or not
     if summary["publisher"]:
         pub = summary["publisher"]
         table.add_row("published", f"{pub['sent']} messages on {pub['address']}"

@@ -246,7 +246,7 @@ def derive(labels_path: str | Path, minutes: float = DEFAULT_MINUTES, output: st
     d.set("instance.crop_size", crop, f"holds 99% of animals around the anchor (reach {reach:.0f} px), "
                                       f"a multiple of the max stride {ispec.max_stride}")
     d.set("instance.center_jitter_px", jitter, "a centroid error of ~1/30 of the animal")
-    d.set("instance.sigma", ls.instance_sigma(size), f"in frame px: animal size {size:.0f} px (median bounding-box "
+    d.set("instance.sigma", ls.instance_sigma(size), f"in frame px: animal length {size:.0f} px (median bounding-box "
                                                      f"diagonal) / {ls.INSTANCE_SIGMA_DIVISOR:g}")
     stem = (f"a stride-4 stem for a crop above {STEM4_ABOVE_CROP} px (it then costs what a crop of half "
              "the side would behind a stride-2 stem), "
