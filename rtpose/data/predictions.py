@@ -60,15 +60,20 @@ def poses_to_instances(poses: Poses, skeleton: sio.Skeleton, tracks: Sequence[si
     return instances
 
 
-def check_slp_output(path: Path) -> None:
+def check_slp_output(path: Path, folder_hint: str = "") -> None:
     """Refuse a predictions output that is not a ``.slp`` file (a folder, ``.h5``, ...);
     callers check it before any work, ``write_predictions`` again.
+
+    Args:
+        path: the output.
+        folder_hint: said after "it is a folder" where ``path`` is one (``rtpose predict``:
+            ``"several inputs write into one"``).
 
     Raises:
         RtposeError: one line naming ``path`` (and saying it is a folder, where it is one).
     """
     if path.suffix.lower() != ".slp":
-        folder = " (it is a folder; several inputs write into one)" if path.is_dir() else ""
+        folder = f" (it is a folder{'; ' + folder_hint if folder_hint else ''})" if path.is_dir() else ""
         raise RtposeError(f"{path}: predictions must be written to a .slp file{folder}")
 
 

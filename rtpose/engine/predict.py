@@ -167,7 +167,7 @@ def claim_output(input_path: str | Path, output: str | Path | None, overwrite: b
         RtposeError: one line naming the file (and the flag, for an existing file).
     """
     output = Path(output) if output else default_output(Path(input_path))
-    check_slp_output(output)
+    check_slp_output(output, folder_hint="several inputs write into one")
     if not output.parent.is_dir():
         raise RtposeError(f"{output}: its folder does not exist")
     if output.exists() and Path(input_path).exists() and os.path.samefile(output, input_path):
