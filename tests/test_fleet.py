@@ -270,7 +270,8 @@ def _other_size(folder: Path, frames: list[np.ndarray], name: str, box: tuple[in
     return _write(folder / name, "MJPG", [np.ascontiguousarray(f[:h, :w]) for f in frames])
 
 
-def test_when_every_input_fails_the_last_line_says_so_and_the_exit_status_is_2(tmp_path, videos, ray_address, capsys):
+def test_when_every_input_fails_the_last_line_says_so_and_the_exit_status_is_2(tmp_path, videos, ray_address, capsys,
+                                                                                  monkeypatch):
     """Inputs the model refuses (frames of another size) are each marked failed; the last
     line says that every input failed and why the first did (not that an earlier run did
     the work), exit 2 as one-process predict on such an input. With an input an earlier
@@ -281,8 +282,12 @@ def test_when_every_input_fails_the_last_line_says_so_and_the_exit_status_is_2(t
     wide = _other_size(tmp_path, frames, "wide.avi", (576, 1024))  # another shape: another setup
     out = tmp_path / "out"
     argv = ["predict", "-m", str(SHIPPED), "-o", str(out), "--fp32", "--workers", "1"]
+    monkeypatch.delenv("COLUMNS", raising=False)
     assert cli([*argv, "-i", str(roi), str(wide)]) == 2
     printed = capsys.readouterr().out
+    # off a terminal the table is not folded into 80 columns (its reasons would take a dozen lines each)
+    table = [line for line in printed.splitlines() if line.startswith("│")]
+    assert table and max(len(line) for line in table) > 120 and len(table) <= 12, printed
     last = [line for line in printed.splitlines() if line.strip()][-2]  # before "manifest: ..."
     assert last.startswith(f"nothing predicted: every input failed (2 failed; first: {roi.resolve()}: frames are "
                            "896x1000 but the model takes 1024x1024"), printed

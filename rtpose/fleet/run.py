@@ -185,7 +185,9 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
         run.update(status="complete", ended=_now())
         save_json(manifest_path, manifest)
     if progress:
-        print_summary(manifest, [str(p) for p in paths], run, Console())
+        # off a terminal (a log, a pipe) rich would fold the reasons into an 80-column table
+        print_summary(manifest, [str(p) for p in paths], run,
+                      Console() if sys.stdout.isatty() or os.environ.get("COLUMNS") else Console(width=160))
     return FleetResult(manifest, manifest_path, exit_status(manifest, [str(p) for p in paths]))
 
 
