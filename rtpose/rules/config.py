@@ -29,8 +29,8 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainSeriali
                       ValidationError, ValidationInfo, field_validator, model_validator)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from rtpose.config import StrictModel
-from rtpose.rules.expression import RESERVED_WORDS, Expression, ExpressionError, did_you_mean
+from rtpose.config import StrictModel, did_you_mean
+from rtpose.rules.expression import RESERVED_WORDS, Expression, ExpressionError
 
 MAX_ABS_VOLTS = 10.0  # the usual analog-output range; the DAQ section narrows it per channel
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

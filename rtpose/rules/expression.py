@@ -36,7 +36,7 @@ from typing import Callable, Collection, Iterator, Mapping, Sequence
 
 import attrs
 
-from rtpose.config import did_you_mean  # noqa: F401 (rtpose.rules.config takes it from here)
+from rtpose.config import did_you_mean
 from rtpose.errors import RtposeError
 
 NAN = float("nan")
