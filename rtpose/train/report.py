@@ -216,9 +216,9 @@ def _defined(value: Any) -> bool:
 
 def _node_error(dist_px: dict[str, Any]) -> str:
     """``p50 X px, p90 Y px, p95 Z px``, each ``-`` where undefined (no node matched), as the table shows it."""
-    return ", ".join(f"{q} {dist_px[q]:.1f} px" if _defined(dist_px.get(q)) else f"{q} -"
-                     for q in ("p50", "p90", "p95")) + ("" if any(_defined(dist_px.get(q)) for q in ("p50", "p90", "p95"))
-                                                        else " (no node matched)")
+    quantiles = ("p50", "p90", "p95")
+    text = ", ".join(f"{q} {dist_px[q]:.1f} px" if _defined(dist_px.get(q)) else f"{q} -" for q in quantiles)
+    return text if any(_defined(dist_px.get(q)) for q in quantiles) else f"{text} (no node matched)"
 
 
 def time_line(timing: dict[str, Any], report_time: dict[str, Any]) -> str:
