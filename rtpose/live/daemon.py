@@ -635,5 +635,4 @@ def _read_text(path: Path) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-
     path.write_text(jsonsafe.dumps(data, indent=2) + "\n")
