@@ -22,7 +22,7 @@ import yaml
 from rtpose.machine import cpu_flags, cpu_name
 from rtpose.nn.models import InstanceArch
 from rtpose.train.config import TrainConfig
-from rtpose.train.precision import _timed_choice, bf16_supported
+from rtpose.train.precision import TIMING_SECONDS, _timed_choice, bf16_supported
 from rtpose.train.trainer import _unet_spec
 
 RECIPE = Path(__file__).resolve().parents[1] / "experiments/train/flies13_close.yaml"
@@ -46,7 +46,7 @@ def main() -> None:
         torch.set_num_threads(threads)
         for _ in range(args.repeats):
             t = time.perf_counter()
-            choice = _timed_choice(torch.device("cpu"), arch.build, shape, 6.0)
+            choice = _timed_choice(torch.device("cpu"), arch.build, shape, TIMING_SECONDS)
             print(f"{threads} thread{'s' if threads > 1 else ''}: {time.perf_counter() - t:.1f} s -> {choice.reason}",
                   flush=True)
 

@@ -38,6 +38,7 @@ _CHOSEN: dict[tuple, "PrecisionChoice"] = {}  # (device, shape, threads) -> choi
 BF16_MARGIN = 0.10  # bf16 must be this much faster than fp32 (fastest step and median round) to be chosen
 MIN_ROUNDS = 3  # timed rounds (one step of each precision) needed to choose bf16
 MAX_ROUNDS = 8
+TIMING_SECONDS = 6.0  # no timed round starts that would end past this (after MIN_ROUNDS - 1 rounds)
 
 
 @attrs.frozen
@@ -69,7 +70,7 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def choose_precision(requested: str, device: torch.device, build: Callable[[], torch.nn.Module],
-                     input_shape: tuple[int, int, int, int], max_seconds: float = 6.0) -> PrecisionChoice:
+                     input_shape: tuple[int, int, int, int], max_seconds: float = TIMING_SECONDS) -> PrecisionChoice:
     """The precision for training on ``device``.
 
     Args:
