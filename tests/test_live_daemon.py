@@ -567,6 +567,43 @@ def test_a_camera_thread_that_raises_leaves_its_traceback_in_run_log(tmp_path, f
     daq.close()
 
 
+class ClosedBeforeDecode(ReplayCamera):
+    """The fly clip, where the first frame the loop uses from exposure ``seq`` on is decoded only after
+    the run has been stopped and the camera closed: the window between the inference thread's take
+    and its decode, held open."""
+
+    def __init__(self, path, seq: int):
+        super().__init__(path, fps=150, frames="0-599")
+        self.seq, self.daemon, self.closed, self.held = seq, None, threading.Event(), None
+
+    def _pixels(self, seq, index, prefetch=False):
+        if seq >= self.seq and not prefetch and self.held is None:
+            self.held = seq
+            self.daemon.request_stop()
+            assert self.closed.wait(10), "the shutdown did not close the camera"
+        return super()._pixels(seq, index, prefetch)
+
+    def close(self):
+        super().close()
+        self.closed.set()
+
+
+def test_a_frame_decoded_after_the_shutdown_closed_the_camera_is_a_shutdown_drop(tmp_path, flies_video_path,
+                                                                                  engine):
+    camera = ClosedBeforeDecode(flies_video_path, seq=20)
+    loaded = load_protocol(long_pulse(tmp_path, flies_video_path, duration=10))
+    daq = make_daq(loaded.protocol.daq)
+    daemon = camera.daemon = Daemon(loaded, engine=engine, daq=daq, camera=camera)
+    result = daemon.run()
+    assert result.error is None and result.exit_code == 0, result.error
+    assert result.stop_reason == "requested" and camera.held is not None
+    frames = result.summary["frames"]
+    assert frames["dropped_by_reason"]["shutdown"] >= 1 and frames["dropped_by_reason"]["error"] == 0
+    assert frames["acquired"] == frames["processed"] + frames["dropped"]
+    assert_all_outputs_at_zero(daq, since=0.0)
+    daq.close()
+
+
 class FlakySimDaq(SimDaq):
     """The sim DAQ whose driver starts failing writes mid-run (the backend hook NI-DAQmx would fail in)."""
 

@@ -20,13 +20,14 @@ from rtpose.hw.config import (
     parse_daq_config,
 )
 from rtpose.hw.daq import AiStream, AiTrace, Daq
-from rtpose.hw.errors import CameraError, CameraTimeout, DaqError, DriverMissing, FrameLost
+from rtpose.hw.errors import CameraClosed, CameraError, CameraTimeout, DaqError, DriverMissing, FrameLost
 from rtpose.hw.registry import make_camera, make_daq
 
 __all__ = [
     "AiStream",
     "AiTrace",
     "Camera",
+    "CameraClosed",
     "CameraConfig",
     "CameraError",
     "CameraTimeout",

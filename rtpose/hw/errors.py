@@ -34,6 +34,14 @@ class FrameLost(CameraError):
         self.seq = seq
 
 
+class CameraClosed(CameraError):
+    """A frame's pixels were asked for after its camera closed (a replayed frame is decoded on first use).
+
+    At the end of a run the daemon closes the camera while the inference thread may hold
+    a frame it has not decoded yet; that frame is dropped for the shutdown, not an error.
+    """
+
+
 class DaqError(RtposeError):
     """A DAQ could not be opened, written or read (unknown channel, closed device, driver failure)."""
 

@@ -44,7 +44,7 @@ from rtpose import clock
 from rtpose.data.video import FrameNotDecoded, StreamEnded, VideoReader
 from rtpose.errors import RtposeError
 from rtpose.hw.camera import Camera, Frame
-from rtpose.hw.errors import CameraError, CameraTimeout, FrameLost
+from rtpose.hw.errors import CameraClosed, CameraError, CameraTimeout, FrameLost
 
 
 _RECENT_FRAMES = 16  # decoded frames kept for a second use
@@ -271,7 +271,7 @@ class ReplayCamera(Camera):
 
         Raises:
             FrameLost: the frame did not decode, or lies past the real end of the stream.
-            CameraError: the camera is closed.
+            CameraClosed: the camera is closed.
         """
         if not prefetch:
             # A frame decoded ahead is served without the decoder's lock, which the prefetch
@@ -289,7 +289,7 @@ class ReplayCamera(Camera):
                 self._used += 1
             reader = self._reader
             if reader is None:
-                raise CameraError(f"{self.name}: frame {seq} used after close")
+                raise CameraClosed(f"{self.name}: frame {seq} used after close")
             if bisect.bisect_left(self._order, index) >= self._length:
                 raise FrameLost(f"{self.name}: source frame {index} lies past the end of the stream", seq)
             if index in self._recent:
@@ -360,7 +360,7 @@ class ReplayCamera(Camera):
 
     def close(self) -> None:
         """Stop; a ``read`` blocked in another thread returns ``None``, and a frame used after
-        this raises ``CameraError``. A closed replay does not reopen."""
+        this raises ``CameraClosed``. A closed replay does not reopen."""
         self._stop.set()
         prefetcher = self._prefetcher
         if prefetcher is not None and prefetcher is not threading.current_thread():

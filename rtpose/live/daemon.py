@@ -36,7 +36,8 @@ Programmatic use (``rtpose.calibrate`` builds on this)::
 Devices may be passed in (``camera=``, ``daq=``, ``engine=``): the daemon opens them if
 needed and zeroes the DAQ on every exit as always, but leaves a DAQ or engine it was
 given open (read its analog input afterwards); a camera is always closed, since that is
-what ends a blocked ``read``.
+what ends a blocked ``read``. A replayed frame the inference thread took just before that
+close, and decodes after it (``CameraClosed``), is dropped for the shutdown: no error.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from rtpose import __version__, clock
 from rtpose.engine.base import Engine, check_frame_size, load_engine
 from rtpose.engine.continuity import IdentityContinuity
 from rtpose.errors import RtposeError
-from rtpose.hw import AiTrace, Camera, CameraTimeout, Daq, FrameLost, make_camera, make_daq
+from rtpose.hw import AiTrace, Camera, CameraClosed, CameraTimeout, Daq, FrameLost, make_camera, make_daq
 from rtpose.live.frameslot import FrameSlot
 from rtpose.live.memory import limit_malloc_arenas
 from rtpose.live.outputs import OutputsClosed, OutputStage
@@ -385,6 +386,12 @@ class Daemon:
                 except FrameLost:  # its pixels do not exist: a replay past its stream's end, or undecodable
                     self._dropped(DropRecord("lost", frame.seq, frame=frame.index, arrival=frame.t_arrival))
                     continue
+                except CameraClosed:
+                    if not self._stop.is_set():
+                        raise
+                    # The shutdown closed the camera between this thread's take and the decode.
+                    self._dropped(DropRecord("shutdown", frame.seq, frame=frame.index, arrival=frame.t_arrival))
+                    break
                 try:
                     infer_start = self.inferring_since = clock.now()
                     poses = engine.infer(image)
