@@ -37,7 +37,7 @@ import yaml
 from pydantic import ConfigDict
 
 from rtpose.errors import RtposeError
-from rtpose.paths import REPO_ROOT, data_dir
+from rtpose.paths import REPO_ROOT, data_dir, no_such_file
 
 __all__ = [
     "ConfigError",
@@ -130,7 +130,7 @@ def load_yaml(path: str | Path, what: str = "file") -> tuple[dict, dict[tuple[st
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such {what}") from None
+        raise ConfigError(no_such_file(path, what)) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file, so not a YAML {what}") from None
     except OSError as exc:

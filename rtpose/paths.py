@@ -9,6 +9,7 @@ refuses to replace an existing output file without ``--overwrite``.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -25,17 +26,46 @@ def data_dir() -> Path:
     return (REPO_ROOT / ".." / "shared" / "data").resolve()
 
 
-def no_such_file(path: str | Path) -> str:
-    """The one-line message for a missing input, with a hint when it looks like a path
-    under ``$RTPOSE_DATA`` written while that variable was unset (the shell expands
+def near_miss(path: str | Path) -> str:
+    """`` (did you mean 'PATH'?)`` when ``path`` does not exist but a path one typo away does.
+
+    The first part of ``path`` that does not exist is matched (``difflib``) against the
+    entries of the folder above it (similarity at least 0.8, so ``absent.yaml`` does not
+    suggest ``broken.yaml``); the hint is given only if the path with that one part mended exists, so ``runs/flies31/export`` -> ``runs/flies13/export`` and
+    ``clip.trainvall.slp`` -> ``clip.trainval.slp``. Else ``""``.
+    """
+    path = Path(path)
+    parts = path.parts
+    for i in range(len(parts)):
+        here = Path(*parts[: i + 1])
+        if here.exists():
+            continue
+        parent = Path(*parts[:i]) if i else Path(".")
+        try:
+            names = [entry.name for entry in parent.iterdir()]
+        except OSError:
+            return ""
+        for name in difflib.get_close_matches(parts[i], names, n=3, cutoff=0.8):
+            mended = parent / name
+            mended = mended.joinpath(*parts[i + 1:]) if i + 1 < len(parts) else mended
+            if mended.exists():
+                return f" (did you mean '{mended}'?)"
+        return ""
+    return ""
+
+
+def no_such_file(path: str | Path, what: str = "file") -> str:
+    """The one-line message for a missing input (``PATH: no such WHAT``), with a hint when a
+    path one typo away exists (:func:`near_miss`), or when it looks like a path under
+    ``$RTPOSE_DATA`` written while that variable was unset (the shell expands
     ``$RTPOSE_DATA/flies13/clip.mp4`` to ``/flies13/clip.mp4``)."""
     text = str(path)
     if not os.environ.get("RTPOSE_DATA") and text.startswith("/"):
         beside = data_dir() / text.lstrip("/")
         if beside.exists():
-            return (f"{text}: no such file (is RTPOSE_DATA unset? {beside} exists: "
+            return (f"{text}: no such {what} (is RTPOSE_DATA unset? {beside} exists: "
                     f"export RTPOSE_DATA={data_dir()})")
-    return f"{text}: no such file"
+    return f"{text}: no such {what}{near_miss(path)}"
 
 
 def clean_path(path: str | Path) -> str:

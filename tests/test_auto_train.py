@@ -260,7 +260,7 @@ def test_a_missing_labels_file_is_one_line_and_nothing_else(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
     (tmp_path / "mice.trainval.slp").write_bytes(b"")  # a misspelt name gets the file beside it
     assert cli(["train", str(tmp_path / "mice.trainvl.slp"), "-o", str(tmp_path / "m")]) == 2
-    assert capsys.readouterr().err.strip().endswith("no such file (did you mean 'mice.trainval.slp'?)")
+    assert capsys.readouterr().err.strip().endswith(f"no such file (did you mean '{tmp_path / 'mice.trainval.slp'}'?)")
 
 
 def test_minutes_must_be_positive(two_frames_path, tmp_path, capsys):

@@ -365,6 +365,24 @@ def test_a_data_path_written_without_rtpose_data_gets_a_hint(flies_video_path, m
     assert capsys.readouterr().err.strip() == "error: /nowhere/clip.mp4: no such file"
 
 
+def test_a_path_one_typo_away_from_one_that_exists_gets_did_you_mean(flies_video_path, tmp_path, capsys):
+    """A mistyped part anywhere in a path (file, folder, model directory) is named with the mended path."""
+    clip, data = flies_video_path, flies_video_path.parent.parent
+    out = str(tmp_path / "p.slp")
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(clip.with_suffix(".mp5")), "-o", out]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {clip.with_suffix('.mp5')}: no such file (did you mean '{clip}'?)"
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(data / "flies31" / "clip.mp4"), "-o", out]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"no such file (did you mean '{clip}'?)")
+    assert cli(["predict", "-m", str(SHIPPED.parent / "flies31"), "-i", str(clip), "-o", out]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {SHIPPED.parent / 'flies31'}: no such export directory "
+                                               f"(did you mean '{SHIPPED}'?)")
+    # Nothing near: no guess, and the export hint stays.
+    assert cli(["predict", "-m", str(tmp_path / "zzz"), "-i", str(clip), "-o", out]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {tmp_path / 'zzz'}: no such export directory "
+                                               "(make one with `rtpose export`)")
+    assert not Path(out).exists()
+
+
 def test_predict_default_output_sits_beside_a_writable_input(tmp_path):
     from rtpose.engine.predict import default_output
 

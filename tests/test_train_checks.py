@@ -49,7 +49,7 @@ def test_a_missing_labels_file_names_file_line_and_the_file_meant(tmp_path, flie
     path = write_config(tmp_path, tiny_config(bad, tmp_path / "m"))
     msg = error_line(["train", str(path)], capsys)
     assert msg == (f"error: {path}:{line_of(path, 'labels')}: data.labels: {bad}: no such file "
-                   "(did you mean 'clip.trainval.slp'?)")
+                   f"(did you mean '{flies_labels_path}'?)")
     assert not (tmp_path / "m").exists()
 
 

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from rtpose.errors import RtposeError
+from rtpose.paths import no_such_file
 
 _PROBE_FRAMES = 64  # consecutive undecodable frames after which the stream counts as ended
 
@@ -229,7 +230,7 @@ class VideoReader:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.exists():
-            raise RtposeError(f"{self.path}: no such video file")
+            raise RtposeError(no_such_file(self.path, "video file"))
         self._embedded: _EmbeddedFrames | None = None
         self.ended_at: int | None = None
         if self.path.suffix.lower() in (".slp", ".h5", ".hdf5"):

@@ -28,6 +28,7 @@ import attrs
 
 from rtpose.errors import RtposeError
 from rtpose import jsonsafe
+from rtpose.paths import no_such_file
 
 FORMAT_VERSION = 2
 SPEC_FILE = "rtpose.json"
@@ -104,7 +105,8 @@ class ExportSpec:
     def load(cls, export_dir: str | Path) -> "ExportSpec":
         export_dir = Path(export_dir)
         if not export_dir.exists():
-            raise RtposeError(f"{export_dir}: no such export directory (make one with `rtpose export`)")
+            message = no_such_file(export_dir, "export directory")
+            raise RtposeError(message if "did you mean" in message else f"{message} (make one with `rtpose export`)")
         if not export_dir.is_dir():
             raise RtposeError(f"{export_dir}: not an export directory (a file)")
         for name in (SPEC_FILE, MODEL_FILE):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rtpose.errors import RtposeError
+from rtpose.paths import no_such_file
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mj2", ".mpg", ".mpeg", ".webm", ".wmv",
                             ".flv", ".ts", ".h264", ".h265"})
@@ -60,7 +61,7 @@ def expand_inputs(items: Sequence[str]) -> list[Path]:
                 raise RtposeError(f"{item}: no file matches the pattern")
             found.extend(matches)
         else:
-            raise RtposeError(f"{item}: no such file or folder")
+            raise RtposeError(no_such_file(item, "file or folder"))
     unique: dict[Path, None] = {}
     for p in found:
         unique.setdefault(p.resolve(), None)

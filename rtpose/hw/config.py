@@ -20,6 +20,7 @@ from rtpose.config import (ConfigError, StrictModel, describe_errors, expand_var
                            validate)
 from rtpose.hw import registry
 from rtpose.hw.firmware import DaqDevice, SerialNumber, SpinnakerDevice, load_device_file
+from rtpose.paths import no_such_file
 
 if TYPE_CHECKING:
     from rtpose.hw.camera import Camera
@@ -54,7 +55,7 @@ class ReplayCameraConfig(StrictModel):
     def _video_exists(cls, value: str) -> str:
         path = expand_vars(value)
         if not Path(path).is_file():
-            raise ValueError(f"{path}: no such video file")
+            raise ValueError(no_such_file(path, "video file"))
         return path
 
     @field_validator("frames", mode="before")

@@ -41,6 +41,7 @@ from rtpose.errors import RtposeError
 from rtpose.live.records import DropRecord, FrameRecord, OutputEvent
 from rtpose.live.worker import QueueWorker
 from rtpose.poses import Poses
+from rtpose.paths import no_such_file
 
 FORMAT = "rtpose-recording"
 VERSION = 1
@@ -201,7 +202,7 @@ def _record_file(path: str | Path) -> Path:
     if path.is_dir():
         path = path / RECORD_FILE
     if not path.is_file():
-        raise RtposeError(f"{path}: no such recording")
+        raise RtposeError(no_such_file(path, "recording"))
     return path
 
 

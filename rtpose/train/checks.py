@@ -96,21 +96,13 @@ def config_problems(cfg: TrainConfig) -> list[Problem]:
     return problems + _frame_problems(cfg, opened, val[0]) + _model_problems(cfg)
 
 
-def no_such_labels(path: Path) -> str:
-    """One line for a labels file that does not exist, with the .slp beside it meant, if
-    one is close (``clip.trainvall.slp`` -> ``did you mean 'clip.trainval.slp'?``)."""
-    siblings = [q.name for q in path.parent.glob("*.slp")] if path.parent.is_dir() else []
-    hint = did_you_mean(path.name, siblings)
-    return no_such_file(path) + (hint if "did you mean" in hint else "")
-
-
 def _open(path: str) -> tuple[Any, str]:
     """(labels metadata, "") or (None, one-line problem naming the file)."""
     from rtpose.data.labels import load_labels
 
     p = Path(path)
     if not p.exists():
-        return None, no_such_labels(p)
+        return None, no_such_file(p)
     try:
         return load_labels(p, open_videos=False), ""
     except RtposeError as exc:

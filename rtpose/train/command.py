@@ -20,7 +20,8 @@ from rtpose.errors import RtposeError
 from rtpose.train.config import TrainConfig
 from rtpose.train.trainer import train
 from rtpose.config import apply_overrides, load_tree, validate
-from rtpose.train.checks import check_config, no_such_labels
+from rtpose.train.checks import check_config
+from rtpose.paths import no_such_file
 
 
 def main(args: argparse.Namespace) -> int:
@@ -137,7 +138,7 @@ def _train_from_labels(args: argparse.Namespace) -> int:
 
     t_start = time.monotonic()
     if not Path(args.config).exists():  # said before the banner, as every other bad input
-        raise RtposeError(no_such_labels(Path(args.config)))
+        raise RtposeError(no_such_file(args.config))
     claimed = Path(args.output or default_output(args.config))
     claim_output(claimed, args.resume, args.overwrite, clear=False)  # said before the banner, as every bad input
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES

@@ -16,6 +16,7 @@ from pathlib import Path
 from rtpose.errors import RtposeError
 from rtpose.export.importers import sleap_legacy, sleap_nn
 from rtpose.export.importers.common import ImportedNet, load_layers
+from rtpose.paths import no_such_file
 
 # Defaults of sleap-nn's predictor (inference/layers/configs.py PostprocessConfig).
 PEAK_THRESHOLD = 0.2
@@ -24,7 +25,7 @@ PEAK_THRESHOLD = 0.2
 def model_format(model_dir: Path) -> str:
     """``"rtpose"``, ``"sleap-nn"`` or ``"sleap-1.x"``; RtposeError for anything else."""
     if not model_dir.exists():
-        raise RtposeError(f"{model_dir}: no such model directory")
+        raise RtposeError(no_such_file(model_dir, "model directory"))
     if not model_dir.is_dir():
         raise RtposeError(f"{model_dir}: not a directory")
     if (model_dir / "model.json").exists():
