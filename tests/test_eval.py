@@ -264,6 +264,16 @@ def test_frames_that_one_file_lacks_are_blamed_on_that_file_not_the_videos(tmp_p
                    f"{beyond} (frames 1300 (1 frame)): nothing to score\n")
 
 
+def test_predictions_given_as_ground_truth_suggest_the_swap(tmp_path, flies, flies_labels_path, flies_video_path,
+                                                            capsys):
+    path = write_from_truth(tmp_path / "p.slp", flies, flies_video_path, range(0, 10))
+    assert cli_main(["eval", "-g", str(path), "-p", str(flies_labels_path)]) == 2
+    assert capsys.readouterr().err == (f"error: {path}: no user-labeled instances to score against ({path} holds "
+                                       f"predicted instances and {flies_labels_path} user-labeled ones: are -g and "
+                                       "-p swapped?)\n")
+    assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path), "--frames", "0-9"]) == 0
+
+
 @pytest.mark.parametrize("bad", ["video", "missing"])
 def test_cli_names_a_file_that_is_not_slp(flies_labels_path, flies_video_path, tmp_path, capsys, bad):
     path = flies_video_path if bad == "video" else tmp_path / "nope.slp"

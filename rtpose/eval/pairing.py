@@ -217,7 +217,12 @@ def pair_frames(
     if not n_labeled_frames:
         holds = f" (it holds labeled frames {_held(gt_held, empty=gt_empty, absent='not labeled')})" \
             if where and gt_held else ""
-        raise RtposeError(f"{gt_path}: no user-labeled instances{where} to score against{holds}")
+        swapped = ""
+        if not gt_held and any(lf.predicted_instances for lf in gt.labeled_frames) \
+                and any(lf.user_instances for lf in pred.labeled_frames):
+            swapped = (f" ({gt_path} holds predicted instances and {pred_path} user-labeled ones: "
+                       "are -g and -p swapped?)")
+        raise RtposeError(f"{gt_path}: no user-labeled instances{where} to score against{holds}{swapped}")
 
     paired = sum(1 for r in pred_rows if r is not None)
     if not paired and pred_to_gt_video and unpredicted == "skip":  # the videos pair; the frames do not
