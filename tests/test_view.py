@@ -253,3 +253,18 @@ def test_a_malformed_address_is_one_line_and_exit_status_2(tmp_path):
     assert process.returncode == 2
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: localhost:5555: not a ZeroMQ address"), process.stderr
+
+
+def test_a_busy_port_is_one_line_naming_a_free_one_and_nothing_else():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = subprocess.run([sys.executable, "-m", "rtpose", "view", "--port", str(port)],
+                                 capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert process.returncode == 2 and process.stdout == "", process.stdout  # no stream line before it
+    line, = process.stderr.strip().splitlines()
+    prefix = f"error: --port {port}: in use on 127.0.0.1 (another rtpose view, or another server); give another, e.g. --port "
+    assert line.startswith(prefix), line
+    suggested = int(line[len(prefix):])
+    assert port < suggested < port + 50

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import signal
+import socket
 import sys
 import threading
 from datetime import datetime
@@ -51,11 +53,46 @@ async def _serve(watcher: StreamWatcher, host: str, port: int, stop: asyncio.Eve
         await runner.cleanup()
 
 
+def _bind_problem(host: str, port: int) -> OSError | None:
+    """The error binding ``host:port`` as the page's server would (``SO_REUSEADDR``), or None if free."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc
+    return None
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a page address that cannot be served, before anything is started.
+
+    Raises:
+        RtposeError: ``port`` is in use on ``host`` (the line names a free port above it),
+            or ``host`` is not an address of this computer.
+    """
+    problem = _bind_problem(host, port)
+    if problem is None:
+        return
+    if getattr(problem, "errno", None) == errno.EADDRINUSE:
+        free = next((p for p in range(port + 1, min(port + 50, 65536)) if _bind_problem(host, p) is None), None)
+        other = f"; give another, e.g. --port {free}" if free else "; give another --port"
+        raise RtposeError(f"--port {port}: in use on {host} (another rtpose view, or another server){other}")
+    raise RtposeError(f"--host {host} --port {port}: cannot serve there "
+                      f"({getattr(problem, 'strerror', None) or problem})")
+
+
 def main(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise RtposeError(f"--port {args.port}: not a TCP port (1-65535)")
     if args.stale_s <= 0:
         raise RtposeError(f"--stale {args.stale_s}: must be > 0 seconds")
+    check_port(args.host, args.port)  # before the stream's first line: a busy port is said alone
     watcher = StreamWatcher(args.address, args.topic, args.stale_s, on_change=_say)
     try:
         watcher.start()
