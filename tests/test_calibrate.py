@@ -292,6 +292,12 @@ def engine():
     engine.close()
 
 
+def timing_check(figures: str) -> str:
+    """The failure message of a check on real-time figures of a live run."""
+    return (f"a timing check of a real-time run: {figures}. On a machine busy with other work this can fail; "
+            "rerun it with the machine idle before reading it as a bug (README, Two commands)")
+
+
 @pytest.fixture(scope="module")
 def teed_run(tmp_path_factory, engine, flies_video_path):
     path = write_test_protocol(tmp_path_factory.mktemp("teed"), duration=20)
@@ -324,11 +330,13 @@ def test_the_mean_system_latency_is_the_injected_delay_plus_the_software_latency
     system = calibration.system_s().mean() * 1000
     software = calibration.software_aligned_s().mean() * 1000
     # Equivalently: the recovered DAQ + cable delay (system - software, per segment) is the injected one.
-    assert abs(system - (expected_daq + software)) < 0.5, (system, expected_daq, software)
+    assert abs(system - (expected_daq + software)) < 0.5, timing_check(
+        f"system latency {system:.2f} ms, expected DAQ delay {expected_daq:.2f} + software {software:.2f} ms")
     # Timed change by change, the hardware's delay comes out tighter still.
     per_change = calibration.changes.delays_s
     assert len(per_change) >= 100
-    assert abs(per_change.mean() * 1000 - expected_daq) < 0.25, (per_change.mean() * 1000, expected_daq)
+    assert abs(per_change.mean() * 1000 - expected_daq) < 0.25, timing_check(
+        f"DAQ delay timed change by change {per_change.mean() * 1000:.2f} ms, injected {expected_daq:.2f} ms")
 
 
 # a segment's software latency is steady when its standard deviation is within this (s); on an idle
@@ -357,8 +365,10 @@ def test_a_segment_weighs_each_frame_by_its_squared_feature_jump_and_places_it_a
         weighted = np.sum(squared_jumps[inside] * traces.software_s[inside]) / np.sum(squared_jumps[inside])
         differences.append(segment.software_alignment.latency_s - weighted)
         plain.append(segment.software_alignment.latency_s - traces.software_s[inside].mean())
-    assert len(differences) >= 3, (len(differences), len(calibration.used))
-    assert abs(np.median(differences)) * 1000 < 0.15, np.round(np.array(differences) * 1000, 2)
+    assert len(differences) >= 3, timing_check(
+        f"{len(differences)} of {len(calibration.used)} segments had a steady software latency")
+    assert abs(np.median(differences)) * 1000 < 0.15, timing_check(
+        f"segment alignment - weighted software latency, ms: {np.round(np.array(differences) * 1000, 2)}")
     # the weighting explains the segments, the plain mean does not (typical size, not std: one segment whose
     # latency swung by tens of ms dominates both standard deviations alike)
     assert np.median(np.abs(differences)) < np.median(np.abs(plain)), (np.round(np.array(differences) * 1000, 2),
