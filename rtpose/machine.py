@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,53 @@ def describe() -> dict[str, Any]:
     except OSError:
         info["load_average"] = None
     return info
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all cores have spent busy since boot (``/proc/stat``: every state but idle
+    and iowait, steal included); None where there is no ``/proc/stat``."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guest time is counted in user already
+
+
+class OtherLoad:
+    """How many cores other processes kept busy while this one measured something.
+
+    A timing taken while other work ran is slower than the machine: benchmarks report
+    this beside their figures. Busy time of the whole machine (``/proc/stat``) minus this
+    process's own CPU time (``os.times``), over the wall time between ``__enter__`` and
+    ``__exit__``; ``cores`` is None where ``/proc/stat`` does not exist (not Linux).
+
+    Example::
+
+        with OtherLoad() as other:
+            run_the_timing()
+        if other.cores is not None and other.cores > 0.25: ...
+    """
+
+    def __init__(self) -> None:
+        self.cores: float | None = None
+
+    def __enter__(self) -> "OtherLoad":
+        self._start = (time.monotonic(), _busy_seconds(), _own_seconds())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall0, busy0, own0 = self._start
+        busy1 = _busy_seconds()
+        wall = time.monotonic() - wall0
+        if busy0 is None or busy1 is None or wall <= 0:
+            return
+        self.cores = max(0.0, ((busy1 - busy0) - (_own_seconds() - own0)) / wall)
+
+
+def _own_seconds() -> float:
+    times = os.times()
+    return times.user + times.system

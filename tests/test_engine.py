@@ -416,6 +416,31 @@ def test_bench_reports_latency(tmp_path, flies_video_path):
     assert result["graph"] in ("fp32", "int8") and result["graph_reason"] and result["self_check"]["passed"]
     assert 0 < lat["p50"] <= lat["p99"] <= lat["max"] and result["fps"] > 0
     assert result["fps_at_batch_size"]["2"] > 0 and png.stat().st_size > 1000
+    assert result["machine"]["other_processes_cores_busy"] >= 0  # measured on Linux (/proc/stat)
+
+
+def test_other_load_counts_a_busy_process_and_not_our_own_work():
+    """What bench's load warning rests on: a busy child process shows as about one core of
+    other load; this process's own busy loop does not count."""
+    import subprocess
+    import sys
+    import time
+
+    from rtpose.machine import OtherLoad
+
+    with OtherLoad() as own:
+        t_end = time.monotonic() + 0.5
+        while time.monotonic() < t_end:
+            pass
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # the child is running its loop
+        with OtherLoad() as other:
+            time.sleep(1.0)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert other.cores > 0.5 + own.cores, (other.cores, own.cores)
 
 
 def test_bench_recommends_the_smallest_batch_among_those_equal_as_printed():

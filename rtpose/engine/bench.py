@@ -18,12 +18,14 @@ from rtpose.data.video import describe_indices
 from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
-from rtpose.machine import describe
+from rtpose.machine import OtherLoad, describe
 from rtpose import jsonsafe
 
 DEFAULT_FRAMES = 100  # frames timed without --frames: the first ones the input holds
 # below this many timed frames the p90/p99 are (nearly) the slowest frame: bench says so
 MIN_FRAMES_FOR_PERCENTILES = 20
+# other processes busy on more cores than this (on average) while timing: bench warns
+OTHER_LOAD_WARN_CORES = 0.25
 
 
 def time_batch1(engine: Engine, frames: list[np.ndarray], warmup: int) -> np.ndarray:
@@ -96,6 +98,22 @@ def plot_histogram(ms: np.ndarray, path: str | Path, title: str) -> None:
     plt.close(fig)
 
 
+def _timings(args: argparse.Namespace, engine: Engine, frames: list[np.ndarray]) -> dict:
+    """The throughput figures ``rtpose bench`` asked for: at ``--batch-size``, and the sweep."""
+    result: dict = {}
+    if args.batch_size > 1:
+        result["fps_at_batch_size"] = {str(args.batch_size): throughput(engine, frames, args.batch_size)}
+    if not args.no_batch_sweep:
+        sizes = [1, 2, 4, 8, 16] if args.engine.startswith("ort-cpu") else [1, 4, 16, 32, 64, 128, 256]
+        sweep = {str(b): throughput(engine, frames, b) for b in sizes}
+        best, tied = best_batch(sweep)
+        result["throughput_fps"] = sweep
+        result["best_batch_size"] = int(best)
+        result["best_fps"] = sweep[best]
+        result["no_faster_batch_sizes"] = [int(b) for b in tied]  # larger, and equal within rounding
+    return result
+
+
 def main(args: argparse.Namespace) -> int:
     video, indices = resolve_input(args.input, args.frames, spec=ExportSpec.load(args.model))
     if args.frames is None:
@@ -108,24 +126,17 @@ def main(args: argparse.Namespace) -> int:
         raise RtposeError(f"{args.input}: no frames to time")
     indices = [i for i in indices if i not in set(report.missing)]
     engine = load_engine(args.model, args.engine, args.precision)
-    ms = time_batch1(engine, frames, args.warmup)
+    with OtherLoad() as other:
+        ms = time_batch1(engine, frames, args.warmup)
+        result = _timings(args, engine, frames)
     result = {
         "engine": engine.name, "device": engine.device, "model": str(args.model),
         "graph": engine.graph, "graph_reason": engine.graph_reason.strip(),
         "self_check": engine.check.to_dict() if engine.check is not None else None,
         "frames": describe_indices(indices), "n": len(frames), "batch_size": 1,
-        "latency_ms": summarize(ms), "fps": float(1e3 / ms.mean()), "machine": describe(),
+        "latency_ms": summarize(ms), "fps": float(1e3 / ms.mean()), "machine": describe(), **result,
     }
-    if args.batch_size > 1:
-        result["fps_at_batch_size"] = {str(args.batch_size): throughput(engine, frames, args.batch_size)}
-    if not args.no_batch_sweep:
-        sizes = [1, 2, 4, 8, 16] if args.engine.startswith("ort-cpu") else [1, 4, 16, 32, 64, 128, 256]
-        sweep = {str(b): throughput(engine, frames, b) for b in sizes}
-        best, tied = best_batch(sweep)
-        result["throughput_fps"] = sweep
-        result["best_batch_size"] = int(best)
-        result["best_fps"] = sweep[best]
-        result["no_faster_batch_sizes"] = [int(b) for b in tied]  # larger, and equal within rounding
+    result["machine"]["other_processes_cores_busy"] = other.cores
     lat = result["latency_ms"]
     print(f"{engine.name} on {engine.device}, model {args.model}, frames {result['frames']} (n={len(frames)})")
     print(f"graph: {engine.describe_graph()}")
@@ -147,7 +158,12 @@ def main(args: argparse.Namespace) -> int:
               f"{'; the throughput batches repeat them' if not args.no_batch_sweep or args.batch_size > 1 else ''}); "
               f"time {more} for figures to rely on", file=sys.stderr)
     m = result["machine"]
-    print(f"machine: {m['cpu']} ({' '.join(m['cpu_flags'])}), {m['cpu_count']} cores, onnxruntime {m['onnxruntime']}")
+    others = "" if other.cores is None else f"; other processes kept {other.cores:.1f} cores busy while timing"
+    print(f"machine: {m['cpu']} ({' '.join(m['cpu_flags'])}), {m['cpu_count']} cores, "
+          f"onnxruntime {m['onnxruntime']}{others}")
+    if other.cores is not None and other.cores > OTHER_LOAD_WARN_CORES:
+        print(f"warning: other processes kept {other.cores:.1f} of {m['cpu_count']} cores busy while timing: "
+              "these figures are slower than this machine's; time again with it idle", file=sys.stderr)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(jsonsafe.dumps(result, indent=2))
