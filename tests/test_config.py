@@ -195,3 +195,6 @@ def test_a_backwards_frame_range_says_so():
     with pytest.raises(RtposeError, match="is outside the video: valid frames are 0-96"):
         parse_frame_range("90-5000", 97)
     assert parse_frame_range("70-96", 97) == range(70, 97)
+    with pytest.raises(RtposeError, match=r"'1270-129' runs backwards: a digit missing from its last frame\? or "
+                                          r"write the first frame first \(129-1270\)"):
+        parse_frame_range("1270-129", 1500)

@@ -78,7 +78,10 @@ def parse_frame_range(text: str | None, n_frames: int) -> range:
         return range(n_frames)
     start, last = _range_bounds(text)
     if last < start:
-        raise RtposeError(f"frame range {text!r} runs backwards: write the first frame first ({last}-{start})")
+        cut = len(str(last)) < len(str(start))  # 1270-129: 1270-1299 meant?
+        raise RtposeError(f"frame range {text!r} runs backwards: "
+                          + ("a digit missing from its last frame? or " if cut else "")
+                          + f"write the first frame first ({last}-{start})")
     if start < 0 or last >= n_frames:
         raise RtposeError(
             f"frame range {text!r} is outside the video: valid frames are 0-{n_frames - 1}"
