@@ -21,7 +21,6 @@ Prints the machine it ran on. ``--json`` keeps every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +32,8 @@ sys.path.insert(0, str(REPO))
 
 from rtpose.data.labels import class_names, load_labels, node_names  # noqa: E402
 from rtpose.engine.predict import predict  # noqa: E402
-from rtpose.eval.evaluate import evaluate, to_json_safe  # noqa: E402
+from rtpose.eval.evaluate import evaluate  # noqa: E402
+from rtpose import jsonsafe  # noqa: E402
 from rtpose.live.protocol import load_protocol  # noqa: E402
 from rtpose.machine import describe  # noqa: E402
 from rtpose.paths import data_dir  # noqa: E402
@@ -125,7 +125,7 @@ def main() -> int:
                           f"identity {100 * f['id_accuracy']:.1f}%, error p50/p95 {f['dist_px']['p50']:.2f}/"
                           f"{f['dist_px']['p95']:.2f} px")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(to_json_safe(results), indent=2) + "\n")
+        Path(args.json_out).write_text(jsonsafe.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -18,7 +18,7 @@ from rtpose.data.labels import load_labels
 from rtpose.data.predictions import read_predictions
 from rtpose.data.video import FrameNotDecoded, FrameNotHeld, StreamEnded, VideoReader
 from rtpose.eval import metrics
-from rtpose.eval.evaluate import to_json_safe
+from rtpose.jsonsafe import to_json_safe
 from rtpose.hw.replay import ReplayCamera
 from rtpose.live.daemon import Daemon
 from rtpose.live.protocol import load_protocol

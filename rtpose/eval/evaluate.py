@@ -16,7 +16,6 @@ import numpy as np
 from rtpose.data.proximity import (PROXIMITY_BINS, DistanceSplit, distance_split, median_size, nearest_other,
                                    proximity_bin)
 from rtpose.errors import RtposeError
-from rtpose.jsonsafe import to_json_safe  # noqa: F401 (where eval's callers have long found it)
 from rtpose.eval import metrics
 from rtpose.eval.oks import OKS_SIGMA, Matches, greedy_match, similarity
 from rtpose.eval.pairing import PairedFrames, pair_frames
