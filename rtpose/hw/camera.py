@@ -41,7 +41,8 @@ class Frame:
         that nobody looks at (one the loop drops) costs nothing.
 
         Raises:
-            CameraError: the pixels could not be had (``FrameLost``: the daemon drops the frame).
+            CameraError: the pixels could not be had (``FrameLost``: the daemon drops the
+                frame; ``CameraClosed``: the camera was closed first, at the shutdown).
         """
         if not callable(self._image):
             return self._image
