@@ -243,6 +243,26 @@ def test_torch_cuda_fp16_matches_onnx_runtime(engine, frame):
     assert np.nanmax(np.abs(a.points - b.points)) < 1.0  # fp16 networks, fp32 peaks
 
 
+@pytest.mark.parametrize("name", ["ort-cpu", pytest.param("torch-cuda", marks=pytest.mark.gpu)])
+def test_run_raw_outputs_stay_as_returned_after_the_next_call(name, flies_video_path):
+    """The self-check keeps every reference frame's outputs before comparing them: an engine
+    that hands back views of buffers it reuses (torch-cuda's pinned host buffers, once) would
+    show every frame the last one's poses and refuse its own model."""
+    if name == "torch-cuda":
+        torch = pytest.importorskip("torch")
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA device")
+    engine = load_engine(SHIPPED, name)
+    with VideoReader(flies_video_path) as reader:
+        a, b = (reader.read(i)[None, None] for i in (1200, 1330))
+    first = engine.run_raw(np.ascontiguousarray(a))
+    kept = {k: v.copy() for k, v in first.items()}
+    second = engine.run_raw(np.ascontiguousarray(b))
+    assert not np.allclose(second["points"], kept["points"], equal_nan=True)  # the frames differ
+    for k in kept:
+        np.testing.assert_array_equal(first[k], kept[k], err_msg=f"{name}: {k} changed by the next call")
+
+
 def test_predict_writes_slp_with_tracks(tmp_path, flies_video_path):
     out = tmp_path / "pred.slp"
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200-1204",

@@ -149,7 +149,10 @@ class TorchCudaEngine(Engine):
             for h, d in zip(host_out, dev_out):
                 h.copy_(d, non_blocking=True)
             torch.cuda.current_stream(self.dev).synchronize()
-            return {name: h.numpy() for name, h in zip(OUTPUT_NAMES, host_out)}
+            # Copies: the pinned buffers are this batch size's, and the next replay writes them
+            # again; a caller that keeps the outputs (the self-check keeps every frame's) must
+            # not see them change. A few kB a frame.
+            return {name: h.numpy().copy() for name, h in zip(OUTPUT_NAMES, host_out)}
         with torch.no_grad():
             outs = self.pipeline(dev_in)
         return {name: t.cpu().numpy() for name, t in zip(OUTPUT_NAMES, outs)}
