@@ -7,7 +7,7 @@ identity. Issue 14's bar: points within 0.1 px for instances both find (FP16), s
 identities. Exit status 1 when a bar is missed.
 
     python bench/gpu_parity.py -m models/flies13 -i $RTPOSE_DATA/flies13/clip.mp4 --frames 1200-1299
-    python bench/gpu_parity.py ... --engine ort-cpu --reference ort-cpu   # the logic, on any CPU
+    python bench/gpu_parity.py ... --engine ort-cpu --precision fp32   # the logic, on any CPU (deviation 0)
 """
 
 from __future__ import annotations
@@ -47,13 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-i", "--input", required=True, help="video")
     p.add_argument("--frames", default="1200-1299", help="frames START-END, both included")
     p.add_argument("--engine", default="torch-cuda", help="the engine under test")
+    p.add_argument("--precision", default="auto", help="its precision (torch-cuda's auto: FP16)")
     p.add_argument("--reference", default="ort-cpu", help="the reference engine")
+    p.add_argument("--reference-precision", default="fp32",
+                   help="graph of the reference (default fp32: the weights the GPU engine runs; ort-cpu's "
+                        "auto may pick int8, which moves points by more than the bar)")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
 
     video = VideoReader(args.input)
     frames = [video.read(i) for i in video.select(args.frames)]
-    test, ref = load_engine(args.model, args.engine), load_engine(args.model, args.reference)
+    test = load_engine(args.model, args.engine, args.precision)
+    ref = load_engine(args.model, args.reference, args.reference_precision)
     deviations, same_count, id_pairs, id_same, both_empty = [], 0, 0, 0, 0
     for frame in frames:
         a, b = ref.infer(frame), test.infer(frame)
@@ -67,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             id_same += int(a.identity[i] == b.identity[j])
     dev = np.concatenate(deviations) if deviations else np.zeros(0)
     result = {
-        "engine": args.engine, "engine_device": test.device, "reference": args.reference,
-        "reference_device": ref.device, "frames": len(frames), "machine": describe(),
+        "engine": args.engine, "engine_device": test.device, "engine_graph": test.graph,
+        "reference": args.reference, "reference_device": ref.device, "reference_graph": ref.graph, "frames": len(frames), "machine": describe(),
         "same_instance_count": same_count / max(len(frames), 1),
         "points_compared": int(dev.size),
         "deviation_px": {"median": float(np.median(dev)) if dev.size else None,
