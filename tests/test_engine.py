@@ -233,14 +233,19 @@ def test_torch_cuda_without_a_gpu_says_so():
 
 
 @pytest.mark.gpu
-def test_torch_cuda_fp16_matches_onnx_runtime(engine, frame):
+def test_torch_cuda_fp16_matches_onnx_runtime(frame):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     gpu = load_engine(SHIPPED, "torch-cuda")
-    a, b = engine.infer(frame), gpu.infer(frame)
-    assert len(a) == len(b) and np.array_equal(a.identity, b.identity)
-    assert np.nanmax(np.abs(a.points - b.points)) < 1.0  # fp16 networks, fp32 peaks
+    fp32 = load_engine(SHIPPED, "ort-cpu", "fp32")  # the weights the GPU runs (auto may pick int8 here)
+    a, b = fp32.infer(frame), gpu.infer(frame)
+    assert len(a) == len(b) and sorted(a.identity.tolist()) == sorted(b.identity.tolist())
+    a_points = a.points[np.argsort(a.identity)]
+    b_points = b.points[np.argsort(b.identity)]  # the same animal, by identity
+    both = np.isfinite(a_points).all(axis=-1) & np.isfinite(b_points).all(axis=-1)
+    assert both.sum() >= 0.9 * np.isfinite(a_points).all(axis=-1).sum()  # a node at the threshold may flip
+    assert np.abs(a_points[both] - b_points[both]).max() < 1.0  # fp16 networks, fp32 peaks
 
 
 @pytest.mark.parametrize("name", ["ort-cpu", pytest.param("torch-cuda", marks=pytest.mark.gpu)])
