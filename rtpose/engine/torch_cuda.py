@@ -6,7 +6,10 @@ The engine needs only the export directory: it rebuilds the pipeline modules fro
 initializers by name (the exporter keeps torch's parameter names; a format-1 export's
 int8 graph is dequantised). Static shapes, a
 pinned host buffer and one captured graph per batch size make a frame's round trip one
-host-to-device copy, one graph launch and one device-to-host copy.
+host-to-device copy, one graph launch and one device-to-host copy. Where the driver (or a
+sandbox around it) refuses graph capture or pinned memory, the engine runs eagerly or with
+pageable buffers instead, and its ``graph_reason`` (printed by bench and the run summary)
+says so with the error.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ class TorchCudaEngine(Engine):
         self.pipeline.to(self.dev)
         self.fp16 = fp16
         self.cuda_graphs = cuda_graphs
+        self.pin = True
         torch.backends.cudnn.benchmark = True
         self._graphs: dict[int, tuple] = {}
 
@@ -113,11 +117,23 @@ class TorchCudaEngine(Engine):
         name = self.torch.cuda.get_device_name(self.dev)
         return f"{name} ({'FP16' if self.fp16 else 'FP32'}{', CUDA graphs' if self.cuda_graphs else ''})"
 
+    def _pinned(self, tensor):
+        """``tensor`` in page-locked memory (asynchronous copies), or as it is where pinning fails."""
+        if not self.pin:
+            return tensor
+        try:
+            return tensor.pin_memory()
+        except RuntimeError as exc:
+            self.pin = False
+            first = (str(exc).splitlines() or [""])[0]
+            self.graph_reason += f"; pinned host memory failed here ({first}), pageable buffers"
+            return tensor
+
     def _capture(self, batch: int):
         """Static buffers and a captured graph for one batch size."""
         torch = self.torch
         h, w = self.spec.frame_height, self.spec.frame_width
-        host_in = torch.zeros((batch, 1, h, w), dtype=torch.uint8).pin_memory()
+        host_in = self._pinned(torch.zeros((batch, 1, h, w), dtype=torch.uint8))
         dev_in = torch.zeros((batch, 1, h, w), dtype=torch.uint8, device=self.dev)
         stream = torch.cuda.Stream(self.dev)
         stream.wait_stream(torch.cuda.current_stream(self.dev))
@@ -125,16 +141,20 @@ class TorchCudaEngine(Engine):
             for _ in range(3):  # warm up kernels and cuDNN autotuning off the capture
                 self.pipeline(dev_in)
         torch.cuda.current_stream(self.dev).wait_stream(stream)
-        graph = None
+        graph, dev_out = None, None
         if self.cuda_graphs:
-            graph = torch.cuda.CUDAGraph()
-            with torch.no_grad(), torch.cuda.graph(graph):
-                dev_out = self.pipeline(dev_in)
-        else:
-            dev_out = None
+            try:
+                graph = torch.cuda.CUDAGraph()
+                with torch.no_grad(), torch.cuda.graph(graph):
+                    dev_out = self.pipeline(dev_in)
+            except RuntimeError as exc:  # a driver or sandbox without graph capture: run eagerly, and say so
+                torch.cuda.synchronize(self.dev)
+                graph, dev_out, self.cuda_graphs = None, None, False
+                first = (str(exc).splitlines() or [""])[0]
+                self.graph_reason += f"; CUDA graph capture failed here ({type(exc).__name__}: {first}), run eagerly"
         host_out = None
         if dev_out is not None:
-            host_out = [torch.empty(t.shape, dtype=t.dtype).pin_memory() for t in dev_out]
+            host_out = [self._pinned(torch.empty(t.shape, dtype=t.dtype)) for t in dev_out]
         self._graphs[batch] = (host_in, dev_in, graph, dev_out, host_out)
         return self._graphs[batch]
 
