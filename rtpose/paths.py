@@ -4,7 +4,8 @@ Data files are never part of the repository; ``RTPOSE_DATA`` points at them, def
 to ``../shared/data`` beside the checkout. :func:`clean_path` is the form a path takes
 when rtpose prints or stores it (no ``..``), :func:`portable_data_path` the form a file
 that may move to another machine records (``${RTPOSE_DATA}/...``); :func:`claim_output_file`
-refuses to replace an existing output file without ``--overwrite``.
+refuses to replace an existing output file without ``--overwrite``, and :func:`claim_report_file`
+also checks that a report (``--json``, ``--summary``, ``--report``, ``--histogram``) can be written.
 """
 
 from __future__ import annotations
@@ -90,17 +91,59 @@ def clean_path(path: str | Path) -> str:
     return folded
 
 
-def claim_output_file(path: Path, overwrite: bool) -> None:
+def claim_output_file(path: Path, overwrite: bool, option: str = "-o") -> None:
     """Refuse to replace an existing output file unless ``--overwrite`` was given; called
     before any work, so a refused run costs nothing and touches nothing.
 
+    Args:
+        path: the output file.
+        overwrite: ``--overwrite`` was given: an existing file may be replaced.
+        option: the option that named the file (``-o``, ``--json``, ``--report`` ...),
+            which the message asks the user to give again.
+
     Raises:
-        RtposeError: ``path`` exists and ``overwrite`` is False (one line naming the file
-            and the flag, as ``rtpose export`` says it for an export directory).
+        RtposeError: ``path`` exists and ``overwrite`` is False (one line naming the file,
+            the option and ``--overwrite``, as ``rtpose export`` says it for an export directory).
     """
     if overwrite or not (path.exists() or path.is_symlink()):
         return
-    raise RtposeError(f"{path} already exists: give another -o, or --overwrite to replace it")
+    raise RtposeError(f"{path} already exists: give another {option}, or --overwrite to replace it")
+
+
+def claim_report_file(path: str | Path, overwrite: bool, option: str) -> Path:
+    """Claim a report output (``--json``, ``--summary``, ``--report``, ``--histogram``)
+    before any work: an existing file is refused unless ``overwrite``
+    (:func:`claim_output_file`), and so is a path that cannot be written.
+
+    The rule for reports: missing parent folders are created when the report is written
+    (:func:`make_parent`), so here a path is refused only where no folder can be made for
+    it (a file stands where a folder would go) or the nearest existing folder is not
+    writable, or where the path is itself a folder. Nothing is created or touched here.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        RtposeError: one line naming the file and the option.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise RtposeError(f"{option} {path} is a folder: give a file name")
+    claim_output_file(path, overwrite, option)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise RtposeError(f"{option} {path}: cannot write ({folder} is not a folder)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RtposeError(f"{option} {path}: cannot write ({folder} is not writable)")
+    return path
+
+
+def make_parent(path: Path) -> Path:
+    """Create the missing parent folders of a report about to be written; returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def portable_data_path(path: str | Path) -> str:
