@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
     _precision_arg(p)
     p.add_argument("--json", dest="json_out", help="write the figures as JSON")
-    p.add_argument("--histogram", help="write a latency histogram PNG")
+    p.add_argument("--histogram", help="write a latency histogram (PNG, or another format matplotlib writes, by the extension)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--warmup", type=int, default=20, help="untimed frames first (default: %(default)s)")
     p.add_argument("--no-batch-sweep", action="store_true", help="skip the throughput sweep over batch sizes")
 
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", required=True, help="export directory")
     p.add_argument("--engine", default="ort-cpu", help="ort-cpu (default), ort-cuda, ort-tensorrt, torch-cuda")
     p.add_argument("--json", dest="json_out", help="write the results as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     p = sub.add_parser("eval", help="score predictions against ground truth (OKS mAP, errors, identity)")
     p.add_argument("-g", "--ground-truth", required=True, help="ground-truth .slp")
@@ -171,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--px-per-mm", type=float, help="also report errors in mm")
     p.add_argument("--pck-px", type=float, default=5.0, help="PCK distance threshold in pixels (default: %(default)s)")
     p.add_argument("--json", dest="json_out", help="write every figure as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--anchor-part", metavar="NODE",
                    help="node whose distance to the other animals' splits the figures (default: the anchor part "
                         "of the rtpose model that made the predictions, as its training report used; else box centre)")
@@ -194,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="seconds (overrides the protocol)")
     _overrides_arg(p)
     p.add_argument("--summary", help="write the run summary JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     p = sub.add_parser("calibrate", help="measure end-to-end latency through an AO->AI loopback")
     p.add_argument("protocol", help="calibration protocol YAML (experiments/latency_calibration.yaml)")

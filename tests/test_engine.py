@@ -444,6 +444,54 @@ def test_bench_reports_latency(tmp_path, flies_video_path):
     assert result["machine"]["other_processes_cores_busy"] >= 0  # measured on Linux (/proc/stat)
 
 
+BENCH_FAST = ["--frames", "1200-1201", "--warmup", "0", "--no-batch-sweep"]
+TIMED = "batch 1 round trip"  # the line bench prints once it has timed
+
+
+def test_bench_refuses_an_existing_json_or_histogram_before_timing_unless_overwrite(tmp_path, flies_video_path,
+                                                                                   capsys):
+    """`bench --json`/`--histogram` on an existing file: one line naming it, the option and
+    --overwrite, exit 2, nothing timed, the file untouched; --overwrite replaces both."""
+    bench = ["bench", "-m", str(SHIPPED), "-i", str(flies_video_path), *BENCH_FAST]
+    out, png = tmp_path / "bench.json", tmp_path / "hist.png"
+    out.write_bytes(b"an earlier bench")
+    png.write_bytes(b"an earlier histogram")
+    for option, path in (("--json", out), ("--histogram", png)):
+        assert cli([*bench, option, str(path)]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == f"error: {path} already exists: give another {option}, or --overwrite to replace it\n"
+        assert TIMED not in captured.out
+    assert out.read_bytes() == b"an earlier bench" and png.read_bytes() == b"an earlier histogram"
+    assert cli([*bench, "--json", str(out), "--histogram", str(png), "--overwrite"]) == 0
+    assert TIMED in capsys.readouterr().out
+    assert json.loads(out.read_text())["n"] == 2 and png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_histogram_it_cannot_write_is_one_line_before_timing(tmp_path, flies_video_path, capsys):
+    """A --histogram whose extension matplotlib cannot write (or without one: matplotlib would
+    write another file, NAME.png), or under a file where a folder should be, is one line, exit 2,
+    before any timing; a missing folder is created, as for --json."""
+    from matplotlib.figure import Figure
+
+    bench = ["bench", "-m", str(SHIPPED), "-i", str(flies_video_path), *BENCH_FAST]
+    formats = ", ".join("." + f for f in sorted(Figure().canvas.get_supported_filetypes()))
+    for name, said in (("hist.txt", "matplotlib cannot write .txt files"),
+                       ("hist", "no extension to choose the format by")):
+        assert cli([*bench, "--histogram", str(tmp_path / name)]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == f"error: --histogram {tmp_path / name}: {said}; end the name in one of {formats}\n"
+        assert TIMED not in captured.out and not (tmp_path / name).exists()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert cli([*bench, "--histogram", str(blocker / "hist.png")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: --histogram {blocker / 'hist.png'}: cannot write ({blocker} is not a folder)\n"
+    assert TIMED not in captured.out
+    nested = tmp_path / "new" / "folder" / "hist.svg"
+    assert cli([*bench, "--histogram", str(nested)]) == 0
+    assert TIMED in capsys.readouterr().out and b"<svg" in nested.read_bytes()
+
+
 def test_other_load_counts_a_busy_process_and_not_our_own_work():
     """What bench's load warning rests on: a busy child process shows as about one core of
     other load; this process's own busy loop does not count."""
@@ -514,6 +562,19 @@ def test_shipped_export_passes_its_self_check_here(capsys, tmp_path):
     assert result["choice"]["graph"] in ("fp32", "int8") and result["choice"]["reason"]
     fp32 = result["graphs"][0]
     assert fp32["frames_same_count"] == fp32["frames"] >= 2 and fp32["ids_same"] == fp32["ids_total"]
+
+
+def test_check_refuses_an_existing_json_before_running_unless_overwrite(tmp_path, capsys):
+    """`check --json` on an existing file: one line, exit 2, no graph run, the file untouched;
+    --overwrite replaces it."""
+    out = tmp_path / "check.json"
+    out.write_bytes(b"an earlier check")
+    assert cli(["check", "-m", str(SHIPPED), "--json", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {out} already exists: give another --json, or --overwrite to replace it\n"
+    assert captured.out == "" and out.read_bytes() == b"an earlier check"
+    assert cli(["check", "-m", str(SHIPPED), "--json", str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text())["passed"] is True
 
 
 def test_engine_says_which_graph_runs_and_why(engine):

@@ -304,3 +304,20 @@ def test_spans_and_lists_of_frames_say_their_gaps_and_stay_short():
     assert describe_indices([i for i in range(70) if i != 35]) == "0-34, 36-69"
     long = describe_indices(range(0, 4000, 10))
     assert long.endswith(", ... (400 frames in 0-3990)") and len(long) < 80
+
+
+def test_an_existing_json_is_refused_before_scoring_unless_overwrite(tmp_path, flies, flies_labels_path,
+                                                                       flies_video_path, capsys):
+    """`eval --json` on an existing file: one line naming it, --json and --overwrite, exit 2, the file
+    untouched and nothing scored (no table); with --overwrite it is replaced."""
+    path = write_from_truth(tmp_path / "p.slp", flies, flies_video_path, range(0, 10))
+    out = tmp_path / "metrics.json"
+    out.write_bytes(b'{"an earlier": "score"}')
+    assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path), "--frames", "0-9",
+                     "--json", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {out} already exists: give another --json, or --overwrite to replace it\n"
+    assert captured.out == "" and out.read_bytes() == b'{"an earlier": "score"}'
+    assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(path), "--frames", "0-9",
+                     "--json", str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text())["n_gt"] == 20

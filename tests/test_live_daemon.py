@@ -9,6 +9,7 @@ model of the flies13 format.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -704,3 +705,20 @@ def test_the_live_path_does_not_import_torch():
                             cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "torch" not in result.stderr.lower()
+
+
+def test_rtpose_run_refuses_an_existing_summary_before_the_run_unless_overwrite(tmp_path, flies_video_path, capsys):
+    """`run --summary` on an existing file: one line naming it, --summary and --overwrite, exit 2,
+    before the banner (nothing opened, no recording), the file untouched; --overwrite replaces it."""
+    from rtpose.cli import main as cli_main
+
+    path = write_protocol(tmp_path, flies_video_path, duration=0.5)
+    summary = tmp_path / "summary.json"
+    summary.write_bytes(b"an earlier run's summary")
+    assert cli_main(["run", str(path), "--summary", str(summary)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {summary} already exists: give another --summary, or --overwrite to replace it\n"
+    assert captured.out == "" and not (tmp_path / "run").exists()
+    assert summary.read_bytes() == b"an earlier run's summary"
+    assert cli_main(["run", str(path), "--summary", str(summary), "--overwrite"]) == 0
+    assert json.loads(summary.read_text())["frames"]["processed"] > 0

@@ -19,6 +19,7 @@ from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
 from rtpose.machine import OtherLoad, describe
+from rtpose.paths import claim_report_file, make_parent
 from rtpose import jsonsafe
 
 DEFAULT_FRAMES = 100  # frames timed without --frames: the first ones the input holds
@@ -78,7 +79,30 @@ def summarize(ms: np.ndarray) -> dict:
             "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "mean": float(ms.mean())}
 
 
+def claim_histogram(path: str | Path, overwrite: bool) -> Path:
+    """Check ``--histogram PATH`` before any timing: a format matplotlib can write (by the
+    extension: ``Figure().canvas.get_supported_filetypes()``; with none, matplotlib would
+    write ``PATH.png``, another file than the one named), and :func:`claim_report_file`.
+
+    Raises:
+        RtposeError: one line naming the file and, for the extension, the formats.
+    """
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    formats = Figure().canvas.get_supported_filetypes()
+    extension = path.suffix.lower().lstrip(".")
+    if extension not in formats:
+        said = "no extension to choose the format by" if not extension else \
+            f"matplotlib cannot write .{extension} files"
+        raise RtposeError(f"--histogram {path}: {said}; end the name in one of "
+                          f"{', '.join('.' + f for f in sorted(formats))}")
+    return claim_report_file(path, overwrite, "--histogram")
+
+
 def plot_histogram(ms: np.ndarray, path: str | Path, title: str) -> None:
+    """The latency histogram of ``ms`` (per-frame ms) with its p50 and p99, saved at
+    ``path`` (its missing parent folders are created; the format follows the extension)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +118,7 @@ def plot_histogram(ms: np.ndarray, path: str | Path, title: str) -> None:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(make_parent(Path(path)))
     plt.close(fig)
 
 
@@ -115,6 +139,9 @@ def _timings(args: argparse.Namespace, engine: Engine, frames: list[np.ndarray])
 
 
 def main(args: argparse.Namespace) -> int:
+    # the outputs first: a refused one costs no decoding and no timing
+    json_out = claim_report_file(args.json_out, args.overwrite, "--json") if args.json_out else None
+    histogram = claim_histogram(args.histogram, args.overwrite) if args.histogram else None
     video, indices = resolve_input(args.input, args.frames, spec=ExportSpec.load(args.model))
     if args.frames is None:
         indices = indices[:DEFAULT_FRAMES]  # the first 100 the input holds, or all of a shorter one
@@ -164,9 +191,8 @@ def main(args: argparse.Namespace) -> int:
     if other.cores is not None and other.cores > OTHER_LOAD_WARN_CORES:
         print(f"warning: other processes kept {other.cores:.1f} of {m['cpu_count']} cores busy while timing: "
               "these figures are slower than this machine's; time again with it idle", file=sys.stderr)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(jsonsafe.dumps(result, indent=2))
-    if args.histogram:
-        plot_histogram(ms, args.histogram, f"{engine.name}, batch 1, {engine.device}")
+    if json_out is not None:
+        make_parent(json_out).write_text(jsonsafe.dumps(result, indent=2))
+    if histogram is not None:
+        plot_histogram(ms, histogram, f"{engine.name}, batch 1, {engine.device}")
     return 0

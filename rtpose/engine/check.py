@@ -20,6 +20,7 @@ from rtpose.engine.selfcheck import (FP32_BOUNDS, REDUCED_BOUNDS, CheckResult, d
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
 from rtpose.machine import cpu_flags, describe
+from rtpose.paths import claim_report_file, make_parent
 from rtpose import jsonsafe
 
 
@@ -46,6 +47,7 @@ def check_graphs(export_dir: str | Path, engine_name: str = "ort-cpu") -> list[C
 
 
 def main(args: argparse.Namespace) -> int:
+    json_out = claim_report_file(args.json_out, args.overwrite, "--json") if args.json_out else None
     results = check_graphs(args.model, args.engine)
     spec = ExportSpec.load(args.model)
     m = describe()
@@ -66,9 +68,8 @@ def main(args: argparse.Namespace) -> int:
     except RtposeError as exc:
         print(f"{args.engine} would refuse this export here: {exc}")
     ok = all(r.passed for r in results)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(jsonsafe.dumps({"export": str(args.model), "engine": args.engine, "passed": ok,
+    if json_out is not None:
+        make_parent(json_out).write_text(jsonsafe.dumps({"export": str(args.model), "engine": args.engine, "passed": ok,
                                                    "graphs": [r.to_dict() for r in results], "choice": choice,
                                                    "machine": m}, indent=2))
     if not ok:

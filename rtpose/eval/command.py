@@ -3,7 +3,7 @@
 Help text (README-ready):
 
     rtpose eval -g GT.slp -p PRED.slp [--px-per-mm F] [--pck-px 5] [--frames A-B]
-                [--anchor-part NODE] [--animal-size PX] [--unpredicted-frames skip|missed] [--json OUT]
+                [--anchor-part NODE] [--animal-size PX] [--unpredicted-frames skip|missed] [--json OUT [--overwrite]]
 
     Frames are paired by video and frame index. A labeled frame with a predicted frame
     is scored (an empty predicted frame: all its instances missed). Labeled frames the
@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -48,6 +47,7 @@ from rich.table import Table
 from rtpose.data.video import parse_frame_range
 from rtpose.errors import RtposeError
 from rtpose.eval.evaluate import evaluate
+from rtpose.paths import claim_report_file, make_parent
 from rtpose import jsonsafe
 
 # --frames on labels: the video length is not needed to pick frames by index.
@@ -55,6 +55,7 @@ _NO_UPPER_BOUND = sys.maxsize
 
 
 def main(args: argparse.Namespace) -> int:
+    json_out = claim_report_file(args.json_out, args.overwrite, "--json") if args.json_out else None
     if args.px_per_mm is not None and not args.px_per_mm > 0:
         raise RtposeError(f"--px-per-mm must be positive, got {args.px_per_mm}")
     if not args.pck_px > 0:
@@ -70,11 +71,10 @@ def main(args: argparse.Namespace) -> int:
     console = Console(soft_wrap=True)
     console.print(result_table(result))
     console.print(proximity_table(result))
-    if args.json_out:
-        out = Path(args.json_out)
+    if json_out is not None:
+        out = json_out
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(jsonsafe.dumps(result, indent=2) + "\n")
+            make_parent(out).write_text(jsonsafe.dumps(result, indent=2) + "\n")
         except OSError as exc:
             raise RtposeError(f"{out}: cannot write ({exc.strerror or type(exc).__name__})") from None
     return 0

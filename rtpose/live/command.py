@@ -1,4 +1,4 @@
-"""``rtpose run PROTOCOL.yaml [--duration S] [--set key=value ...] [--summary OUT.json]``.
+"""``rtpose run PROTOCOL.yaml [--duration S] [--set key=value ...] [--summary OUT.json [--overwrite]]``.
 
 Validates the whole protocol before anything opens (a mistake is one line naming the
 file, the line and the field), then what the text alone cannot tell (the replay source
@@ -8,7 +8,8 @@ prints the summary, and exits (after 0 V was written in every case):
 - 0: the run ended as asked (duration, end of the source);
 - 130 / 143: Ctrl-C (SIGINT) / SIGTERM ended it, cleanly (summary, recording);
 - 2: a mistake a user can fix, found before acquisition started (protocol, source,
-  address in use, a recording directory that exists): one line, nothing recorded;
+  address in use, a recording directory that exists, a ``--summary`` file that exists
+  without ``--overwrite``): one line, nothing recorded;
 - 1: something failed during the run (one-line error; run.log has the traceback).
 """
 
@@ -21,7 +22,6 @@ limit_malloc_arenas(1)
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 from rich.console import Console  # noqa: E402
 
@@ -29,10 +29,12 @@ from rtpose.live.daemon import Daemon  # noqa: E402
 from rtpose.live.preflight import preflight  # noqa: E402
 from rtpose.live.protocol import load_protocol  # noqa: E402
 from rtpose.live.summary import print_summary  # noqa: E402
+from rtpose.paths import claim_report_file, make_parent  # noqa: E402
 from rtpose import jsonsafe  # noqa: E402
 
 
 def main(args: argparse.Namespace) -> int:
+    summary = claim_report_file(args.summary, args.overwrite, "--summary") if args.summary else None
     loaded = load_protocol(args.protocol, args.overrides, args.duration)
     notes = preflight(loaded)  # raises RtposeError: exit 2, before the banner
     protocol = loaded.protocol
@@ -49,9 +51,8 @@ def main(args: argparse.Namespace) -> int:
     result = Daemon(loaded).run()
     if result.summary["wall_s"] is not None:  # the camera opened: there is a run to summarise
         print_summary(result.summary, console)
-    if args.summary:
-        path = Path(args.summary)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if summary is not None:
+        path = make_parent(summary)
         path.write_text(jsonsafe.dumps(result.summary, indent=2) + "\n")
         console.print(f"summary: {path}")
     if result.error is not None:
