@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="seconds (overrides the protocol)")
     _overrides_arg(p)
     p.add_argument("--report", help="write the report JSON here (a histogram PNG goes beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     p = sub.add_parser("listen", help="print or record a pose stream from a running daemon")
     p.add_argument("address", nargs="?", default="tcp://127.0.0.1:5555",

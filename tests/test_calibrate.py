@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -413,6 +414,38 @@ def test_too_few_usable_segments_exits_non_zero_with_one_line(tmp_path, capsys, 
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("error: only 0 of ") and "flat" in err and "move" in err, err
     assert json.loads((tmp_path / "run" / "latency_report.json").read_text())["status"] == "too few segments"
+
+
+def test_an_earlier_report_and_its_png_survive_a_calibration_refused_before_its_run(tmp_path, capsys,
+                                                                                     flies_video_path):
+    """`calibrate --report` where the report or its PNG exists: one line naming the file, --report and
+    --overwrite, exit 2, before the run (no recording), both files untouched. A failing calibration
+    writes its report to a new file; with --overwrite it replaces the earlier one and its PNG."""
+    path = write_test_protocol(tmp_path, duration=3)
+    report, png = tmp_path / "out" / "latency.json", tmp_path / "out" / "latency.png"
+    report.parent.mkdir()
+    report.write_bytes(b"a good 60 s report")
+    png.write_bytes(b"its histogram")
+    failing = ["calibrate", str(path), "--set", "outputs.calibration.follow.to=[1.0, 1.01]"]  # too few segments
+    assert rtpose_main([*failing, "--report", str(report)]) == 2
+    out, err = capsys.readouterr()
+    assert err == f"error: {report} already exists: give another --report, or --overwrite to replace it\n"
+    assert out == "" and not (tmp_path / "run").exists()
+    report.unlink()  # the PNG alone is enough to refuse: it would be replaced beside a new report
+    assert rtpose_main([*failing, "--report", str(report)]) == 2
+    assert capsys.readouterr().err == (f"error: {png} already exists: give another --report, or --overwrite to "
+                                       "replace it\n")
+    assert png.read_bytes() == b"its histogram" and not report.exists() and not (tmp_path / "run").exists()
+    new = tmp_path / "elsewhere" / "new.json"  # a new file: the failing calibration's report is written
+    assert rtpose_main([*failing, "--report", str(new)]) == 1
+    capsys.readouterr()
+    assert json.loads(new.read_text())["status"] == "too few segments" and new.with_suffix(".png").exists()
+    shutil.rmtree(tmp_path / "run")
+    report.write_bytes(b"a good 60 s report")
+    assert rtpose_main([*failing, "--report", str(report), "--overwrite"]) == 1
+    capsys.readouterr()
+    assert json.loads(report.read_text())["status"] == "too few segments"
+    assert png.read_bytes().startswith(b"\x89PNG")
 
 
 # --- protocols and mistakes -------------------------------------------------------------

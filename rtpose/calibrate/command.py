@@ -1,10 +1,12 @@
-"""``rtpose calibrate PROTOCOL.yaml [--duration S] [--set key=value ...] [--report OUT.json]``.
+"""``rtpose calibrate PROTOCOL.yaml [--duration S] [--set key=value ...] [--report OUT.json [--overwrite]]``.
 
 Checks the protocol (and that it can be calibrated) before anything opens, runs the
 daemon with the analog input captured, aligns the looped-back trace with the offline
 one, writes the report JSON and its histogram PNG (by default into the run's recording
 directory), prints the breakdown, and exits 0; 1 when the run failed or too few
-segments were usable (with one line saying why); 2 for a protocol or setting mistake.
+segments were usable (with one line saying why; the report is written all the same); 2 for
+a protocol or setting mistake, or a ``--report`` whose JSON or PNG exists without
+``--overwrite`` (said before the run: an earlier report is never replaced by a failing one).
 ``--set calibration.KEY=VALUE`` changes an alignment setting (see ``session``).
 """
 
@@ -19,7 +21,7 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from rtpose.calibrate.report import breakdown_lines, build_report, write_report  # noqa: E402
+from rtpose.calibrate.report import breakdown_lines, build_report, claim_report, write_report  # noqa: E402
 from rtpose.calibrate.session import prepare, run_and_analyse  # noqa: E402
 from rtpose.live.preflight import preflight  # noqa: E402
 
@@ -29,6 +31,7 @@ REPORT_NAME = "latency_report.json"
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    claimed = claim_report(args.report, args.overwrite) if args.report else None  # before the run
     loaded, target, settings, protocol_overrides = prepare(args.protocol, args.overrides, args.duration)
     notes = preflight(loaded)  # the replay source and the publisher address: exit 2 before anything opens
     protocol = loaded.protocol
@@ -44,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: the run failed, nothing to calibrate: {result.error or 'no recording'}", file=sys.stderr)
         return 1
     report = build_report(calibration, loaded, result.summary, protocol_overrides, result.recording)
-    path = Path(args.report) if args.report else Path(result.recording) / REPORT_NAME
+    path = claimed if claimed is not None else Path(result.recording) / REPORT_NAME
     json_path, png_path = write_report(report, calibration, path)
     for line in breakdown_lines(report):
         console.print(line, markup=False)

@@ -19,8 +19,10 @@ import numpy as np
 
 from rtpose import __version__
 from rtpose.calibrate.analysis import Calibration, describe_ms, expected_sim_delay_ms
+from rtpose.errors import RtposeError
 from rtpose.live.protocol import LoadedProtocol
 from rtpose.machine import describe
+from rtpose.paths import claim_report_file, make_parent
 from rtpose import jsonsafe
 
 FORMAT = "rtpose-latency-calibration"
@@ -177,10 +179,30 @@ def machine_info() -> dict[str, Any]:
 # --- files ------------------------------------------------------------------------------
 
 
+def claim_report(path: str | Path, overwrite: bool) -> Path:
+    """Check ``--report PATH`` before the calibration's run: the JSON and the histogram PNG
+    beside it (``path.with_suffix(".png")``) are both refused when they exist, unless
+    ``overwrite`` (:func:`rtpose.paths.claim_report_file`), so a short failing calibration
+    never replaces an earlier report or its PNG.
+
+    Raises:
+        RtposeError: one line naming the file; also when ``path`` ends in ``.png`` (the
+            histogram would be the report itself).
+    """
+    path = claim_report_file(path, overwrite, "--report")
+    png = path.with_suffix(".png")
+    if png == path:
+        raise RtposeError(f"--report {path}: the histogram PNG goes beside the report with the same name: "
+                          "give a .json name")
+    claim_report_file(png, overwrite, "--report")
+    return path
+
+
 def write_report(report: dict[str, Any], calibration: Calibration, path: str | Path) -> tuple[Path, Path]:
-    """The JSON at ``path`` and the histogram PNG beside it (same stem)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The JSON at ``path`` and the histogram PNG beside it (same stem); missing parent
+    folders are created. Whether they may be replaced is :func:`claim_report`'s to say,
+    before the run."""
+    path = make_parent(Path(path))
     png = path.with_suffix(".png")
     write_histogram(calibration, report, png)
     report["histogram"] = str(png)
