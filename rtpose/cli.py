@@ -210,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("address", nargs="?", default="tcp://127.0.0.1:5555",
                    help="the daemon's publisher.address, as tcp://HOST:PORT (default %(default)s)")
     p.add_argument("-o", "--output", help="record messages to this file (msgpack stream)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--count", type=int, help="stop after this many messages (default: until Ctrl-C)")
     p.add_argument("--topic", default="poses", help="the daemon's publisher.topic (default %(default)s)")
     p.add_argument("--latest", action="store_true",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import zmq
 
+from rtpose.errors import RtposeError
 from rtpose.live.listen import listen
 from rtpose import clock
 from rtpose.live.publisher import Publisher, message_for, split_message
@@ -127,6 +129,14 @@ def test_listen_prints_a_line_per_message_and_records_to_a_file(tmp_path, capsys
         messages = list(msgpack.Unpacker(open(out, "rb"), raw=False))
         assert len(messages) == 8 and all(m["identity"] == ["male", "female"] for m in messages)
         assert [m["frame"] for m in messages] == sorted(m["frame"] for m in messages)
+        # an existing file is refused before anything connects (nothing appended); --overwrite replaces it
+        before = out.read_bytes()
+        with pytest.raises(RtposeError, match="^" + re.escape(f"{out} already exists: give another -o, or "
+                                                              "--overwrite to replace it") + "$"):
+            listen(address, count=3, output=str(out))
+        assert out.read_bytes() == before
+        assert listen(address, count=3, output=str(out), overwrite=True) == 3
+        assert len(list(msgpack.Unpacker(open(out, "rb"), raw=False))) == 3
     finally:
         stop.set()
         feeder.join(2)
@@ -339,3 +349,16 @@ def test_status_and_preview_share_the_queue_and_a_poses_subscriber_gets_neither(
     stats = publisher.stats()
     assert stats["other_topics"]["status"]["offered"] == stats["other_topics"]["preview"]["offered"] == i
     assert stats["other_topics"]["status"]["sent"] >= 3 and stats["sent"] >= 3
+
+
+def test_rtpose_listen_refuses_an_existing_file_in_one_line_before_connecting(tmp_path):
+    """`rtpose listen -o FILE` on an existing file (here a text file, which it used to append msgpack
+    to): one line naming it, -o and --overwrite, exit 2, before the listening line; the file untouched."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the experimenter's notes\n")
+    # a process with a deadline: a listener that does not refuse would wait for a message without end
+    done = subprocess.run([sys.executable, "-m", "rtpose", "listen", free_address(), "-o", str(notes), "--count", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"error: {notes} already exists: give another -o, or --overwrite to replace it\n"
+    assert notes.read_text() == "the experimenter's notes\n"

@@ -1,9 +1,11 @@
-"""``rtpose listen [ADDRESS] [-o FILE] [--count N] [--topic poses] [--latest]``: watch or record a daemon's stream.
+"""``rtpose listen [ADDRESS] [-o FILE [--overwrite]] [--count N] [--topic poses] [--latest]``: watch or record a daemon's stream.
 
 Prints one line per message (frame, how old the frame was when its output was written,
 how late the message reached us, instances found, the rules that hold), or, with ``-o``,
-appends each payload to FILE as it comes: the payloads are msgpack maps, so FILE is a
-msgpack stream (read it with ``msgpack.Unpacker(open(FILE, "rb"))``). Ctrl-C stops it
+writes each payload to FILE as it comes: the payloads are msgpack maps, so FILE is a
+msgpack stream (read it with ``msgpack.Unpacker(open(FILE, "rb"))``). A FILE that exists
+is refused before anything connects, unless ``--overwrite`` (which replaces it; nothing is
+ever appended to an earlier file). Ctrl-C stops it
 cleanly. The address is checked before the first line is printed (a malformed one is a
 one-line error, exit 2); with no message after a few seconds (``QUIET_S``) one line
 says that nothing has arrived yet on that address and topic, and it keeps waiting.
@@ -22,6 +24,7 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 import msgpack
@@ -30,6 +33,7 @@ import zmq
 from rtpose import clock
 from rtpose.errors import RtposeError
 from rtpose.live.publisher import split_message
+from rtpose.paths import claim_output_file
 
 QUIET_S = 3.0  # no message this long after the start: say so once (and keep waiting)
 
@@ -48,14 +52,16 @@ def describe(message: dict[str, Any], received: float) -> str:
 
 def listen(address: str, topic: str = "poses", count: int | None = None, output: str | None = None,
            stop: threading.Event | None = None, out=sys.stdout, latest: bool = False,
-           on_connected: Callable[[], None] | None = None, quiet_s: float = QUIET_S, err=sys.stderr) -> int:
+           on_connected: Callable[[], None] | None = None, quiet_s: float = QUIET_S, err=sys.stderr,
+           overwrite: bool = False) -> int:
     """Receive until ``count`` messages, ``stop`` is set, or Ctrl-C; returns how many were received.
 
     Args:
         address: a ZeroMQ endpoint (``tcp://HOST:PORT``) where a daemon publishes.
         topic: the topic subscribed to (the daemon's ``publisher.topic``).
         count: stop after this many messages (None: never).
-        output: append the payloads to this file (a msgpack stream) instead of printing.
+        output: write the payloads to this file (a msgpack stream) instead of printing;
+            an existing file is refused unless ``overwrite``, which replaces it.
         stop: set from another thread (or a signal handler) to stop.
         out: where the lines go.
         latest: keep only the newest message (``ZMQ_CONFLATE``), for a listener slower
@@ -65,10 +71,14 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
         quiet_s: with no message for this many seconds since the start, one line to
             ``err`` says that nothing has arrived yet (the listener keeps waiting).
         err: where that line goes.
+        overwrite: replace an existing ``output`` (``--overwrite``).
 
     Raises:
-        RtposeError: a malformed address, or an output file that cannot be written.
+        RtposeError: an ``output`` that exists without ``overwrite`` (before any socket
+            is made), a malformed address, or an output file that cannot be written.
     """
+    if output is not None:
+        claim_output_file(Path(output), overwrite)
     stop = stop or threading.Event()
     context = zmq.Context()
     socket = context.socket(zmq.SUB)
@@ -86,7 +96,7 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
             raise RtposeError(f"cannot connect to {address} ({exc}){hint}") from None
         if output is not None:
             try:
-                sink = open(output, "ab")
+                sink = open(output, "wb")
             except OSError as exc:
                 raise RtposeError(f"{output}: cannot write ({exc.strerror})") from None
         if on_connected is not None:
@@ -141,7 +151,7 @@ def main(args: argparse.Namespace) -> int:
                   flush=True)
 
         received = listen(args.address, args.topic, args.count, args.output, stop, latest=args.latest,
-                          on_connected=announce)
+                          on_connected=announce, overwrite=args.overwrite)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
