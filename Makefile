@@ -38,7 +38,7 @@ demo: $(STAMP)
 	@mkdir -p runs
 	@echo "live view of this run: http://127.0.0.1:$(VIEW_PORT)/  (rtpose view, beside the run; log: runs/demo_view.log)"
 	@$(PY) -m rtpose view tcp://127.0.0.1:5555 --port $(VIEW_PORT) > runs/demo_view.log 2>&1 & view=$$!; \
-	$(PY) -m rtpose run experiments/male_approach_replay.yaml --summary runs/demo_summary.json; status=$$?; \
+	$(PY) -m rtpose run experiments/male_approach_replay.yaml --summary runs/demo_summary.json --overwrite; status=$$?; \
 	kill $$view 2>/dev/null; wait $$view 2>/dev/null; \
 	echo "to watch the next run: $(PY) -m rtpose view  (then open http://127.0.0.1:$(VIEW_PORT)/)"; exit $$status
 
@@ -71,20 +71,20 @@ model: $(STAMP)
 	$(MAKE) model-export
 
 # Everything after training: export, check, score each graph, write the model card. It may run
-# again on a run dir (`train --overwrite` keeps the predictions there), so predict gets --overwrite.
+# again on a run dir (`train --overwrite` keeps the predictions there), so predict and eval get --overwrite.
 model-export: $(STAMP)
 	$(PY) -m rtpose export $(MODEL_RUN) -o models/flies13 --int8 --overwrite
 	$(PY) -m rtpose check -m models/flies13
 	$(PY) -m rtpose predict -m models/flies13 $(VAL) -o $(MODEL_RUN)/val_predictions.slp --overwrite
-	$(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions.slp --json $(MODEL_RUN)/val_eval.json
+	$(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions.slp --json $(MODEL_RUN)/val_eval.json --overwrite
 	$(PY) -m rtpose predict -m models/flies13 $(CLOSE) -o $(MODEL_RUN)/close_predictions.slp --overwrite
-	$(PY) -m rtpose eval -g $(FLIES)/clip.close.slp --px-per-mm 30.3 $(SPLIT) -p $(MODEL_RUN)/close_predictions.slp --json $(MODEL_RUN)/close_eval.json
+	$(PY) -m rtpose eval -g $(FLIES)/clip.close.slp --px-per-mm 30.3 $(SPLIT) -p $(MODEL_RUN)/close_predictions.slp --json $(MODEL_RUN)/close_eval.json --overwrite
 	for g in fp32 int8; do \
 	  $(PY) -m rtpose predict -m models/flies13 --$$g $(VAL) -o $(MODEL_RUN)/val_predictions_$$g.slp --overwrite && \
-	  $(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions_$$g.slp --json $(MODEL_RUN)/val_eval_$$g.json || exit 1; \
+	  $(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions_$$g.slp --json $(MODEL_RUN)/val_eval_$$g.json --overwrite || exit 1; \
 	done
 	$(if $(EMULATE),qemu-x86_64 -cpu Haswell $(PY) -m rtpose predict -m models/flies13 --int8 $(VAL) -o $(MODEL_RUN)/val_predictions_int8_haswell.slp --overwrite 2>&1 | grep -v TCG; \
-	  $(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions_int8_haswell.slp --json $(MODEL_RUN)/val_eval_int8_haswell.json)
+	  $(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions_int8_haswell.slp --json $(MODEL_RUN)/val_eval_int8_haswell.json --overwrite)
 	$(PY) experiments/train/model_card.py $(MODEL_RUN) models/flies13 $(MODEL_RUN)/val_eval.json \
 	  --close $(MODEL_RUN)/close_eval.json \
 	  --graph fp32=$(MODEL_RUN)/val_eval_fp32.json --graph int8=$(MODEL_RUN)/val_eval_int8.json \
@@ -95,7 +95,7 @@ model-export: $(STAMP)
 	  "rtpose export $(MODEL_RUN) -o models/flies13 --int8 --overwrite" \
 	  "rtpose check -m models/flies13" \
 	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(MODEL_RUN)/val_predictions.slp --overwrite   # and with --fp32, --int8" \
-	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.trainval.slp -p $(MODEL_RUN)/val_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(MODEL_RUN)/val_eval.json" \
+	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.trainval.slp -p $(MODEL_RUN)/val_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(MODEL_RUN)/val_eval.json --overwrite" \
 	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.close.slp --only-labeled --frames 1270-1299 -o $(MODEL_RUN)/close_predictions.slp --overwrite" \
-	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.close.slp -p $(MODEL_RUN)/close_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(MODEL_RUN)/close_eval.json" \
+	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.close.slp -p $(MODEL_RUN)/close_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(MODEL_RUN)/close_eval.json --overwrite" \
 	  "# SIZE: animal_size_px of $(MODEL_RUN)/model.json (the unit of the distance split)"

@@ -37,7 +37,7 @@ def ours(model: str, start: int, end: int) -> dict:
     out = REPO / "runs" / "bench_compare.json"
     subprocess.run([sys.executable, "-m", "rtpose", "bench", "-m", model, "-i",
                     str(REPO.parent / "shared" / "data" / "flies13" / "clip.mp4"), "--frames", f"{start}-{end - 1}",
-                    "--no-batch-sweep", "--json", str(out)], check=True, cwd=REPO)
+                    "--no-batch-sweep", "--json", str(out), "--overwrite"], check=True, cwd=REPO)
     return json.loads(out.read_text())
 
 

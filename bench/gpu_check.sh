@@ -35,12 +35,12 @@ status parity "rc=$?"
 
 echo "== 3. batch-1 round trip and throughput (rtpose bench --engine torch-cuda)"
 timeout 240 python3 -m rtpose bench -m "$MODEL" -i "$VIDEO" --frames 1200-1299 --engine torch-cuda \
-  --json "$OUT/bench.json" --histogram "$OUT/bench.png"
+  --json "$OUT/bench.json" --histogram "$OUT/bench.png" --overwrite
 status bench "rc=$?"
 
 echo "== 4. live run at 150 FPS for 10 s on torch-cuda"
 timeout 120 python3 -m rtpose run experiments/male_approach_replay.yaml --set model.engine=torch-cuda \
-  --set duration=10 --summary "$OUT/live.json"
+  --set duration=10 --summary "$OUT/live.json" --overwrite
 status live "rc=$?"
 
 echo "== summary"

@@ -138,7 +138,7 @@ def score(out: Path, export: Path, data: dict) -> dict:
         subprocess.run([py, "-m", "rtpose", "predict", "-m", str(export), "-i", str(path), "--frames", span,
                         "--only-labeled", "--fp32", "-o", str(pred), "--overwrite"], check=True)
         subprocess.run([py, "-m", "rtpose", "eval", "-g", str(path), "-p", str(pred), "--frames", span,
-                        "--json", str(result)], check=True)
+                        "--json", str(result), "--overwrite"], check=True)
         scores[f"{path.name} {span}"] = json.loads(result.read_text())
     return scores
 
