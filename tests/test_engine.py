@@ -349,8 +349,19 @@ def test_predict_refuses_an_existing_output_before_any_work_unless_overwrite(tmp
     # -o a folder (or not .slp) is told so first, not to add --overwrite
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200", "-o",
                 str(tmp_path)]) == 2
-    assert capsys.readouterr().err == (f"error: {tmp_path}: predictions must be written to a .slp file (it is a "
-                                       "folder; several inputs write into one)\n") and read == []
+    assert capsys.readouterr().err == (f"error: {tmp_path}: is a folder; predictions must be written to a .slp file "
+                                       f"(e.g. -o {tmp_path / 'clip.predictions.slp'}; several inputs write into a "
+                                       "folder)\n") and read == []
+    named = tmp_path / "named.slp"  # a folder whose name ends in .slp: still a folder, not "already exists"
+    named.mkdir()
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200", "-o", str(named),
+                "--overwrite"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {named}: is a folder; predictions must be written") and read == []
+    # a mistyped input is said first, whatever -o is (a folder here, as on the Ray form)
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path.with_name("clip.mp5")), "-o",
+                str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"error: {flies_video_path.with_name('clip.mp5')}: no such file "
+                                       f"(did you mean '{flies_video_path}'?)\n") and read == []
 
     default = tmp_path / "clip.predictions.slp"  # no -o: INPUT.predictions.slp beside the input
     video = tmp_path / "clip.mp4"

@@ -694,8 +694,8 @@ def test_a_killed_run_leaves_a_readable_recording(tmp_path, flies_video_path, ca
     assert rtpose_cli(["recording", str(tmp_path / "run"), "-o", str(out), "--overwrite"]) == 0
     capsys.readouterr()
     assert rtpose_cli(["recording", str(tmp_path / "run"), "-o", str(tmp_path), "--overwrite"]) == 2  # a folder
-    assert capsys.readouterr() == ("", f"error: {tmp_path}: predictions must be written to a .slp file (it is a "
-                                       "folder)\n")  # said before the summary
+    assert capsys.readouterr() == ("", f"error: {tmp_path}: is a folder; predictions must be written to a .slp "
+                                       "file\n")  # said before the summary
 
 
 def test_the_live_path_does_not_import_torch():

@@ -28,7 +28,7 @@ from rtpose.data.video import describe_indices
 from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
-from rtpose.paths import claim_output_file
+from rtpose.paths import claim_output_file, no_such_file
 from rtpose.poses import Poses
 
 EXIT_FRAMES_MISSING = 3  # predictions written, but some frames asked for could not be read
@@ -106,6 +106,8 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     """
     if batch_size < 1:
         raise RtposeError("--batch-size must be at least 1")
+    if not Path(input_path).exists():  # said first: a mistyped input is not an -o problem
+        raise RtposeError(no_such_file(input_path))
     output = claim_output(input_path, output, overwrite)  # before the model or any frame is read
     spec = ExportSpec.load(model)
     video, indices = resolve_input(input_path, frames, only_labeled, spec)  # refuses an input that does not fit
@@ -167,7 +169,8 @@ def claim_output(input_path: str | Path, output: str | Path | None, overwrite: b
         RtposeError: one line naming the file (and the flag, for an existing file).
     """
     output = Path(output) if output else default_output(Path(input_path))
-    check_slp_output(output, folder_hint="several inputs write into one")
+    check_slp_output(output, folder_hint=f"e.g. -o {output / default_output(Path(input_path)).name}; "
+                                         "several inputs write into a folder")
     if not output.parent.is_dir():
         raise RtposeError(f"{output}: its folder does not exist")
     if output.exists() and Path(input_path).exists() and os.path.samefile(output, input_path):
