@@ -37,7 +37,7 @@ import yaml
 from pydantic import ConfigDict
 
 from rtpose.errors import RtposeError
-from rtpose.paths import REPO_ROOT, data_dir, no_such_file
+from rtpose.paths import REPO_ROOT, data_dir, near_miss, no_such_file
 
 __all__ = [
     "ConfigError",
@@ -258,10 +258,11 @@ def resolve_path(text: str) -> Path:
     for candidate in candidates:
         if candidate.exists():
             return candidate.resolve()
+    hint = next((h for h in (near_miss(c) for c in candidates) if h), "")  # one typo away, where it would be found
     if path.is_absolute():
-        raise ConfigError(f"{text}: not found")
+        raise ConfigError(f"{text}: not found{hint}")
     places = dict.fromkeys(str(base) for base in (Path.cwd(), REPO_ROOT))
-    raise ConfigError(f"{text}: not found in {' or '.join(places)}")
+    raise ConfigError(f"{text}: not found in {' or '.join(places)}{hint}")
 
 
 # --- pydantic errors as one line --------------------------------------------------------
