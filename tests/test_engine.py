@@ -622,3 +622,19 @@ def test_a_format_1_export_still_loads_unchecked(tmp_path):
     loaded = load_engine(old, "ort-cpu")
     assert loaded.graph == "int8" and loaded.check is None and "unchecked" in loaded.graph_reason
     assert cli(["check", "-m", str(old)]) == 2
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["bench", "-m", str(SHIPPED), "-i", "{video}", "--warmup", "-3"], "--warmup must be 0 or more (got -3)"),
+    (["bench", "-m", str(SHIPPED), "-i", "{video}", "--batch-size", "0"], "--batch-size must be at least 1 (got 0)"),
+    (["export", str(SHIPPED), "-o", "{tmp}/e", "--max-instances", "0"], "--max-instances must be at least 1 (got 0)"),
+    (["export", str(SHIPPED), "-o", "{tmp}/e", "--int8", "--calibration-frames", "0"],
+     "--calibration-frames must be at least 1 (got 0)"),
+    (["listen", "tcp://127.0.0.1:99999"], "tcp://127.0.0.1:99999: port 99999 is not a TCP port (1-65535)"),
+])
+def test_numbers_out_of_range_are_one_line_before_any_work(argv, line, flies_video_path, tmp_path, capsys):
+    argv = [a.format(video=flies_video_path, tmp=tmp_path) for a in argv]
+    assert cli(argv) == 2
+    out, err = capsys.readouterr()
+    assert err == f"error: {line}\n" and out == ""
+    assert not (tmp_path / "e").exists()

@@ -169,6 +169,9 @@ def main(args: argparse.Namespace) -> int:
     from rtpose.export.onnx_export import export
 
     dirs = [Path(d) for d in args.model_dir]
+    for flag, value in (("--max-instances", args.max_instances), ("--calibration-frames", args.calibration_frames)):
+        if value is not None and value < 1:
+            raise RtposeError(f"{flag} must be at least 1 (got {value})")
     if len(dirs) > 2:
         raise RtposeError(f"rtpose export takes one model directory, or two (centroid + centered instance); "
                           f"got {len(dirs)}")
