@@ -172,7 +172,7 @@ def apply_overrides(tree: dict, overrides: Iterable[str]) -> dict:
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, KEY dotted through its sections "
-                              "(e.g. instance.optim.lr=0.001)")
+                              f"(e.g. {item.strip() or 'section.key'}=VALUE)")
         key, raw = item.split("=", 1)
         parts = list(_override_key(item))
         if not all(parts):

@@ -128,8 +128,9 @@ def test_overrides_set_nested_keys_and_list_items(tmp_path):
     assert tree == {"a": {"b": 1, "items": [1, "x"], "c": {"d": 5}}, "e": [1, 2]}
     with pytest.raises(ConfigError, match="--set 'a.items.5.x=1': a.items.5.x goes through a value that is not a section"):
         apply_overrides(tree, ["a.items.5.x=1"])
-    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
-        apply_overrides(tree, ["a.b"])
+    with pytest.raises(ConfigError, match=r"'duration': expected KEY=VALUE, KEY dotted through its sections "
+                                          r"\(e.g. duration=VALUE\)"):  # the example is the key given
+        apply_overrides(tree, ["duration"])
 
 
 def test_the_old_yamlconf_module_still_imports():
