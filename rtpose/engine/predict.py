@@ -132,7 +132,12 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
             done += n
             bar.update(task, completed=done, fps=f"{done / (time.perf_counter() - t0):.0f}")
 
-        raw = predict_frames(engine, video, indices, batch_size, report=report, on_batch=advance)
+        try:
+            raw = predict_frames(engine, video, indices, batch_size, report=report, on_batch=advance)
+        except KeyboardInterrupt:
+            print(f"interrupted after {done} of {len(indices)} frames: nothing written ({output} is written at the "
+                  "end, in one go)", file=sys.stderr)
+            raise
     follow = IdentityContinuity(spec.n_classes) if continuity else None
     results = follow_identities(raw, follow)
     wall = time.perf_counter() - t0
@@ -149,6 +154,10 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     n_inst = sum(len(p) for _, p in results)
     print(f"{_count(len(results), 'frame')}, {_count(n_inst, 'instance')} -> {output} ({len(results) / wall:.0f} frames/s, "
           f"{engine.name} on {engine.device})")
+    if results and n_inst == 0:
+        print(f"warning: the model found no animal in any of the {_count(len(results), 'frame')}: frames of another "
+              "setup, or a model not trained enough (its training report says how it did on its validation frames)",
+              file=sys.stderr)
     print(f"ran the {engine.describe_graph()}")
     if follow is not None and follow.followed:
         print(f"identities followed from the previous frame where the identity head was not decisive: "
