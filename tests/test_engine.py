@@ -640,12 +640,12 @@ def test_numbers_out_of_range_are_one_line_before_any_work(argv, line, flies_vid
     assert not (tmp_path / "e").exists()
 
 
-def test_predict_says_so_when_the_model_finds_no_animal_at_all(tmp_path, capsys):
-    """An empty arena (or another setup's frames) gives a valid but empty .slp: the user is told."""
+def test_predict_says_so_when_the_model_finds_no_animal_at_all(tmp_path, frame, capsys):
+    """An empty arena (the clip's background level everywhere) gives a valid but empty .slp: the user is told."""
     path = tmp_path / "empty_arena.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (1024, 1024), isColor=False)
     for _ in range(3):
-        writer.write(np.full((1024, 1024), 200, np.uint8))
+        writer.write(np.full((1024, 1024), int(np.median(frame)), np.uint8))
     writer.release()
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(path), "-o", str(tmp_path / "p.slp")]) == 0
     out, err = capsys.readouterr()
