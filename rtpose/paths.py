@@ -21,8 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def data_dir() -> Path:
     """The data directory: ``$RTPOSE_DATA``, else ``../shared/data`` next to the repo."""
     env = os.environ.get("RTPOSE_DATA")
-    if env:
-        return Path(env).expanduser()
+    if env:  # folded as the shell's cd folds it: $PWD/../shared/data prints as .../shared/data
+        return Path(os.path.abspath(os.path.expanduser(env)))
     return (REPO_ROOT / ".." / "shared" / "data").resolve()
 
 

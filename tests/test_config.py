@@ -199,3 +199,12 @@ def test_a_backwards_frame_range_says_so():
     with pytest.raises(RtposeError, match=r"'1270-129' runs backwards: a digit missing from its last frame\? or "
                                           r"write the first frame first \(129-1270\)"):
         parse_frame_range("1270-129", 1500)
+
+
+def test_rtpose_data_written_with_dots_is_folded(monkeypatch, flies_video_path):
+    """The README's `export RTPOSE_DATA=$PWD/../shared/data` must not print paths full of `..`."""
+    from rtpose.paths import data_dir
+
+    data = flies_video_path.parent.parent
+    monkeypatch.setenv("RTPOSE_DATA", str(data / "flies13" / ".." / ".." / data.name))
+    assert data_dir() == data and ".." not in str(data_dir())
