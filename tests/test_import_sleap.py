@@ -438,5 +438,6 @@ def test_one_network_alone_names_both_kinds_of_instance_model(tmp_path, capsys):
 def test_a_model_without_classes_says_how_many_instances_it_finds(legacy_pair, tmp_path, capsys):
     """Without identity classes the default is one instance a frame: the export says so."""
     assert cli(["export", *map(str, legacy_pair), "-o", str(tmp_path / "one"), "--frame-size", "384x384"]) == 0
-    assert "no identity classes: the graph finds up to 1 instance(s) a frame; give --max-instances N" in \
-        capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no identity classes: the graph finds up to 1 instance(s) a frame; give --max-instances N" in out
+    assert "up to 1 instance, " in out  # not "1 instances"

@@ -205,7 +205,8 @@ def main(args: argparse.Namespace) -> int:
     out = clean_path(args.output)  # as rtpose.json's source: absolute, no ..
     print(f"exported {' + '.join(clean_path(d) for d in dirs)} ({src}) -> {out}: "
           f"{spec.frame_height}x{spec.frame_width} "
-          f"uint8 frames, up to {spec.max_instances} instances, {spec.n_nodes} nodes, "
+          f"uint8 frames, up to {spec.max_instances} instance{'s' if spec.max_instances != 1 else ''}, "
+          f"{spec.n_nodes} nodes, "
           f"classes {', '.join(spec.class_names) or 'none'}")
     print(f"graphs: {', '.join(f'{p} {n}' for p, n in spec.graphs.items())}; references (reference.npz): fp32 "
           f"outputs on {describe_references(spec)}")
