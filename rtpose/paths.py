@@ -65,7 +65,11 @@ def no_such_file(path: str | Path, what: str = "file") -> str:
         if beside.exists():
             return (f"{text}: no such {what} (is RTPOSE_DATA unset? {beside} exists: "
                     f"export RTPOSE_DATA={data_dir()})")
-    return f"{text}: no such {what}{near_miss(path)}"
+    in_repo = REPO_ROOT / text
+    if not Path(text).is_absolute() and in_repo.exists():  # a shipped file named from another working directory
+        return f"{text}: no such {what} here ({Path.cwd()}; did you mean '{in_repo}', in rtpose's repository?)"
+    hint = near_miss(path) or (near_miss(in_repo) if not Path(text).is_absolute() else "")
+    return f"{text}: no such {what}{hint}"
 
 
 def clean_path(path: str | Path) -> str:

@@ -197,6 +197,22 @@ def test_export_dir_errors(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(RtposeError, match="not an export directory"):
         ExportSpec.load(tmp_path / "file")
+    with pytest.raises(RtposeError, match=r"model.onnx: not an export directory \(a file; the export is its "
+                                          r"folder: -m .*models/flies13\)"):
+        ExportSpec.load(SHIPPED / "model.onnx")
+    run = tmp_path / "run"  # a training run, not its export: the command that makes one
+    run.mkdir()
+    (run / "model.json").write_text("{}")
+    with pytest.raises(RtposeError, match=rf"run: missing rtpose.json \(it holds a trained model, not its export: "
+                                          rf"rtpose export {run} -o {run}.export\)"):
+        ExportSpec.load(run)
+    peer = tmp_path / "peer"  # sleap-nn's two networks: the two-directory form
+    for net in ("centroid", "centered_instance"):
+        (peer / net).mkdir(parents=True)
+        (peer / net / "best.ckpt").write_bytes(b"")
+    with pytest.raises(RtposeError, match=rf"it holds trained SLEAP networks, not an export: rtpose export "
+                                          rf"{peer / 'centered_instance'} {peer / 'centroid'} -o EXPORT_DIR"):
+        ExportSpec.load(peer)
     partial = tmp_path / "partial"
     partial.mkdir()
     shutil.copy(SHIPPED / "rtpose.json", partial)
@@ -417,6 +433,14 @@ def test_a_path_one_typo_away_from_one_that_exists_gets_did_you_mean(flies_video
     assert capsys.readouterr().err.strip() == (f"error: {tmp_path / 'zzz'}: no such export directory "
                                                "(make one with `rtpose export`)")
     assert not Path(out).exists()
+
+
+def test_a_shipped_path_named_from_another_directory_points_at_the_repository(flies_video_path, tmp_path,
+                                                                              monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli(["predict", "-m", "models/flies13", "-i", str(flies_video_path), "-o", str(tmp_path / "p.slp")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: models/flies13: no such export directory here ({tmp_path}; "
+                                               f"did you mean '{SHIPPED}', in rtpose's repository?)")
 
 
 def test_predict_default_output_sits_beside_a_writable_input(tmp_path):

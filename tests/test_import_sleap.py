@@ -441,3 +441,12 @@ def test_a_model_without_classes_says_how_many_instances_it_finds(legacy_pair, t
     out = capsys.readouterr().out
     assert "no identity classes: the graph finds up to 1 instance(s) a frame; give --max-instances N" in out
     assert "up to 1 instance, " in out  # not "1 instances"
+
+
+def test_exporting_an_export_says_it_is_one(tmp_path, capsys):
+    shipped = Path(__file__).resolve().parent.parent / "models" / "flies13"
+    assert cli(["export", str(shipped), "-o", str(tmp_path / "again")]) == 2
+    assert capsys.readouterr().err == (f"error: {shipped}: is an export already (rtpose.json): use it as it is "
+                                       f"(-m {shipped}); rtpose export takes the trained model directory it came "
+                                       "from\n")
+    assert not (tmp_path / "again").exists()
