@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rtpose.errors import RtposeError
 from rtpose.paths import clean_path
+from rtpose.export.spec import INT8_MODEL_FILE, MODEL_FILE, REFERENCE_FILE
 
 REFERENCE_FRAMES = 3  # real frames whose fp32 outputs the export stores (rtpose.engine.selfcheck)
 EXIT_INT8_REFUSED = 3  # the export is written, without the int8 graph asked for (as predict's 3: not all done)
@@ -146,13 +147,25 @@ def _video_references(video: str, frames: tuple[list, list, tuple[int, int]]) ->
 
 
 def claim_export_dir(export_dir: Path, overwrite: bool) -> None:
-    """Refuse to replace an earlier export (a directory holding ``rtpose.json``) unless
-    ``--overwrite`` was given; said before any work, so nothing in it is touched.
+    """Refuse to replace an earlier export (a directory holding ``rtpose.json``), or to write
+    into a folder of other files, unless ``--overwrite`` was given; said before any work, so
+    nothing in it is touched.
 
     Raises:
-        RtposeError: ``export_dir`` holds an export and ``overwrite`` is False.
+        RtposeError: ``export_dir`` is a file; it holds an export, or other files, and
+            ``overwrite`` is False.
     """
     spec_path = export_dir / "rtpose.json"
+    if export_dir.exists() and not export_dir.is_dir():
+        raise RtposeError(f"-o {export_dir}: is a file; an export is a folder (give a new one)")
+    if export_dir.is_dir() and not spec_path.exists() and not overwrite:
+        own = {MODEL_FILE, INT8_MODEL_FILE, REFERENCE_FILE, "MODEL_CARD.md"}  # an export's, left by an earlier one
+        others = sorted(p.name for p in export_dir.iterdir() if not p.name.startswith(".") and p.name not in own
+                        and not p.name.endswith(".onnx.data"))
+        if others:  # a user's folder: the graphs would land among its files
+            shown = ", ".join(others[:4]) + (" ..." if len(others) > 4 else "")
+            raise RtposeError(f"-o {export_dir}: a folder holding other files ({shown}); an export gets a folder of "
+                              "its own: give a new or empty one (--overwrite writes into it anyway)")
     if overwrite or not spec_path.exists():
         return
     try:
