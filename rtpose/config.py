@@ -390,7 +390,12 @@ def validate(model: type[ModelT] | pydantic.TypeAdapter, tree: Any, source: str 
             typo = str(unknown["loc"][-1])
             known = tuple(k for k in known if not (isinstance(here, Mapping) and k in here)
                           or difflib.SequenceMatcher(None, typo, k).ratio() >= 0.8)
-        raise ConfigError(describe_errors(errors, source, lines, prefix, unions, known)) from None
+        message = describe_errors(errors, source, lines, prefix, unions, known)
+        if unknown is not None and isinstance(model, type) and "did you mean" not in message:
+            elsewhere = paths_of_key(model, str(unknown["loc"][-1]))
+            if elsewhere and len(unknown["loc"]) == 1:  # a top-level key that lives in sections
+                message = message.replace("unknown key", f"unknown key here (it is under {', '.join(elsewhere)})", 1)
+        raise ConfigError(message) from None
 
 
 def _tree_path(loc: Sequence[Any], unions: Mapping[tuple[str, ...], Iterable[str]] | None) -> tuple[str, ...]:
@@ -440,6 +445,27 @@ def _fields_at(model: type, path: Sequence[Any]) -> tuple[str, ...]:
         if model is None:
             return ()
     return tuple(getattr(model, "model_fields", {}))
+
+
+def paths_of_key(model: type, key: str, depth: int = 3) -> list[str]:
+    """Dotted paths where the schema ``model`` has a key named ``key`` (sub-models up to ``depth``).
+
+    For an unknown key that belongs one level down (``optim`` -> ``centroid.optim``,
+    ``instance.optim``).
+    """
+    found: list[str] = []
+
+    def walk(m: type, prefix: tuple[str, ...]) -> None:
+        for name, field in getattr(m, "model_fields", {}).items():
+            here = (*prefix, name)
+            if name == key and prefix:
+                found.append(".".join(here))
+            if len(here) < depth:
+                for sub in _models_in(field.annotation):
+                    walk(sub, here)
+
+    walk(model, ())
+    return sorted(dict.fromkeys(found))
 
 
 def load_tree(path: str | Path, overrides: Iterable[str] = (), what: str = "file") -> tuple[Any, dict]:

@@ -208,3 +208,17 @@ def test_rtpose_data_written_with_dots_is_folded(monkeypatch, flies_video_path):
     data = flies_video_path.parent.parent
     monkeypatch.setenv("RTPOSE_DATA", str(data / "flies13" / ".." / ".." / data.name))
     assert data_dir() == data and ".." not in str(data_dir())
+
+
+def test_a_top_level_key_that_lives_in_sections_names_them():
+    """`--set fps=100` on a protocol (or `optim.lr` on a training config) is a key one level down."""
+    from rtpose.live.protocol import load_protocol
+
+    repo = Path(__file__).resolve().parent.parent
+    with pytest.raises(ConfigError, match=r"--set fps=100: fps: unknown key here \(it is under camera.fps, "
+                                          r"publisher.preview.fps\)$"):
+        load_protocol(repo / "experiments" / "male_approach_replay.yaml", ["fps=100"])
+    from rtpose.config import paths_of_key
+    from rtpose.train.config import TrainConfig
+
+    assert paths_of_key(TrainConfig, "optim") == ["centroid.optim", "instance.optim"]
