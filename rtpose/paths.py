@@ -31,8 +31,9 @@ def near_miss(path: str | Path) -> str:
 
     The first part of ``path`` that does not exist is matched (``difflib``) against the
     entries of the folder above it (similarity at least 0.8, so ``absent.yaml`` does not
-    suggest ``broken.yaml``); the hint is given only if the path with that one part mended exists, so ``runs/flies31/export`` -> ``runs/flies13/export`` and
-    ``clip.trainvall.slp`` -> ``clip.trainval.slp``. Else ``""``.
+    suggest ``broken.yaml``); the hint is given only if the path with that one part mended
+    exists, so ``runs/flies31/export`` -> ``runs/flies13/export`` and ``clip.trainvall.slp``
+    -> ``clip.trainval.slp``. Else ``""``.
     """
     path = Path(path)
     parts = path.parts

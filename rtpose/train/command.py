@@ -32,7 +32,8 @@ def _check_source(source: Path) -> None:
             the labels files and configs it holds).
     """
     if source.is_dir():
-        held = sorted(p.name for p in source.iterdir() if p.is_file() and p.name.lower().endswith((".slp", ".yaml", ".yml")))
+        held = sorted(p.name for p in source.iterdir()
+                      if p.is_file() and p.name.lower().endswith((".slp", ".yaml", ".yml")))
         inside = f": it holds {', '.join(held[:6])}{' ...' if len(held) > 6 else ''}" if held else \
             " (it holds no .slp or .yaml)"
         raise RtposeError(f"{source}: is a folder; rtpose train takes a labels file (.slp) or a config (.yaml){inside}")
