@@ -100,6 +100,36 @@ def test_the_watcher_tells_live_stale_gone_and_a_new_run_apart():
     assert "live" in states and "gone" in states and states[-1] == "stopped"
 
 
+def test_a_new_run_after_the_daemon_went_away_is_not_stale():
+    """The silence before a new daemon was the old run's: its connection is not stale, its messages are live."""
+    pub = Pub()
+    lines: list[tuple[str, str]] = []
+    watcher = StreamWatcher(pub.address, stale_s=0.5, on_change=lambda state, line: lines.append((state, line)))
+    watcher.start()
+    try:
+        keep_sending(pub, "status", lambda i: status("run A", True, 5), lambda: watcher.status is not None)
+        frame = iter(range(10_000))
+        keep_sending(pub, "poses", lambda i: poses(next(frame), rule=False), lambda: watcher.received >= 3)
+        wait_for(lambda: watcher.headline()[0] == "live", 10, "live")
+        pub.close()
+        wait_for(lambda: watcher.headline()[0] == "gone", 10, "gone")
+        time.sleep(1.5)  # three times stale_s since the old run's last message
+        gone_at = len(lines)
+        pub = Pub(watcher.address)
+        wait_for(lambda: watcher.connected, 10, "the new connection")
+        time.sleep(0.2)  # the headline is announced every 0.1 s
+        assert watcher.headline()[0] == "connected", watcher.headline()
+        keep_sending(pub, "status", lambda i: status("run B", True, 1), lambda: watcher.run == "run B")
+        keep_sending(pub, "poses", lambda i: poses(next(frame), rule=False), lambda: watcher.received >= 3)
+        wait_for(lambda: watcher.headline()[0] == "live", 10, "live again")
+        time.sleep(0.2)
+    finally:
+        watcher.close()
+        pub.close()
+    after = [state for state, _ in lines[gone_at:]]
+    assert "stale" not in after and after[-1] == "live", lines[gone_at:]
+
+
 @pytest.mark.parametrize("parts, says", [
     ([b"poses " + msgpack.packb([1, 2, 3])], "is a list, not an rtpose map"),
     ([b"poses " + msgpack.packb({"frame": 1})], "lacks t, points"),

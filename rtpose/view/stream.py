@@ -95,6 +95,7 @@ class StreamWatcher:
         self._socket: zmq.Socket | None = None
         # connection
         self.connected = False
+        self.connected_at: float | None = None  # our clock, at the current connection
         self.ever_connected = False
         self.handshake_failures = 0  # since the last handshake that succeeded
         self.retrying = False  # ZeroMQ found nothing listening and retries
@@ -160,9 +161,11 @@ class StreamWatcher:
 
     def _on_monitor(self, event: dict[str, Any]) -> None:
         kind = event["event"]
+        now = clock.now()
         with self._lock:
             if kind == zmq.EVENT_CONNECTED:
                 self.connected, self.retrying = True, False
+                self.connected_at = now
             elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.ever_connected, self.handshake_failures = True, 0
             elif kind == zmq.EVENT_DISCONNECTED:
@@ -309,7 +312,8 @@ class StreamWatcher:
             if self.retrying:
                 return "waiting", f"nothing answers at {address}: is the daemon running? (retrying)"
             return "connecting", f"connecting to {address}"
-        if quiet is None:
+        if quiet is None or (self.connected_at is not None and self.last_message_at < self.connected_at):
+            # nothing on this connection yet: after a daemon went away, the silence was the old run's
             return "connected", f"connected to {address}; no message yet"
         if quiet > self.stale_s:
             return "stale", f"stale: no message for {quiet:.1f} s from {address}"
