@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -128,6 +129,40 @@ def test_a_new_run_after_the_daemon_went_away_is_not_stale():
         pub.close()
     after = [state for state, _ in lines[gone_at:]]
     assert "stale" not in after and after[-1] == "live", lines[gone_at:]
+
+
+def test_a_peer_that_accepts_and_never_handshakes_is_named():
+    """A TCP server that accepts and says nothing: no ZeroMQ handshake, no web server (a probe, once)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        held = []
+        stop = threading.Event()
+
+        def accept():
+            server.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    held.append(server.accept()[0])
+                except TimeoutError:
+                    pass
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        lines: list[tuple[str, str]] = []
+        watcher = StreamWatcher(address, handshake_wait_s=1.0, on_change=lambda state, line: lines.append((state, line)))
+        watcher.start()
+        try:
+            wait_for(lambda: watcher.headline()[0] == "error", 20, "the error")
+            assert watcher.headline()[1] == (
+                f"{address} accepts connections but has not completed a ZeroMQ handshake in 1 s: "
+                "is this the daemon's publisher.address (default tcp://127.0.0.1:5555)?")
+            assert watcher.probe_result == "silent" and len(held) == 2  # ZeroMQ's connection and the probe's
+        finally:
+            watcher.close()
+            stop.set()
+            thread.join(5)
+            for connection in held:
+                connection.close()
+    assert [state for state, _ in lines].count("error") == 1, lines
 
 
 @pytest.mark.parametrize("parts, says", [
