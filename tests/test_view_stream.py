@@ -17,6 +17,7 @@ from rtpose.errors import RtposeError
 from rtpose.live.preview import PreviewEncoder, encode_preview
 from rtpose.live.protocol import load_protocol
 from rtpose.live.publisher import frame_message
+from rtpose.view import probe
 from rtpose.view.stream import StreamWatcher
 
 from test_view import DEMO, free_port, wait_for
@@ -163,6 +164,18 @@ def test_a_peer_that_accepts_and_never_handshakes_is_named():
             for connection in held:
                 connection.close()
     assert [state for state, _ in lines].count("error") == 1, lines
+
+
+def test_the_probe_tells_a_zeromq_peer_from_nothing_and_reads_zeromq_addresses():
+    pub = Pub()
+    try:
+        assert probe.probe(pub.address) == probe.OTHER  # ZeroMQ's greeting, not HTTP
+    finally:
+        pub.close()
+    assert probe.probe(f"tcp://127.0.0.1:{free_port()}") == probe.UNREACHABLE
+    assert probe.tcp_host_port("tcp://eth0;192.168.1.5:5555") == ("192.168.1.5", 5555)
+    assert probe.tcp_host_port("tcp://[::1]:5555") == ("::1", 5555)
+    assert probe.tcp_host_port("ipc:///tmp/rtpose") is None and probe.tcp_host_port("tcp://*:5555") is None
 
 
 @pytest.mark.parametrize("parts, says", [
