@@ -37,7 +37,7 @@ import yaml
 from pydantic import ConfigDict
 
 from rtpose.errors import RtposeError
-from rtpose.paths import REPO_ROOT, data_dir, no_such_file
+from rtpose.paths import REPO_ROOT, data_dir, near_miss, no_such_file
 
 __all__ = [
     "ConfigError",
@@ -172,7 +172,7 @@ def apply_overrides(tree: dict, overrides: Iterable[str]) -> dict:
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, KEY dotted through its sections "
-                              "(e.g. instance.optim.lr=0.001)")
+                              f"(e.g. {item.strip() or 'section.key'}=VALUE)")
         key, raw = item.split("=", 1)
         parts = list(_override_key(item))
         if not all(parts):
@@ -258,10 +258,11 @@ def resolve_path(text: str) -> Path:
     for candidate in candidates:
         if candidate.exists():
             return candidate.resolve()
+    hint = next((h for h in (near_miss(c) for c in candidates) if h), "")  # one typo away, where it would be found
     if path.is_absolute():
-        raise ConfigError(f"{text}: not found")
+        raise ConfigError(f"{text}: not found{hint}")
     places = dict.fromkeys(str(base) for base in (Path.cwd(), REPO_ROOT))
-    raise ConfigError(f"{text}: not found in {' or '.join(places)}")
+    raise ConfigError(f"{text}: not found in {' or '.join(places)}{hint}")
 
 
 # --- pydantic errors as one line --------------------------------------------------------

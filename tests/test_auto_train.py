@@ -261,6 +261,14 @@ def test_a_missing_labels_file_is_one_line_and_nothing_else(tmp_path, capsys):
     (tmp_path / "mice.trainval.slp").write_bytes(b"")  # a misspelt name gets the file beside it
     assert cli(["train", str(tmp_path / "mice.trainvl.slp"), "-o", str(tmp_path / "m")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"no such file (did you mean '{tmp_path / 'mice.trainval.slp'}'?)")
+    # with --minutes (the README's form) the path is still what is blamed, not --minutes
+    assert cli(["train", str(tmp_path / "mice.trainvl.slp"), "--minutes", "1", "-o", str(tmp_path / "m")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"no such file (did you mean '{tmp_path / 'mice.trainval.slp'}'?)")
+    # the folder instead of the file in it: the files it holds are named
+    assert cli(["train", str(tmp_path), "--minutes", "1", "-o", str(tmp_path / "m")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {tmp_path}: is a folder; rtpose train takes a labels file "
+                                               "(.slp) or a config (.yaml): it holds mice.trainval.slp")
+    assert not (tmp_path / "m").exists()
 
 
 def test_minutes_must_be_positive(two_frames_path, tmp_path, capsys):

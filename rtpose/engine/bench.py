@@ -115,6 +115,10 @@ def _timings(args: argparse.Namespace, engine: Engine, frames: list[np.ndarray])
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.warmup < 0:
+        raise RtposeError(f"--warmup must be 0 or more (got {args.warmup})")
+    if args.batch_size < 1:
+        raise RtposeError(f"--batch-size must be at least 1 (got {args.batch_size})")
     video, indices = resolve_input(args.input, args.frames, spec=ExportSpec.load(args.model))
     if args.frames is None:
         indices = indices[:DEFAULT_FRAMES]  # the first 100 the input holds, or all of a shorter one

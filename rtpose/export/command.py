@@ -169,6 +169,9 @@ def main(args: argparse.Namespace) -> int:
     from rtpose.export.onnx_export import export
 
     dirs = [Path(d) for d in args.model_dir]
+    for flag, value in (("--max-instances", args.max_instances), ("--calibration-frames", args.calibration_frames)):
+        if value is not None and value < 1:
+            raise RtposeError(f"{flag} must be at least 1 (got {value})")
     if len(dirs) > 2:
         raise RtposeError(f"rtpose export takes one model directory, or two (centroid + centered instance); "
                           f"got {len(dirs)}")
@@ -202,7 +205,8 @@ def main(args: argparse.Namespace) -> int:
     out = clean_path(args.output)  # as rtpose.json's source: absolute, no ..
     print(f"exported {' + '.join(clean_path(d) for d in dirs)} ({src}) -> {out}: "
           f"{spec.frame_height}x{spec.frame_width} "
-          f"uint8 frames, up to {spec.max_instances} instances, {spec.n_nodes} nodes, "
+          f"uint8 frames, up to {spec.max_instances} instance{'s' if spec.max_instances != 1 else ''}, "
+          f"{spec.n_nodes} nodes, "
           f"classes {', '.join(spec.class_names) or 'none'}")
     print(f"graphs: {', '.join(f'{p} {n}' for p, n in spec.graphs.items())}; references (reference.npz): fp32 "
           f"outputs on {describe_references(spec)}")

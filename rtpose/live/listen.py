@@ -29,7 +29,7 @@ import zmq
 
 from rtpose import clock
 from rtpose.errors import RtposeError
-from rtpose.live.publisher import split_message
+from rtpose.live.publisher import port_problem, split_message
 
 QUIET_S = 3.0  # no message this long after the start: say so once (and keep waiting)
 
@@ -69,6 +69,9 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
     Raises:
         RtposeError: a malformed address, or an output file that cannot be written.
     """
+    problem = port_problem(address)
+    if problem:
+        raise RtposeError(problem)
     stop = stop or threading.Event()
     context = zmq.Context()
     socket = context.socket(zmq.SUB)
