@@ -33,14 +33,29 @@ browser:
 	echo "could not install chromium and chromium-driver: the view's browser tests will fail"
 
 # The live view (rtpose view) starts beside the run and stops with it; open its address in a browser.
+# Its address is printed once it serves; when it cannot start (VIEW_PORT in use, say), its
+# one-line error is printed instead, and the run goes on without it (exit status: the run's).
 VIEW_PORT ?= 8050
 demo: $(STAMP)
 	@mkdir -p runs
-	@echo "live view of this run: http://127.0.0.1:$(VIEW_PORT)/  (rtpose view, beside the run; log: runs/demo_view.log)"
 	@$(PY) -m rtpose view tcp://127.0.0.1:5555 --port $(VIEW_PORT) > runs/demo_view.log 2>&1 & view=$$!; \
+	for i in $$(seq 300); do \
+	  grep -q '^rtpose view: http://' runs/demo_view.log && break; kill -0 $$view 2>/dev/null || break; sleep 0.2; \
+	done; \
+	if kill -0 $$view 2>/dev/null; then \
+	  echo "live view of this run: http://127.0.0.1:$(VIEW_PORT)/  (rtpose view, beside the run; log: runs/demo_view.log)"; \
+	else \
+	  wait $$view; view=; \
+	  echo "live view not started: $$({ sed -n 's/^error: //p' runs/demo_view.log; tail -n 1 runs/demo_view.log; } | head -n 1)" >&2; \
+	  next=$$(sed -n 's/.*e\.g\. --port \([0-9][0-9]*\).*/\1/p' runs/demo_view.log | head -n 1); \
+	  echo "the run goes on without it; for a view, choose another port: make demo VIEW_PORT=$${next:-$$(($(VIEW_PORT) + 1))}" >&2; \
+	fi; \
 	$(PY) -m rtpose run experiments/male_approach_replay.yaml --summary runs/demo_summary.json --overwrite; status=$$?; \
-	kill $$view 2>/dev/null; wait $$view 2>/dev/null; \
-	echo "to watch the next run: $(PY) -m rtpose view  (then open http://127.0.0.1:$(VIEW_PORT)/)"; exit $$status
+	if [ -n "$$view" ]; then \
+	  kill $$view 2>/dev/null; wait $$view 2>/dev/null; \
+	  echo "to watch the next run: $(PY) -m rtpose view  (then open http://127.0.0.1:$(VIEW_PORT)/)"; \
+	fi; \
+	exit $$status
 
 # The linter first (pyproject.toml [tool.ruff]: errors everywhere, docstrings on the contracts).
 test: $(STAMP) browser

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import os
 import sys
 
 from rtpose import __version__
@@ -246,6 +247,9 @@ def _handler(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # FFmpeg's own log lines ("moov atom not found") would come before rtpose's one line about the
+    # same file; OpenCV reads this before its first capture. A value the user set is kept.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:
         known = [s for action in args.command_parser._actions for s in action.option_strings]

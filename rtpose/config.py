@@ -37,7 +37,7 @@ import yaml
 from pydantic import ConfigDict
 
 from rtpose.errors import RtposeError
-from rtpose.paths import REPO_ROOT, data_dir, no_such_file
+from rtpose.paths import REPO_ROOT, data_dir, near_miss, no_such_file
 
 __all__ = [
     "ConfigError",
@@ -172,7 +172,7 @@ def apply_overrides(tree: dict, overrides: Iterable[str]) -> dict:
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, KEY dotted through its sections "
-                              "(e.g. instance.optim.lr=0.001)")
+                              f"(e.g. {item.strip() or 'section.key'}=VALUE)")
         key, raw = item.split("=", 1)
         parts = list(_override_key(item))
         if not all(parts):
@@ -258,10 +258,11 @@ def resolve_path(text: str) -> Path:
     for candidate in candidates:
         if candidate.exists():
             return candidate.resolve()
+    hint = next((h for h in (near_miss(c) for c in candidates) if h), "")  # one typo away, where it would be found
     if path.is_absolute():
-        raise ConfigError(f"{text}: not found")
+        raise ConfigError(f"{text}: not found{hint}")
     places = dict.fromkeys(str(base) for base in (Path.cwd(), REPO_ROOT))
-    raise ConfigError(f"{text}: not found in {' or '.join(places)}")
+    raise ConfigError(f"{text}: not found in {' or '.join(places)}{hint}")
 
 
 # --- pydantic errors as one line --------------------------------------------------------
@@ -389,7 +390,12 @@ def validate(model: type[ModelT] | pydantic.TypeAdapter, tree: Any, source: str 
             typo = str(unknown["loc"][-1])
             known = tuple(k for k in known if not (isinstance(here, Mapping) and k in here)
                           or difflib.SequenceMatcher(None, typo, k).ratio() >= 0.8)
-        raise ConfigError(describe_errors(errors, source, lines, prefix, unions, known)) from None
+        message = describe_errors(errors, source, lines, prefix, unions, known)
+        if unknown is not None and isinstance(model, type) and "did you mean" not in message:
+            elsewhere = paths_of_key(model, str(unknown["loc"][-1]))
+            if elsewhere and len(unknown["loc"]) == 1:  # a top-level key that lives in sections
+                message = message.replace("unknown key", f"unknown key here (it is under {', '.join(elsewhere)})", 1)
+        raise ConfigError(message) from None
 
 
 def _tree_path(loc: Sequence[Any], unions: Mapping[tuple[str, ...], Iterable[str]] | None) -> tuple[str, ...]:
@@ -439,6 +445,27 @@ def _fields_at(model: type, path: Sequence[Any]) -> tuple[str, ...]:
         if model is None:
             return ()
     return tuple(getattr(model, "model_fields", {}))
+
+
+def paths_of_key(model: type, key: str, depth: int = 3) -> list[str]:
+    """Dotted paths where the schema ``model`` has a key named ``key`` (sub-models up to ``depth``).
+
+    For an unknown key that belongs one level down (``optim`` -> ``centroid.optim``,
+    ``instance.optim``).
+    """
+    found: list[str] = []
+
+    def walk(m: type, prefix: tuple[str, ...]) -> None:
+        for name, field in getattr(m, "model_fields", {}).items():
+            here = (*prefix, name)
+            if name == key and prefix:
+                found.append(".".join(here))
+            if len(here) < depth:
+                for sub in _models_in(field.annotation):
+                    walk(sub, here)
+
+    walk(model, ())
+    return sorted(dict.fromkeys(found))
 
 
 def load_tree(path: str | Path, overrides: Iterable[str] = (), what: str = "file") -> tuple[Any, dict]:

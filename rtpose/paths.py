@@ -22,8 +22,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def data_dir() -> Path:
     """The data directory: ``$RTPOSE_DATA``, else ``../shared/data`` next to the repo."""
     env = os.environ.get("RTPOSE_DATA")
-    if env:
-        return Path(env).expanduser()
+    if env:  # folded as the shell's cd folds it: $PWD/../shared/data prints as .../shared/data
+        return Path(os.path.abspath(os.path.expanduser(env)))
     return (REPO_ROOT / ".." / "shared" / "data").resolve()
 
 
@@ -32,8 +32,9 @@ def near_miss(path: str | Path) -> str:
 
     The first part of ``path`` that does not exist is matched (``difflib``) against the
     entries of the folder above it (similarity at least 0.8, so ``absent.yaml`` does not
-    suggest ``broken.yaml``); the hint is given only if the path with that one part mended exists, so ``runs/flies31/export`` -> ``runs/flies13/export`` and
-    ``clip.trainvall.slp`` -> ``clip.trainval.slp``. Else ``""``.
+    suggest ``broken.yaml``); the hint is given only if the path with that one part mended
+    exists, so ``runs/flies31/export`` -> ``runs/flies13/export`` and ``clip.trainvall.slp``
+    -> ``clip.trainval.slp``. Else ``""``.
     """
     path = Path(path)
     parts = path.parts
@@ -66,7 +67,11 @@ def no_such_file(path: str | Path, what: str = "file") -> str:
         if beside.exists():
             return (f"{text}: no such {what} (is RTPOSE_DATA unset? {beside} exists: "
                     f"export RTPOSE_DATA={data_dir()})")
-    return f"{text}: no such {what}{near_miss(path)}"
+    in_repo = REPO_ROOT / text
+    if not Path(text).is_absolute() and in_repo.exists():  # a shipped file named from another working directory
+        return f"{text}: no such {what} here ({Path.cwd()}; did you mean '{in_repo}', in rtpose's repository?)"
+    hint = near_miss(path) or (near_miss(in_repo) if not Path(text).is_absolute() else "")
+    return f"{text}: no such {what}{hint}"
 
 
 def clean_path(path: str | Path) -> str:

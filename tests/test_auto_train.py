@@ -261,6 +261,14 @@ def test_a_missing_labels_file_is_one_line_and_nothing_else(tmp_path, capsys):
     (tmp_path / "mice.trainval.slp").write_bytes(b"")  # a misspelt name gets the file beside it
     assert cli(["train", str(tmp_path / "mice.trainvl.slp"), "-o", str(tmp_path / "m")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"no such file (did you mean '{tmp_path / 'mice.trainval.slp'}'?)")
+    # with --minutes (the README's form) the path is still what is blamed, not --minutes
+    assert cli(["train", str(tmp_path / "mice.trainvl.slp"), "--minutes", "1", "-o", str(tmp_path / "m")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"no such file (did you mean '{tmp_path / 'mice.trainval.slp'}'?)")
+    # the folder instead of the file in it: the files it holds are named
+    assert cli(["train", str(tmp_path), "--minutes", "1", "-o", str(tmp_path / "m")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {tmp_path}: is a folder; rtpose train takes a labels file "
+                                               "(.slp) or a config (.yaml): it holds mice.trainval.slp")
+    assert not (tmp_path / "m").exists()
 
 
 def test_minutes_must_be_positive(two_frames_path, tmp_path, capsys):
@@ -459,6 +467,26 @@ def test_the_report_says_when_the_budget_stopped_a_network_still_improving(tmp_p
         assert not budget and not any("warning" in line for line in lines)
     # a network still improving is trained longer before it is exported
     assert any(line.strip().startswith("next: train longer") for line in lines) == bool(warns)
+
+
+def test_a_short_run_that_found_nothing_is_offered_the_default_budget_not_twice_its_own(tmp_path):
+    """A 1-minute run that found no validation instance: "--minutes 2" would still find nothing."""
+    from rich.console import Console
+
+    from rtpose.train.auto import DEFAULT_MINUTES
+    from rtpose.train.report import print_report
+
+    net = {"epochs": 9, "wall_minutes": 0.3, "best_epoch": 8, "stopped": "time budget (0.3 min)"}
+    (tmp_path / "model.json").write_text(json.dumps({"wall_minutes": 0.7, "centroid": net, "instance": net,
+                                                     "time": {"minutes_asked": 1.0, "deriving": 0.4, "setup": 0.0,
+                                                              "training": 0.3}}))
+    report = {"map": 0.0, "frames": 10, "frame_range": "60-69", "n_gt": 20, "n_found": 0, "n_matched": 0,
+              "dist_px": {"p50": None, "p90": None, "p95": None}, "id_accuracy": None}
+    console = Console(record=True, width=400)
+    print_report(tmp_path, report, "test CPU", console)
+    text = console.export_text()
+    assert "no validation instance was found" in text
+    assert f"(e.g. --minutes {DEFAULT_MINUTES:.0f} and another -o)" in text and "--minutes 2 " not in text
 
 
 def test_resume_of_a_finished_run_in_the_default_dir_is_refused_before_the_banner(two_frames_path, tmp_path,

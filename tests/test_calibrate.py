@@ -513,3 +513,15 @@ def test_segments_at_the_lag_bound_say_which_bound_to_raise(tmp_path, capsys, fl
     assert code == 1 and err.count("\n") == 1, err
     assert "peak at lag bound" in err and "calibration.max_lag_ms = 5 ms" in err, err
     assert "exposure -> output p95 here" in err and "--set calibration.max_lag_ms=10" in err, err
+
+
+def test_the_rig_protocol_without_its_drivers_is_a_setup_error_as_in_rtpose_run(capsys):
+    """A missing vendor driver is the user's to fix before acquiring: exit 2 and the driver's
+    one line, as `rtpose run` says it (not "the run failed", exit 1)."""
+    import importlib.util
+
+    if importlib.util.find_spec("nidaqmx") and importlib.util.find_spec("PySpin"):
+        pytest.skip("this machine has both vendor libraries")
+    assert rtpose_main(["calibrate", str(RIG_PROTOCOL)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the '") and "backend needs the Python module" in err[0], err

@@ -128,8 +128,9 @@ def test_overrides_set_nested_keys_and_list_items(tmp_path):
     assert tree == {"a": {"b": 1, "items": [1, "x"], "c": {"d": 5}}, "e": [1, 2]}
     with pytest.raises(ConfigError, match="--set 'a.items.5.x=1': a.items.5.x goes through a value that is not a section"):
         apply_overrides(tree, ["a.items.5.x=1"])
-    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
-        apply_overrides(tree, ["a.b"])
+    with pytest.raises(ConfigError, match=r"'duration': expected KEY=VALUE, KEY dotted through its sections "
+                                          r"\(e.g. duration=VALUE\)"):  # the example is the key given
+        apply_overrides(tree, ["duration"])
 
 
 def test_the_old_yamlconf_module_still_imports():
@@ -198,3 +199,26 @@ def test_a_backwards_frame_range_says_so():
     with pytest.raises(RtposeError, match=r"'1270-129' runs backwards: a digit missing from its last frame\? or "
                                           r"write the first frame first \(129-1270\)"):
         parse_frame_range("1270-129", 1500)
+
+
+def test_rtpose_data_written_with_dots_is_folded(monkeypatch, flies_video_path):
+    """The README's `export RTPOSE_DATA=$PWD/../shared/data` must not print paths full of `..`."""
+    from rtpose.paths import data_dir
+
+    data = flies_video_path.parent.parent
+    monkeypatch.setenv("RTPOSE_DATA", str(data / "flies13" / ".." / ".." / data.name))
+    assert data_dir() == data and ".." not in str(data_dir())
+
+
+def test_a_top_level_key_that_lives_in_sections_names_them():
+    """`--set fps=100` on a protocol (or `optim.lr` on a training config) is a key one level down."""
+    from rtpose.live.protocol import load_protocol
+
+    repo = Path(__file__).resolve().parent.parent
+    with pytest.raises(ConfigError, match=r"--set fps=100: fps: unknown key here \(it is under camera.fps, "
+                                          r"publisher.preview.fps\)$"):
+        load_protocol(repo / "experiments" / "male_approach_replay.yaml", ["fps=100"])
+    from rtpose.config import paths_of_key
+    from rtpose.train.config import TrainConfig
+
+    assert paths_of_key(TrainConfig, "optim") == ["centroid.optim", "instance.optim"]

@@ -197,6 +197,22 @@ def test_export_dir_errors(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(RtposeError, match="not an export directory"):
         ExportSpec.load(tmp_path / "file")
+    with pytest.raises(RtposeError, match=r"model.onnx: not an export directory \(a file; the export is its "
+                                          r"folder: -m .*models/flies13\)"):
+        ExportSpec.load(SHIPPED / "model.onnx")
+    run = tmp_path / "run"  # a training run, not its export: the command that makes one
+    run.mkdir()
+    (run / "model.json").write_text("{}")
+    with pytest.raises(RtposeError, match=rf"run: missing rtpose.json \(it holds a trained model, not its export: "
+                                          rf"rtpose export {run} -o {run}.export\)"):
+        ExportSpec.load(run)
+    peer = tmp_path / "peer"  # sleap-nn's two networks: the two-directory form
+    for net in ("centroid", "centered_instance"):
+        (peer / net).mkdir(parents=True)
+        (peer / net / "best.ckpt").write_bytes(b"")
+    with pytest.raises(RtposeError, match=rf"it holds trained SLEAP networks, not an export: rtpose export "
+                                          rf"{peer / 'centered_instance'} {peer / 'centroid'} -o EXPORT_DIR"):
+        ExportSpec.load(peer)
     partial = tmp_path / "partial"
     partial.mkdir()
     shutil.copy(SHIPPED / "rtpose.json", partial)
@@ -349,8 +365,19 @@ def test_predict_refuses_an_existing_output_before_any_work_unless_overwrite(tmp
     # -o a folder (or not .slp) is told so first, not to add --overwrite
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200", "-o",
                 str(tmp_path)]) == 2
-    assert capsys.readouterr().err == (f"error: {tmp_path}: predictions must be written to a .slp file (it is a "
-                                       "folder; several inputs write into one)\n") and read == []
+    assert capsys.readouterr().err == (f"error: {tmp_path}: is a folder; predictions must be written to a .slp file "
+                                       f"(e.g. -o {tmp_path / 'clip.predictions.slp'}; several inputs write into a "
+                                       "folder)\n") and read == []
+    named = tmp_path / "named.slp"  # a folder whose name ends in .slp: still a folder, not "already exists"
+    named.mkdir()
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200", "-o", str(named),
+                "--overwrite"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {named}: is a folder; predictions must be written") and read == []
+    # a mistyped input is said first, whatever -o is (a folder here, as on the Ray form)
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path.with_name("clip.mp5")), "-o",
+                str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"error: {flies_video_path.with_name('clip.mp5')}: no such file "
+                                       f"(did you mean '{flies_video_path}'?)\n") and read == []
 
     default = tmp_path / "clip.predictions.slp"  # no -o: INPUT.predictions.slp beside the input
     video = tmp_path / "clip.mp4"
@@ -406,6 +433,14 @@ def test_a_path_one_typo_away_from_one_that_exists_gets_did_you_mean(flies_video
     assert capsys.readouterr().err.strip() == (f"error: {tmp_path / 'zzz'}: no such export directory "
                                                "(make one with `rtpose export`)")
     assert not Path(out).exists()
+
+
+def test_a_shipped_path_named_from_another_directory_points_at_the_repository(flies_video_path, tmp_path,
+                                                                              monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli(["predict", "-m", "models/flies13", "-i", str(flies_video_path), "-o", str(tmp_path / "p.slp")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: models/flies13: no such export directory here ({tmp_path}; "
+                                               f"did you mean '{SHIPPED}', in rtpose's repository?)")
 
 
 def test_predict_default_output_sits_beside_a_writable_input(tmp_path):
@@ -672,3 +707,32 @@ def test_a_format_1_export_still_loads_unchecked(tmp_path):
     loaded = load_engine(old, "ort-cpu")
     assert loaded.graph == "int8" and loaded.check is None and "unchecked" in loaded.graph_reason
     assert cli(["check", "-m", str(old)]) == 2
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["bench", "-m", str(SHIPPED), "-i", "{video}", "--warmup", "-3"], "--warmup must be 0 or more (got -3)"),
+    (["bench", "-m", str(SHIPPED), "-i", "{video}", "--batch-size", "0"], "--batch-size must be at least 1 (got 0)"),
+    (["export", str(SHIPPED), "-o", "{tmp}/e", "--max-instances", "0"], "--max-instances must be at least 1 (got 0)"),
+    (["export", str(SHIPPED), "-o", "{tmp}/e", "--int8", "--calibration-frames", "0"],
+     "--calibration-frames must be at least 1 (got 0)"),
+    (["listen", "tcp://127.0.0.1:99999"], "tcp://127.0.0.1:99999: port 99999 is not a TCP port (1-65535)"),
+])
+def test_numbers_out_of_range_are_one_line_before_any_work(argv, line, flies_video_path, tmp_path, capsys):
+    argv = [a.format(video=flies_video_path, tmp=tmp_path) for a in argv]
+    assert cli(argv) == 2
+    out, err = capsys.readouterr()
+    assert err == f"error: {line}\n" and out == ""
+    assert not (tmp_path / "e").exists()
+
+
+def test_predict_says_so_when_the_model_finds_no_animal_at_all(tmp_path, frame, capsys):
+    """An empty arena (the clip's background level everywhere) gives a valid but empty .slp: the user is told."""
+    path = tmp_path / "empty_arena.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (1024, 1024), isColor=False)
+    for _ in range(3):
+        writer.write(np.full((1024, 1024), int(np.median(frame)), np.uint8))
+    writer.release()
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(path), "-o", str(tmp_path / "p.slp")]) == 0
+    out, err = capsys.readouterr()
+    assert "3 frames, 0 instances" in out
+    assert "warning: the model found no animal in any of the 3 frames" in err

@@ -295,6 +295,12 @@ def test_a_span_of_labeled_frames_says_the_frame_in_it_without_instances(mice_pa
                                        "instances))\n")
 
 
+def test_a_backwards_frame_range_is_said_as_predict_says_it(flies_labels_path, capsys):
+    assert cli_main(["eval", "-g", str(flies_labels_path), "-p", str(flies_labels_path), "--frames", "1199-1150"]) == 2
+    assert capsys.readouterr().err == ("error: --frames: frame range '1199-1150' runs backwards: write the first frame "
+                                       "first (1150-1199)\n")
+
+
 def test_spans_and_lists_of_frames_say_their_gaps_and_stay_short():
     assert describe_span(range(1200, 1300)) == "1200-1299 (100 frames)"
     assert describe_span([0, 1, 2, 5, 6, 9], empty=[3, 4]) == "0-9 (6 of 10 frames; 3, 4 have no instances, 7, 8 " \

@@ -406,6 +406,23 @@ def test_outputs_that_are_not_this_runs_work_are_refused_before_ray_unless_overw
     assert not (out / "manifest.json").exists() and ray.is_initialized() == started
 
 
+def test_an_output_that_cannot_be_the_folder_of_several_inputs_is_refused_before_ray(tmp_path, videos, capsys):
+    """-o x.slp with a folder input would make a folder named x.slp; -o an existing file cannot
+    hold one .slp per video: one line each, exit 2, nothing made."""
+    folder = str(videos["a"].parent)
+    started = ray.is_initialized()
+    assert cli(["predict", "-m", str(SHIPPED), "-i", folder, "-o", str(tmp_path / "x.slp")]) == 2
+    assert capsys.readouterr().err == (f"error: -o {tmp_path / 'x.slp'}: with a folder, a pattern or a Ray option, -o "
+                                       f"names a folder that gets one .slp per video (e.g. -o {tmp_path / 'x'}); "
+                                       "for one .slp, give one video\n")
+    taken = tmp_path / "taken"
+    taken.write_bytes(b"kept")
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(videos["a"]), str(videos["b"]), "-o", str(taken)]) == 2
+    assert capsys.readouterr().err == (f"error: -o {taken}: is a file; with 2 inputs, -o names the folder that gets "
+                                       "one .slp per video\n")
+    assert not (tmp_path / "x.slp").exists() and taken.read_bytes() == b"kept" and ray.is_initialized() == started
+
+
 def test_inputs_folders_patterns_and_outputs(tmp_path, videos):
     folder = videos["a"].parent
     assert expand_inputs([str(folder)]) == sorted(p.resolve() for p in folder.iterdir())

@@ -438,5 +438,15 @@ def test_one_network_alone_names_both_kinds_of_instance_model(tmp_path, capsys):
 def test_a_model_without_classes_says_how_many_instances_it_finds(legacy_pair, tmp_path, capsys):
     """Without identity classes the default is one instance a frame: the export says so."""
     assert cli(["export", *map(str, legacy_pair), "-o", str(tmp_path / "one"), "--frame-size", "384x384"]) == 0
-    assert "no identity classes: the graph finds up to 1 instance(s) a frame; give --max-instances N" in \
-        capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no identity classes: the graph finds up to 1 instance(s) a frame; give --max-instances N" in out
+    assert "up to 1 instance, " in out  # not "1 instances"
+
+
+def test_exporting_an_export_says_it_is_one(tmp_path, capsys):
+    shipped = Path(__file__).resolve().parent.parent / "models" / "flies13"
+    assert cli(["export", str(shipped), "-o", str(tmp_path / "again")]) == 2
+    assert capsys.readouterr().err == (f"error: {shipped}: is an export already (rtpose.json): use it as it is "
+                                       f"(-m {shipped}); rtpose export takes the trained model directory it came "
+                                       "from\n")
+    assert not (tmp_path / "again").exists()

@@ -303,6 +303,26 @@ def test_an_existing_recording_is_never_overwritten(ordinary_run, tmp_path, flie
     daq.close()
 
 
+def test_rtpose_run_refuses_a_taken_recorder_folder_before_the_banner(ordinary_run, tmp_path, flies_video_path,
+                                                                       capsys):
+    """A recorder.path without {time} that holds a recording, or that is a file: one line naming
+    the protocol and the field, exit 2, before the banner; nothing is touched."""
+    _, first, _, _ = ordinary_run
+    before = {f.name: f.read_bytes() for f in first.recording.iterdir()}
+    path = write_protocol(tmp_path, flies_video_path, recorder={"path": str(first.recording)})
+    assert rtpose_cli(["run", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (f"error: {path}: recorder.path: {first.recording} already holds a recording; "
+                                 "choose another folder, or put {time} in recorder.path (a folder per run)\n")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    path = write_protocol(tmp_path, flies_video_path, recorder={"path": str(a_file)})
+    assert rtpose_cli(["run", str(path)]) == 2
+    assert capsys.readouterr().err == (f"error: {path}: recorder.path: {a_file} is a file; recorder.path names the "
+                                       "run's folder (e.g. runs/{name}-{time})\n")
+    assert a_file.read_text() == "mine" and {f.name: f.read_bytes() for f in first.recording.iterdir()} == before
+
+
 # --- a publisher address already in use ---------------------------------------------------
 
 
@@ -695,8 +715,8 @@ def test_a_killed_run_leaves_a_readable_recording(tmp_path, flies_video_path, ca
     assert rtpose_cli(["recording", str(tmp_path / "run"), "-o", str(out), "--overwrite"]) == 0
     capsys.readouterr()
     assert rtpose_cli(["recording", str(tmp_path / "run"), "-o", str(tmp_path), "--overwrite"]) == 2  # a folder
-    assert capsys.readouterr() == ("", f"error: {tmp_path}: predictions must be written to a .slp file (it is a "
-                                       "folder)\n")  # said before the summary
+    assert capsys.readouterr() == ("", f"error: {tmp_path}: is a folder; predictions must be written to a .slp "
+                                       "file\n")  # said before the summary
 
 
 def test_the_live_path_does_not_import_torch():

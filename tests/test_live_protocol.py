@@ -142,6 +142,16 @@ def test_missing_model_dir_names_field_and_line(write):
     assert error_of(path).startswith(f"{path}:7: model.export_dir: models/nope: not found")
 
 
+def test_a_model_dir_one_typo_away_and_a_folder_as_camera_path_are_named(write, flies_video_path):
+    path = write(replace=("export_dir: models/flies13", "export_dir: models/flies31"))
+    assert error_of(path).endswith(f"models/flies31: not found in {Path.cwd()}"
+                                   + (f" or {REPO}" if Path.cwd() != REPO else "")
+                                   + f" (did you mean '{REPO / 'models' / 'flies13'}'?)")
+    path = write(replace=(str(flies_video_path), str(flies_video_path.parent)))
+    assert error_of(path).endswith(f"camera.path: {flies_video_path.parent}: is a folder; camera.path names one video "
+                                   "file: it holds clip.mp4")
+
+
 def test_overrides_and_duration_replace_file_values(write):
     loaded = load_protocol(write(), ["camera.fps=60", "publisher.enabled=false"], )
     assert loaded.protocol.camera.fps == 60 and not loaded.protocol.publisher.enabled

@@ -177,3 +177,13 @@ def test_readme_predict_and_eval_commands_run(tmp_path, monkeypatch):
         argv = [a if not a.startswith("models/") else str(REPO / a) for a in argv]
         assert cli_main(argv[1:]) == 0, argv
     assert (tmp_path / "preds.slp").exists() and (tmp_path / "eval.json").exists()
+
+
+def test_every_link_inside_the_readme_reaches_a_heading():
+    """`[x](#anchor)` links as GitHub renders headings: lower case, punctuation dropped, spaces as hyphens."""
+    def slug(heading: str) -> str:
+        return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+    headings = {slug(h) for h in re.findall(r"^#+ (.+)$", README, flags=re.M)}
+    links = re.findall(r"\]\(#([^)]+)\)", README)
+    assert links and sorted(set(links) - headings) == []

@@ -195,6 +195,15 @@ def test_export_into_an_earlier_export_is_refused_unless_overwrite(trained, expo
     assert {p.name: p.read_bytes() for p in again.iterdir()} == kept
     assert cli(["export", str(model_dir), "-o", str(again), "--overwrite", "--max-instances", "3"]) == 0
     assert ExportSpec.load(again).max_instances == 3
+    capsys.readouterr()
+    mine = tmp_path / "mine"  # a user's folder of other files: the graphs would land among them
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert cli(["export", str(model_dir), "-o", str(mine)]) == 2
+    assert capsys.readouterr().err == (f"error: -o {mine}: a folder holding other files (notes.txt); an export gets "
+                                       "a folder of its own: give a new or empty one (--overwrite writes into it "
+                                       "anyway)\n")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
 def test_onnx_graph_agrees_with_torch(trained, exported, fly_frames):

@@ -268,3 +268,49 @@ def test_a_busy_port_is_one_line_naming_a_free_one_and_nothing_else():
     assert line.startswith(prefix), line
     suggested = int(line[len(prefix):])
     assert port < suggested < port + 50
+
+
+WEB_SERVER_SAYS = "is a web server (HTTP), not a ZeroMQ publisher: is it a view's page port?"
+
+
+@pytest.mark.parametrize("kind", ["http.server", "view page port"])
+def test_a_web_server_at_the_address_is_named_as_such(browser, tmp_path, kind):
+    """``python -m http.server`` never answers ZeroMQ's greeting; a view's page port (aiohttp) answers it
+    with an HTTP error that ZeroMQ reads as frames: both are named as web servers, once, within seconds."""
+    others = []
+    try:
+        if kind == "http.server":
+            port = free_port()
+            server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+            others.append(lambda: (server.terminate(), server.wait(10)))
+
+            def answers():
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        return True
+                except OSError:
+                    return False
+            wait_for(answers, 30, "http.server to listen")
+        else:
+            first = ViewProcess(f"tcp://127.0.0.1:{free_port()}", tmp_path)
+            others.append(first.stop)
+            port = first.port
+        address = f"tcp://127.0.0.1:{port}"
+        view = ViewProcess(address, tmp_path)
+        try:
+            browser.get(view.url)
+            # ZeroMQ's own handshake timeout is 30 s: the line comes well before it
+            wait_for(lambda: WEB_SERVER_SAYS in view.output(), 20, "the terminal to name a web server")
+            assert f"error: {address} is a web server (HTTP)" in view.output()
+            assert "the daemon's stream is its publisher.address (default tcp://127.0.0.1:5555)" in view.output()
+            wait_for(lambda: banner(browser)[0] == "error" and WEB_SERVER_SAYS in banner(browser)[1], 10,
+                     "the page to name a web server")
+            time.sleep(1.0)  # a few more reconnections: nothing else is said
+        finally:
+            view.stop()
+    finally:
+        for stop in others:
+            stop()
+    assert view.output().count("error:") == 1, view.output()
+    assert "does not carry an rtpose stream" not in view.output()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -16,6 +17,7 @@ from rtpose.errors import RtposeError
 from rtpose.live.preview import PreviewEncoder, encode_preview
 from rtpose.live.protocol import load_protocol
 from rtpose.live.publisher import frame_message
+from rtpose.view import probe
 from rtpose.view.stream import StreamWatcher
 
 from test_view import DEMO, free_port, wait_for
@@ -98,6 +100,82 @@ def test_the_watcher_tells_live_stale_gone_and_a_new_run_apart():
         pub.close()
     states = [state for state, _ in lines]
     assert "live" in states and "gone" in states and states[-1] == "stopped"
+
+
+def test_a_new_run_after_the_daemon_went_away_is_not_stale():
+    """The silence before a new daemon was the old run's: its connection is not stale, its messages are live."""
+    pub = Pub()
+    lines: list[tuple[str, str]] = []
+    watcher = StreamWatcher(pub.address, stale_s=0.5, on_change=lambda state, line: lines.append((state, line)))
+    watcher.start()
+    try:
+        keep_sending(pub, "status", lambda i: status("run A", True, 5), lambda: watcher.status is not None)
+        frame = iter(range(10_000))
+        keep_sending(pub, "poses", lambda i: poses(next(frame), rule=False), lambda: watcher.received >= 3)
+        wait_for(lambda: watcher.headline()[0] == "live", 10, "live")
+        pub.close()
+        wait_for(lambda: watcher.headline()[0] == "gone", 10, "gone")
+        time.sleep(1.5)  # three times stale_s since the old run's last message
+        gone_at = len(lines)
+        pub = Pub(watcher.address)
+        wait_for(lambda: watcher.connected, 10, "the new connection")
+        time.sleep(0.2)  # the headline is announced every 0.1 s
+        assert watcher.headline()[0] == "connected", watcher.headline()
+        keep_sending(pub, "status", lambda i: status("run B", True, 1), lambda: watcher.run == "run B")
+        keep_sending(pub, "poses", lambda i: poses(next(frame), rule=False), lambda: watcher.received >= 3)
+        wait_for(lambda: watcher.headline()[0] == "live", 10, "live again")
+        time.sleep(0.2)
+    finally:
+        watcher.close()
+        pub.close()
+    after = [state for state, _ in lines[gone_at:]]
+    assert "stale" not in after and after[-1] == "live", lines[gone_at:]
+
+
+def test_a_peer_that_accepts_and_never_handshakes_is_named():
+    """A TCP server that accepts and says nothing: no ZeroMQ handshake, no web server (a probe, once)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        held = []
+        stop = threading.Event()
+
+        def accept():
+            server.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    held.append(server.accept()[0])
+                except TimeoutError:
+                    pass
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        lines: list[tuple[str, str]] = []
+        watcher = StreamWatcher(address, handshake_wait_s=1.0, on_change=lambda state, line: lines.append((state, line)))
+        watcher.start()
+        try:
+            wait_for(lambda: watcher.headline()[0] == "error", 20, "the error")
+            assert watcher.headline()[1] == (
+                f"{address} accepts connections but has not completed a ZeroMQ handshake in 1 s: "
+                "is this the daemon's publisher.address (default tcp://127.0.0.1:5555)?")
+            assert watcher.probe_result == "silent" and len(held) == 2  # ZeroMQ's connection and the probe's
+        finally:
+            watcher.close()
+            stop.set()
+            thread.join(5)
+            for connection in held:
+                connection.close()
+    assert [state for state, _ in lines].count("error") == 1, lines
+
+
+def test_the_probe_tells_a_zeromq_peer_from_nothing_and_reads_zeromq_addresses():
+    pub = Pub()
+    try:
+        assert probe.probe(pub.address) == probe.OTHER  # ZeroMQ's greeting, not HTTP
+    finally:
+        pub.close()
+    assert probe.probe(f"tcp://127.0.0.1:{free_port()}") == probe.UNREACHABLE
+    assert probe.tcp_host_port("tcp://eth0;192.168.1.5:5555") == ("192.168.1.5", 5555)
+    assert probe.tcp_host_port("tcp://[::1]:5555") == ("::1", 5555)
+    assert probe.tcp_host_port("ipc:///tmp/rtpose") is None and probe.tcp_host_port("tcp://*:5555") is None
 
 
 @pytest.mark.parametrize("parts, says", [

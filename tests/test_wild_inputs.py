@@ -7,6 +7,7 @@ on a file made here from the real fly clip.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -363,3 +364,16 @@ def test_a_misspelt_option_is_one_line_naming_its_command(capsys):
     with pytest.raises(SystemExit):  # nothing close: no guess
         cli_main(["predict", "-m", "x", "-i", "y", "--zzz"])
     assert capsys.readouterr().err.endswith("unrecognized arguments: --zzz (see rtpose predict --help)\n")
+
+
+def test_a_file_ffmpeg_cannot_open_gives_rtposes_line_alone(flies_video_path, tmp_path):
+    """FFmpeg's own log ("moov atom not found") no longer comes before rtpose's one line."""
+    import subprocess
+    import sys
+
+    cut = tmp_path / "cut.mp4"  # the first 2 kB of the clip: no moov atom
+    cut.write_bytes(flies_video_path.read_bytes()[:2000])
+    run = subprocess.run([sys.executable, "-m", "rtpose", "predict", "-m", MODEL, "-i", str(cut), "-o",
+                          str(tmp_path / "p.slp")], capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"})
+    assert run.returncode == 2 and run.stderr == f"error: {cut}: not a readable video\n", run.stderr

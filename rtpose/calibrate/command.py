@@ -44,6 +44,9 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"note: {note}")
     result, calibration = run_and_analyse(loaded, target, settings)
     if calibration is None:
+        if result.exit_code == 2:  # a setup mistake found before acquiring (a driver missing): as rtpose run says it
+            print(f"error: {result.error}", file=sys.stderr)
+            return 2
         print(f"error: the run failed, nothing to calibrate: {result.error or 'no recording'}", file=sys.stderr)
         return 1
     report = build_report(calibration, loaded, result.summary, protocol_overrides, result.recording)

@@ -72,9 +72,11 @@ def check_slp_output(path: Path, folder_hint: str = "") -> None:
     Raises:
         RtposeError: one line naming ``path`` (and saying it is a folder, where it is one).
     """
+    if path.is_dir():
+        raise RtposeError(f"{path}: is a folder; predictions must be written to a .slp file"
+                          f"{' (' + folder_hint + ')' if folder_hint else ''}")
     if path.suffix.lower() != ".slp":
-        folder = f" (it is a folder{'; ' + folder_hint if folder_hint else ''})" if path.is_dir() else ""
-        raise RtposeError(f"{path}: predictions must be written to a .slp file{folder}")
+        raise RtposeError(f"{path}: predictions must be written to a .slp file")
 
 
 def write_predictions(

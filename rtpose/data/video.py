@@ -36,6 +36,9 @@ from rtpose.errors import RtposeError
 from rtpose.paths import no_such_file
 
 _PROBE_FRAMES = 64  # consecutive undecodable frames after which the stream counts as ended
+# What a folder's videos are, by name (a folder given to ``predict`` or as ``camera.path``).
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mj2", ".mpg", ".mpeg", ".webm", ".wmv",
+                            ".flv", ".ts", ".h264", ".h265"})
 
 
 def _mean(previous: float | None, sample: float, weight: float = 0.2) -> float:

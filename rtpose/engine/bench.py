@@ -139,7 +139,11 @@ def _timings(args: argparse.Namespace, engine: Engine, frames: list[np.ndarray])
 
 
 def main(args: argparse.Namespace) -> int:
-    # the outputs first: a refused one costs no decoding and no timing
+    if args.warmup < 0:
+        raise RtposeError(f"--warmup must be 0 or more (got {args.warmup})")
+    if args.batch_size < 1:
+        raise RtposeError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    # then the outputs: a refused one costs no decoding and no timing
     json_out = claim_report_file(args.json_out, args.overwrite, "--json") if args.json_out else None
     histogram = claim_histogram(args.histogram, args.overwrite) if args.histogram else None
     video, indices = resolve_input(args.input, args.frames, spec=ExportSpec.load(args.model))

@@ -28,7 +28,7 @@ from rtpose.data.video import describe_indices
 from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
-from rtpose.paths import claim_output_file
+from rtpose.paths import claim_output_file, no_such_file
 from rtpose.poses import Poses
 
 EXIT_FRAMES_MISSING = 3  # predictions written, but some frames asked for could not be read
@@ -106,6 +106,8 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     """
     if batch_size < 1:
         raise RtposeError("--batch-size must be at least 1")
+    if not Path(input_path).exists():  # said first: a mistyped input is not an -o problem
+        raise RtposeError(no_such_file(input_path))
     output = claim_output(input_path, output, overwrite)  # before the model or any frame is read
     spec = ExportSpec.load(model)
     video, indices = resolve_input(input_path, frames, only_labeled, spec)  # refuses an input that does not fit
@@ -130,7 +132,12 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
             done += n
             bar.update(task, completed=done, fps=f"{done / (time.perf_counter() - t0):.0f}")
 
-        raw = predict_frames(engine, video, indices, batch_size, report=report, on_batch=advance)
+        try:
+            raw = predict_frames(engine, video, indices, batch_size, report=report, on_batch=advance)
+        except KeyboardInterrupt:
+            print(f"interrupted after {done} of {len(indices)} frames: nothing written ({output} is written at the "
+                  "end, in one go)", file=sys.stderr)
+            raise
     follow = IdentityContinuity(spec.n_classes) if continuity else None
     results = follow_identities(raw, follow)
     wall = time.perf_counter() - t0
@@ -147,6 +154,10 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
     n_inst = sum(len(p) for _, p in results)
     print(f"{_count(len(results), 'frame')}, {_count(n_inst, 'instance')} -> {output} ({len(results) / wall:.0f} frames/s, "
           f"{engine.name} on {engine.device})")
+    if results and n_inst == 0:
+        print(f"warning: the model found no animal in any of the {_count(len(results), 'frame')}: frames of another "
+              "setup, or a model not trained enough (its training report says how it did on its validation frames)",
+              file=sys.stderr)
     print(f"ran the {engine.describe_graph()}")
     if follow is not None and follow.followed:
         print(f"identities followed from the previous frame where the identity head was not decisive: "
@@ -167,7 +178,8 @@ def claim_output(input_path: str | Path, output: str | Path | None, overwrite: b
         RtposeError: one line naming the file (and the flag, for an existing file).
     """
     output = Path(output) if output else default_output(Path(input_path))
-    check_slp_output(output, folder_hint="several inputs write into one")
+    check_slp_output(output, folder_hint=f"e.g. -o {output / default_output(Path(input_path)).name}; "
+                                         "several inputs write into a folder")
     if not output.parent.is_dir():
         raise RtposeError(f"{output}: its folder does not exist")
     if output.exists() and Path(input_path).exists() and os.path.samefile(output, input_path):

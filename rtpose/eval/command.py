@@ -82,10 +82,9 @@ def main(args: argparse.Namespace) -> int:
 
 def _frame_filter(text: str) -> range:
     try:
-        return parse_frame_range(text, _NO_UPPER_BOUND)
-    except RtposeError:
-        raise RtposeError(f"--frames {text!r}: expected START-END with START <= END (e.g. 1200-1499), "
-                          "or one frame index") from None
+        return parse_frame_range(text, _NO_UPPER_BOUND)  # its words, as predict and bench say them
+    except RtposeError as exc:
+        raise RtposeError(f"--frames: {exc}") from None
 
 
 def _num(value: Any, digits: int = 3) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rtpose.errors import RtposeError
 from rtpose.paths import clean_path
+from rtpose.export.spec import INT8_MODEL_FILE, MODEL_FILE, REFERENCE_FILE
 
 REFERENCE_FRAMES = 3  # real frames whose fp32 outputs the export stores (rtpose.engine.selfcheck)
 EXIT_INT8_REFUSED = 3  # the export is written, without the int8 graph asked for (as predict's 3: not all done)
@@ -146,13 +147,25 @@ def _video_references(video: str, frames: tuple[list, list, tuple[int, int]]) ->
 
 
 def claim_export_dir(export_dir: Path, overwrite: bool) -> None:
-    """Refuse to replace an earlier export (a directory holding ``rtpose.json``) unless
-    ``--overwrite`` was given; said before any work, so nothing in it is touched.
+    """Refuse to replace an earlier export (a directory holding ``rtpose.json``), or to write
+    into a folder of other files, unless ``--overwrite`` was given; said before any work, so
+    nothing in it is touched.
 
     Raises:
-        RtposeError: ``export_dir`` holds an export and ``overwrite`` is False.
+        RtposeError: ``export_dir`` is a file; it holds an export, or other files, and
+            ``overwrite`` is False.
     """
     spec_path = export_dir / "rtpose.json"
+    if export_dir.exists() and not export_dir.is_dir():
+        raise RtposeError(f"-o {export_dir}: is a file; an export is a folder (give a new one)")
+    if export_dir.is_dir() and not spec_path.exists() and not overwrite:
+        own = {MODEL_FILE, INT8_MODEL_FILE, REFERENCE_FILE, "MODEL_CARD.md"}  # an export's, left by an earlier one
+        others = sorted(p.name for p in export_dir.iterdir() if not p.name.startswith(".") and p.name not in own
+                        and not p.name.endswith(".onnx.data"))
+        if others:  # a user's folder: the graphs would land among its files
+            shown = ", ".join(others[:4]) + (" ..." if len(others) > 4 else "")
+            raise RtposeError(f"-o {export_dir}: a folder holding other files ({shown}); an export gets a folder of "
+                              "its own: give a new or empty one (--overwrite writes into it anyway)")
     if overwrite or not spec_path.exists():
         return
     try:
@@ -169,6 +182,9 @@ def main(args: argparse.Namespace) -> int:
     from rtpose.export.onnx_export import export
 
     dirs = [Path(d) for d in args.model_dir]
+    for flag, value in (("--max-instances", args.max_instances), ("--calibration-frames", args.calibration_frames)):
+        if value is not None and value < 1:
+            raise RtposeError(f"{flag} must be at least 1 (got {value})")
     if len(dirs) > 2:
         raise RtposeError(f"rtpose export takes one model directory, or two (centroid + centered instance); "
                           f"got {len(dirs)}")
@@ -202,7 +218,8 @@ def main(args: argparse.Namespace) -> int:
     out = clean_path(args.output)  # as rtpose.json's source: absolute, no ..
     print(f"exported {' + '.join(clean_path(d) for d in dirs)} ({src}) -> {out}: "
           f"{spec.frame_height}x{spec.frame_width} "
-          f"uint8 frames, up to {spec.max_instances} instances, {spec.n_nodes} nodes, "
+          f"uint8 frames, up to {spec.max_instances} instance{'s' if spec.max_instances != 1 else ''}, "
+          f"{spec.n_nodes} nodes, "
           f"classes {', '.join(spec.class_names) or 'none'}")
     print(f"graphs: {', '.join(f'{p} {n}' for p, n in spec.graphs.items())}; references (reference.npz): fp32 "
           f"outputs on {describe_references(spec)}")

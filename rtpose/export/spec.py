@@ -108,10 +108,12 @@ class ExportSpec:
             message = no_such_file(export_dir, "export directory")
             raise RtposeError(message if "did you mean" in message else f"{message} (make one with `rtpose export`)")
         if not export_dir.is_dir():
-            raise RtposeError(f"{export_dir}: not an export directory (a file)")
+            inside = (export_dir.parent / SPEC_FILE).exists()
+            raise RtposeError(f"{export_dir}: not an export directory (a file"
+                              + (f"; the export is its folder: -m {export_dir.parent})" if inside else ")"))
         for name in (SPEC_FILE, MODEL_FILE):
             if not (export_dir / name).exists():
-                raise RtposeError(f"{export_dir}: missing {name} (export with `rtpose export`)")
+                raise RtposeError(f"{export_dir}: missing {name}{_export_hint(export_dir)}")
         try:
             d = json.loads((export_dir / SPEC_FILE).read_text())
         except json.JSONDecodeError as exc:
@@ -137,3 +139,24 @@ class ExportSpec:
             if not (export_dir / name).exists():
                 raise RtposeError(f"{export_dir}: missing {name}, its {precision} graph (export with `rtpose export`)")
         return spec
+
+
+def _export_hint(folder: Path) -> str:
+    """How to make an export of what ``folder`` holds (one line's parenthesis).
+
+    An rtpose training run: ``rtpose export RUN -o RUN.export``. A sleap-nn or SLEAP
+    network, or a folder holding such networks: the two-directory form (Bring your model).
+    """
+    def trained(d: Path) -> bool:
+        return (d / "best.ckpt").exists() or (d / "best_model.h5").exists()
+
+    if (folder / "model.json").exists():
+        return f" (it holds a trained model, not its export: rtpose export {folder} -o {folder}.export)"
+    if trained(folder):
+        return (" (a trained SLEAP network, not an export: rtpose export CENTROID_DIR INSTANCE_DIR -o EXPORT_DIR; "
+                "README, Bring your model)")
+    nets = sorted(d for d in folder.iterdir() if d.is_dir() and trained(d))
+    if len(nets) >= 2:
+        return (f" (it holds trained SLEAP networks, not an export: rtpose export {' '.join(map(str, nets[:2]))} "
+                "-o EXPORT_DIR; README, Bring your model)")
+    return " (export with `rtpose export`)"

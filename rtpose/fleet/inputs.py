@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Sequence
 
 from rtpose.errors import RtposeError
+from rtpose.data.video import VIDEO_SUFFIXES
 from rtpose.paths import no_such_file
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mj2", ".mpg", ".mpeg", ".webm", ".wmv",
-                            ".flv", ".ts", ".h264", ".h265"})
 MANIFEST_NAME = "manifest.json"
 DEFAULT_OUT_DIR = "rtpose-predictions"
 

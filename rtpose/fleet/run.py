@@ -138,6 +138,7 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
     ray = require_ray()
     paths = expand_inputs(inputs)
     out_dir = (Path(out_dir) if out_dir else Path.cwd() / DEFAULT_OUT_DIR).resolve()
+    check_out_dir(out_dir, len(inputs))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -563,6 +564,25 @@ def print_summary(manifest: dict, inputs: Sequence[str], run: dict, console: Con
     else:
         line = "nothing predicted: every chunk was done by an earlier run"
     console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def check_out_dir(out_dir: Path, n_inputs: int) -> None:  # n_inputs: the -i items given
+    """Refuse an ``-o`` that cannot be the output folder of several inputs.
+
+    That is an existing file, or a new name that reads as one ``.slp`` (a folder input
+    writes one ``.slp`` per video into a folder, so ``-o x.slp`` would make a folder of
+    that name).
+
+    Raises:
+        RtposeError: one line naming ``out_dir`` and what to give instead.
+    """
+    several = f"{n_inputs} inputs" if n_inputs > 1 else "a folder, a pattern or a Ray option"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RtposeError(f"-o {out_dir}: is a file; with {several}, -o names the folder that gets one "
+                          ".slp per video")
+    if out_dir.suffix.lower() == ".slp" and not out_dir.is_dir():
+        raise RtposeError(f"-o {out_dir}: with {several}, -o names a folder that gets one .slp per video "
+                          f"(e.g. -o {out_dir.with_suffix('')}); for one .slp, give one video")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from rtpose.config import (ConfigError, StrictModel, describe_errors, expand_var
                            validate)
 from rtpose.hw import registry
 from rtpose.hw.firmware import DaqDevice, SerialNumber, SpinnakerDevice, load_device_file
+from rtpose.data.video import VIDEO_SUFFIXES
 from rtpose.paths import no_such_file
 
 if TYPE_CHECKING:
@@ -54,6 +55,11 @@ class ReplayCameraConfig(StrictModel):
     @classmethod
     def _video_exists(cls, value: str) -> str:
         path = expand_vars(value)
+        if Path(path).is_dir():
+            videos = sorted(p.name for p in Path(path).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            held = f": it holds {', '.join(videos[:6])}{' ...' if len(videos) > 6 else ''}" if videos \
+                else " (it holds no video)"
+            raise ValueError(f"{path}: is a folder; camera.path names one video file{held}")
         if not Path(path).is_file():
             raise ValueError(no_such_file(path, "video file"))
         return path

@@ -32,7 +32,7 @@ import zmq
 
 from rtpose import clock
 from rtpose.errors import RtposeError
-from rtpose.live.publisher import split_message
+from rtpose.live.publisher import port_problem, split_message
 from rtpose.paths import claim_output_file
 
 QUIET_S = 3.0  # no message this long after the start: say so once (and keep waiting)
@@ -77,6 +77,9 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
         RtposeError: an ``output`` that exists without ``overwrite`` (before any socket
             is made), a malformed address, or an output file that cannot be written.
     """
+    problem = port_problem(address)
+    if problem:
+        raise RtposeError(problem)
     if output is not None:
         claim_output_file(Path(output), overwrite)
     stop = stop or threading.Event()

@@ -10,13 +10,16 @@ failures safely if they happen later (a port taken between the check and the run
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rtpose.errors import RtposeError
 from rtpose.live.protocol import LoadedProtocol
 
 
 def preflight(loaded: LoadedProtocol) -> list[str]:
-    """Check the replay source (readable, frames the model takes) and the publisher address
-    of ``loaded``; opens nothing that stays open.
+    """Check the replay source (readable, frames the model takes), a fixed recorder folder
+    (not a file, no recording in it yet) and the publisher address of ``loaded``; opens
+    nothing that stays open.
 
     Returns:
         Notes for the user that stop nothing (a replay shorter than the run's duration).
@@ -43,6 +46,17 @@ def preflight(loaded: LoadedProtocol) -> list[str]:
             notes.append(f"the replay's {n_frames} frames (as its file declares them) last {n_frames / fps:.1f} s at "
                          f"{fps:g} FPS, less than the duration {protocol.duration:g} s: the run ends with the source "
                          "(camera.loop: true replays it from the start)")
+    recorder = protocol.recorder
+    if recorder.enabled and "{time}" not in recorder.path:  # with {time} every run gets a new folder
+        from rtpose.live.recorder import RECORD_FILE
+
+        target = Path(recorder.path.format(name=loaded.name, time="")).expanduser()
+        if target.exists() and not target.is_dir():
+            raise RtposeError(f"{loaded.path}: recorder.path: {target} is a file; recorder.path names the run's "
+                              "folder (e.g. runs/{name}-{time})")
+        if (target / RECORD_FILE).exists():
+            raise RtposeError(f"{loaded.path}: recorder.path: {target} already holds a recording; choose another "
+                              "folder, or put {time} in recorder.path (a folder per run)")
     if protocol.publisher.enabled:
         from rtpose.live.publisher import check_bindable
 

@@ -126,6 +126,11 @@ class PublisherSection(_Section):
     def _address(cls, value: str) -> str:
         if not _ADDRESS.match(value):
             raise ValueError(f"{value!r} is not a ZeroMQ address like tcp://127.0.0.1:5555")
+        from rtpose.live.publisher import port_problem
+
+        problem = port_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 

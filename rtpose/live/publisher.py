@@ -130,6 +130,21 @@ def message_for(record: FrameRecord, class_names: Sequence[str]) -> dict[str, An
     }
 
 
+def port_problem(address: str) -> str | None:
+    """What is wrong with a ``tcp://HOST:PORT`` address's port, or None.
+
+    ZeroMQ itself takes ``tcp://127.0.0.1:99999`` for a connect and retries for ever;
+    this says at once that 99999 is no TCP port. Other transports (ipc, inproc) and
+    ``*`` (any free port, for a bind) pass.
+    """
+    if not address.startswith("tcp://") or ":" not in address[6:]:
+        return None
+    port = address.rsplit(":", 1)[1]
+    if port == "*" or (port.isdigit() and 0 < int(port) < 65536):
+        return None
+    return f"{address}: port {port} is not a TCP port (1-65535)"
+
+
 def check_bindable(address: str) -> None:
     """Bind a PUB socket to ``address`` and let go of it at once: is the address free here?
 

@@ -24,8 +24,26 @@ from rtpose.train.checks import check_config
 from rtpose.paths import no_such_file
 
 
+def _check_source(source: Path) -> None:
+    """Refuse a training source that is missing or a folder, before any flag is looked at.
+
+    Raises:
+        RtposeError: no such file (with the path one typo away, if any), or a folder (with
+            the labels files and configs it holds).
+    """
+    if source.is_dir():
+        held = sorted(p.name for p in source.iterdir()
+                      if p.is_file() and p.name.lower().endswith((".slp", ".yaml", ".yml")))
+        inside = f": it holds {', '.join(held[:6])}{' ...' if len(held) > 6 else ''}" if held else \
+            " (it holds no .slp or .yaml)"
+        raise RtposeError(f"{source}: is a folder; rtpose train takes a labels file (.slp) or a config (.yaml){inside}")
+    if not source.exists():
+        raise RtposeError(no_such_file(source))
+
+
 def main(args: argparse.Namespace) -> int:
     minutes = getattr(args, "minutes", None)
+    _check_source(Path(args.config))  # said first: a mistyped labels path is not a --minutes problem
     if str(args.config).lower().endswith(".slp"):
         return _train_from_labels(args)
     if minutes is not None:
@@ -137,8 +155,6 @@ def _train_from_labels(args: argparse.Namespace) -> int:
     from rtpose.train.loop import console
 
     t_start = time.monotonic()
-    if not Path(args.config).exists():  # said before the banner, as every other bad input
-        raise RtposeError(no_such_file(args.config))
     claimed = Path(args.output or default_output(args.config))
     claim_output(claimed, args.resume, args.overwrite, clear=False)  # said before the banner, as every bad input
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES

@@ -184,6 +184,10 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
     config = yaml.safe_load((model_dir / "config.yaml").read_text()) if (model_dir / "config.yaml").exists() else {}
     spent = timing.get("minutes_asked") or max(float((config or {}).get("budget_minutes") or 0), info["wall_minutes"])
     twice = max(math.ceil(2 * spent), 1)
+    if report.get("n_gt") and report.get("n_found") == 0 and not config_run:
+        from rtpose.train.auto import DEFAULT_MINUTES
+
+        twice = max(twice, math.ceil(DEFAULT_MINUTES))  # nothing found: twice a short run is still short
     warning = weak_warning(report, spent, "budget_minutes" if config_run else "--minutes")
     if warning:
         lines.append(f"  [yellow]warning:[/] {warning}")

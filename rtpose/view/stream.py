@@ -7,7 +7,10 @@ poses of its frame, a timeline of rule states and output volts, latency histogra
 rates, trigger events and the run's identity. A socket monitor (ZeroMQ's
 ``zmq_socket_monitor``) says whether anything is connected at the address, so the page
 can tell a daemon that is not running from a stream that went quiet, and a peer that
-is not ZeroMQ at all (a failed handshake) from one that speaks another format.
+is not ZeroMQ at all (a failed handshake) from one that speaks another format. When a
+connection stays up without a ZeroMQ handshake, or the first messages are not rtpose's,
+the address is probed once with a plain HTTP request (``rtpose.view.probe``): a web
+server there (an ``rtpose view``'s page port, say) is named as such.
 
 Being one more subscriber, the view cannot slow the daemon: the publisher drops
 messages for a subscriber that falls behind (its high-water mark) and never waits.
@@ -25,7 +28,8 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from rtpose import clock
-from rtpose.live.publisher import PREVIEW_TOPIC, STATUS_TOPIC, split_message
+from rtpose.live.publisher import DEFAULT_ADDRESS, PREVIEW_TOPIC, STATUS_TOPIC, split_message
+from rtpose.view import probe
 
 POSES_KEYS = ("frame", "t", "points", "point_scores", "identity", "rules")
 STATUS_KEYS = ("run", "running", "frames", "skeleton")
@@ -38,6 +42,8 @@ HISTOGRAM_BINS = 256
 TIMELINE_S = 40.0  # kept; the page shows the last 30 s
 RATE_WINDOW_S = 2.0
 MAX_EVENTS = 50
+HANDSHAKE_WAIT_S = 3.0  # connected this long without a ZeroMQ handshake: probe what answers
+HANDSHAKE_FAILED_SHOW_S = 0.3  # a failed handshake is said once the connection's messages are in
 
 _HANDSHAKE_FAILED = tuple(getattr(zmq, name) for name in (
     "EVENT_HANDSHAKE_FAILED_NO_DETAIL", "EVENT_HANDSHAKE_FAILED_PROTOCOL", "EVENT_HANDSHAKE_FAILED_AUTH")
@@ -79,14 +85,18 @@ class StreamWatcher:
         stale_s: no message for this long while a run is going: the stream is stale.
         on_change: called from the thread with one line whenever the state's headline
             changes (``rtpose view`` prints it).
+        handshake_wait_s: connected this long (seconds) without a ZeroMQ handshake: the
+            address is probed (``rtpose.view.probe``) and the headline says what answers.
 
     Raises:
         ValueError: from ``start`` when ZeroMQ refuses the address (a malformed one).
     """
 
     def __init__(self, address: str, topic: str = "poses", stale_s: float = 2.0,
-                 on_change: Callable[[str, str], None] = lambda state, line: None):
+                 on_change: Callable[[str, str], None] = lambda state, line: None,
+                 handshake_wait_s: float = HANDSHAKE_WAIT_S):
         self.address, self.topic, self.stale_s = address, topic, stale_s
+        self.handshake_wait_s = handshake_wait_s
         self._on_change = on_change
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -95,8 +105,15 @@ class StreamWatcher:
         self._socket: zmq.Socket | None = None
         # connection
         self.connected = False
+        self.connected_at: float | None = None  # our clock, at the current connection
+        self.handshaken = False  # the current connection's ZeroMQ handshake succeeded
         self.ever_connected = False
         self.handshake_failures = 0  # since the last handshake that succeeded
+        self.handshake_failed_at: float | None = None  # the first of those
+        # the one probe of the address (rtpose.view.probe): why it ran, and what answered
+        self.probe_reason: str | None = None  # "handshake" (none in handshake_wait_s) or "format"
+        self.probe_result: str | None = None  # None while it runs
+        self.no_handshake = False  # the probe found no web server and no handshake came since
         self.retrying = False  # ZeroMQ found nothing listening and retries
         self.format_error: str | None = None
         self.other_topics: collections.Counter[str] = collections.Counter()
@@ -150,6 +167,7 @@ class StreamWatcher:
                         except zmq.Again:
                             break
                         self._on_message(parts, clock.now())
+                self._maybe_probe(clock.now())
                 self._announce()
         finally:
             socket.disable_monitor()
@@ -160,18 +178,44 @@ class StreamWatcher:
 
     def _on_monitor(self, event: dict[str, Any]) -> None:
         kind = event["event"]
+        now = clock.now()
         with self._lock:
             if kind == zmq.EVENT_CONNECTED:
                 self.connected, self.retrying = True, False
+                self.connected_at, self.handshaken = now, False
             elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.ever_connected, self.handshake_failures = True, 0
+                self.handshaken, self.no_handshake, self.handshake_failed_at = True, False, None
             elif kind == zmq.EVENT_DISCONNECTED:
                 self.connected = False
             elif kind == zmq.EVENT_CONNECT_RETRIED:
                 self.retrying = True
             elif kind in _HANDSHAKE_FAILED:
                 self.handshake_failures += 1
+                if self.handshake_failed_at is None:
+                    self.handshake_failed_at = now
                 self.connected = False
+
+    def _maybe_probe(self, now: float) -> None:
+        """Probe the address once, in a thread, when it is up without a handshake or sent garbage first."""
+        with self._lock:
+            if self.probe_reason is not None or probe.tcp_host_port(self.address) is None:
+                return
+            if self.connected and not self.handshaken and self.connected_at is not None \
+                    and now - self.connected_at >= self.handshake_wait_s:
+                self.probe_reason = "handshake"
+            elif self.format_error is not None and not self.valid_messages:
+                self.probe_reason = "format"
+            else:
+                return
+        threading.Thread(target=self._probe, name="rtpose-view-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        result = probe.probe(self.address)
+        with self._lock:
+            self.probe_result = result
+            # a handshake that came while the probe ran clears the doubt
+            self.no_handshake = self.probe_reason == "handshake" and result != probe.HTTP and not self.handshaken
 
     def _on_message(self, parts: list[bytes], now: float) -> None:
         with self._lock:
@@ -291,9 +335,19 @@ class StreamWatcher:
     def _headline_locked(self, now: float) -> tuple[str, str]:
         address = self.address
         quiet = None if self.last_message_at is None else now - self.last_message_at
+        if not self.valid_messages and self.probe_result == probe.HTTP:
+            return "error", (f"{address} is a web server (HTTP), not a ZeroMQ publisher: is it a view's page "
+                             f"port? the daemon's stream is its publisher.address (default {DEFAULT_ADDRESS})")
+        if self.probe_reason is not None and self.probe_result is None and not self.valid_messages:
+            return "connected", f"connected to {address}; checking what answers there"
+        if self.no_handshake:
+            return "error", (f"{address} accepts connections but has not completed a ZeroMQ handshake in "
+                             f"{self.handshake_wait_s:g} s: is this the daemon's publisher.address "
+                             f"(default {DEFAULT_ADDRESS})?")
         if self.format_error is not None and (quiet is None or quiet < 5.0 or not self.valid_messages):
             return "error", self.format_error
-        if self.handshake_failures:
+        if self.handshake_failures and self.handshake_failed_at is not None \
+                and now - self.handshake_failed_at >= HANDSHAKE_FAILED_SHOW_S:
             return "error", (f"{address} answers, but not as a ZeroMQ publisher (the ZeroMQ handshake "
                              "failed): is this the daemon's publisher.address?")
         status = self.status
@@ -309,7 +363,8 @@ class StreamWatcher:
             if self.retrying:
                 return "waiting", f"nothing answers at {address}: is the daemon running? (retrying)"
             return "connecting", f"connecting to {address}"
-        if quiet is None:
+        if quiet is None or (self.connected_at is not None and self.last_message_at < self.connected_at):
+            # nothing on this connection yet: after a daemon went away, the silence was the old run's
             return "connected", f"connected to {address}; no message yet"
         if quiet > self.stale_s:
             return "stale", f"stale: no message for {quiet:.1f} s from {address}"

@@ -34,6 +34,9 @@ def model_format(model_dir: Path) -> str:
         return "sleap-nn"
     if sleap_legacy.is_legacy_dir(model_dir):
         return "sleap-1.x"
+    if (model_dir / "rtpose.json").exists():
+        raise RtposeError(f"{model_dir}: is an export already (rtpose.json): use it as it is (-m {model_dir}); "
+                          "rtpose export takes the trained model directory it came from")
     inside = sorted(p.name for p in model_dir.iterdir() if p.is_dir() and (
         (p / "model.json").exists() or sleap_nn.is_sleap_nn_dir(p) or sleap_legacy.is_legacy_dir(p)))
     hint = f"; it holds model directories ({', '.join(inside)}): pass those" if inside else ""
