@@ -377,3 +377,11 @@ def test_a_file_ffmpeg_cannot_open_gives_rtposes_line_alone(flies_video_path, tm
                           str(tmp_path / "p.slp")], capture_output=True, text=True, timeout=120,
                          env={k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"})
     assert run.returncode == 2 and run.stderr == f"error: {cut}: not a readable video\n", run.stderr
+
+
+def test_bench_of_a_labels_file_names_the_video_it_timed(flies_video_path, capsys):
+    close = flies_video_path.with_name("clip.close.slp")
+    assert cli_main(["bench", "-m", MODEL, "-i", str(close), "--frames", "1200-1201", "--no-batch-sweep",
+                     "--warmup", "0"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith(f"model {MODEL}, frames 1200, 1201 of clip.mp4 (n=2)"), first

@@ -169,7 +169,8 @@ def main(args: argparse.Namespace) -> int:
     }
     result["machine"]["other_processes_cores_busy"] = other.cores
     lat = result["latency_ms"]
-    print(f"{engine.name} on {engine.device}, model {args.model}, frames {result['frames']} (n={len(frames)})")
+    of = f" of {Path(video).name}" if Path(video).name != Path(args.input).name else ""  # a .slp: its video
+    print(f"{engine.name} on {engine.device}, model {args.model}, frames {result['frames']}{of} (n={len(frames)})")
     print(f"graph: {engine.describe_graph()}")
     print(f"batch 1 round trip: p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f}  p99 {lat['p99']:.2f}  "
           f"max {lat['max']:.2f}  -> {result['fps']:.0f} frames/s")
