@@ -65,11 +65,17 @@ def keep_sending(pub: Pub, topic: str, make, until) -> None:
         time.sleep(0.01)
 
 
-def test_the_watcher_tells_live_stale_gone_and_a_new_run_apart():
-    pub = Pub()
+def watch(pub: Pub) -> tuple[StreamWatcher, list[tuple[str, str]]]:
+    """A started watcher of ``pub`` (stale after 0.5 s) and the (state, line) changes it announces."""
     lines: list[tuple[str, str]] = []
     watcher = StreamWatcher(pub.address, stale_s=0.5, on_change=lambda state, line: lines.append((state, line)))
     watcher.start()
+    return watcher, lines
+
+
+def test_the_watcher_tells_live_stale_gone_and_a_new_run_apart():
+    pub = Pub()
+    watcher, lines = watch(pub)
     try:
         keep_sending(pub, "status", lambda i: status("run A", True, 5), lambda: watcher.status is not None)
         frame = iter(range(10_000))
@@ -105,9 +111,7 @@ def test_the_watcher_tells_live_stale_gone_and_a_new_run_apart():
 def test_a_new_run_after_the_daemon_went_away_is_not_stale():
     """The silence before a new daemon was the old run's: its connection is not stale, its messages are live."""
     pub = Pub()
-    lines: list[tuple[str, str]] = []
-    watcher = StreamWatcher(pub.address, stale_s=0.5, on_change=lambda state, line: lines.append((state, line)))
-    watcher.start()
+    watcher, lines = watch(pub)
     try:
         keep_sending(pub, "status", lambda i: status("run A", True, 5), lambda: watcher.status is not None)
         frame = iter(range(10_000))
