@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
+from typing import Sequence
 
 from rtpose.errors import RtposeError
 
@@ -115,7 +116,24 @@ def claim_output_file(path: Path, overwrite: bool, option: str = "-o") -> None:
     raise RtposeError(f"{path} already exists: give another {option}, or --overwrite to replace it")
 
 
-def claim_report_file(path: str | Path, overwrite: bool, option: str) -> Path:
+def _is_input(path: Path, inputs: Sequence[str | Path]) -> Path | None:
+    """The input ``path`` would replace: an input file itself, or an existing file inside an
+    input folder (an export directory); None if it replaces no input."""
+    if not path.exists():
+        return None
+    for given in inputs:
+        item = Path(given)
+        if not item.exists():
+            continue
+        if item.is_dir():
+            if path.resolve().is_relative_to(item.resolve()):
+                return item
+        elif os.path.samefile(path, item):
+            return item
+    return None
+
+
+def claim_report_file(path: str | Path, overwrite: bool, option: str, inputs: Sequence[str | Path] = ()) -> Path:
     """Claim a report output (``--json``, ``--summary``, ``--report``, ``--histogram``)
     before any work: an existing file is refused unless ``overwrite``
     (:func:`claim_output_file`), and so is a path that cannot be written.
@@ -124,6 +142,10 @@ def claim_report_file(path: str | Path, overwrite: bool, option: str) -> Path:
     (:func:`make_parent`), so here a path is refused only where no folder can be made for
     it (a file stands where a folder would go) or the nearest existing folder is not
     writable, or where the path is itself a folder. Nothing is created or touched here.
+
+    ``inputs`` are what the command reads (files, or folders such as an export): a report
+    is never written over one of them, nor over a file inside an input folder, even with
+    ``overwrite``, as ``predict`` never writes over its input.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -134,6 +156,11 @@ def claim_report_file(path: str | Path, overwrite: bool, option: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise RtposeError(f"{option} {path} is a folder: give a file name")
+    replaced = _is_input(path, inputs)
+    if replaced is not None:  # even with --overwrite, which is for an earlier output
+        what = "is an input of this command" if replaced.resolve() == path.resolve() else \
+            f"lies in {replaced}, an input of this command"
+        raise RtposeError(f"{option} {path} {what}: give another {option} (--overwrite never replaces an input)")
     claim_output_file(path, overwrite, option)
     folder = path.parent
     while not folder.exists() and folder != folder.parent:

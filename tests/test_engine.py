@@ -736,3 +736,30 @@ def test_predict_says_so_when_the_model_finds_no_animal_at_all(tmp_path, frame, 
     out, err = capsys.readouterr()
     assert "3 frames, 0 instances" in out
     assert "warning: the model found no animal in any of the 3 frames" in err
+
+
+def test_a_report_is_never_written_over_an_input_even_with_overwrite(tmp_path, flies_video_path, capsys):
+    """--overwrite is for an earlier output: a --json or --summary naming the command's own input
+    (the predictions scored, the video timed, the protocol run, a file of the export checked) is refused."""
+    export = tmp_path / "export"
+    shutil.copytree(SHIPPED, export)
+    video = tmp_path / "clip.avi"
+    video.write_bytes(b"not read")
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text("not read either\n")
+    labels = flies_video_path.with_name("clip.close.slp")
+    cases = [
+        (["check", "-m", str(export), "--json", str(export / "rtpose.json")], "--json", export / "rtpose.json",
+         f"lies in {export}, an input of this command"),
+        (["bench", "-m", str(SHIPPED), "-i", str(video), "--json", str(video)], "--json", video,
+         "is an input of this command"),
+        (["run", str(protocol), "--summary", str(protocol)], "--summary", protocol, "is an input of this command"),
+        (["eval", "-g", str(labels), "-p", str(video), "--json", str(video)], "--json", video,
+         "is an input of this command"),
+    ]
+    for argv, option, target, what in cases:
+        before = target.read_bytes()
+        assert cli([*argv, "--overwrite"]) == 2, argv
+        assert capsys.readouterr().err == (f"error: {option} {target} {what}: give another {option} (--overwrite "
+                                           "never replaces an input)\n")
+        assert target.read_bytes() == before

@@ -31,7 +31,7 @@ REPORT_NAME = "latency_report.json"
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    claimed = claim_report(args.report, args.overwrite) if args.report else None  # before the run
+    claimed = claim_report(args.report, args.overwrite, [args.protocol]) if args.report else None  # before the run
     loaded, target, settings, protocol_overrides = prepare(args.protocol, args.overrides, args.duration)
     notes = preflight(loaded)  # the replay source and the publisher address: exit 2 before anything opens
     protocol = loaded.protocol

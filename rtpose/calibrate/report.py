@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -179,7 +179,7 @@ def machine_info() -> dict[str, Any]:
 # --- files ------------------------------------------------------------------------------
 
 
-def claim_report(path: str | Path, overwrite: bool) -> Path:
+def claim_report(path: str | Path, overwrite: bool, inputs: Sequence[str | Path] = ()) -> Path:
     """Check ``--report PATH`` before the calibration's run: the JSON and the histogram PNG
     beside it (``path.with_suffix(".png")``) are both refused when they exist, unless
     ``overwrite`` (:func:`rtpose.paths.claim_report_file`), so a short failing calibration
@@ -189,12 +189,12 @@ def claim_report(path: str | Path, overwrite: bool) -> Path:
         RtposeError: one line naming the file; also when ``path`` ends in ``.png`` (the
             histogram would be the report itself).
     """
-    path = claim_report_file(path, overwrite, "--report")
+    path = claim_report_file(path, overwrite, "--report", inputs)
     png = path.with_suffix(".png")
     if png == path:
         raise RtposeError(f"--report {path}: the histogram PNG goes beside the report with the same name: "
                           "give a .json name")
-    claim_report_file(png, overwrite, "--report")
+    claim_report_file(png, overwrite, "--report", inputs)
     return path
 
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def summarize(ms: np.ndarray) -> dict:
             "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "mean": float(ms.mean())}
 
 
-def claim_histogram(path: str | Path, overwrite: bool) -> Path:
+def claim_histogram(path: str | Path, overwrite: bool, inputs: Sequence[str | Path] = ()) -> Path:
     """Check ``--histogram PATH`` before any timing: a format matplotlib can write (by the
     extension: ``Figure().canvas.get_supported_filetypes()``; with none, matplotlib would
     write ``PATH.png``, another file than the one named), and :func:`claim_report_file`.
@@ -97,7 +98,7 @@ def claim_histogram(path: str | Path, overwrite: bool) -> Path:
             f"matplotlib cannot write .{extension} files"
         raise RtposeError(f"--histogram {path}: {said}; end the name in one of "
                           f"{', '.join('.' + f for f in sorted(formats))}")
-    return claim_report_file(path, overwrite, "--histogram")
+    return claim_report_file(path, overwrite, "--histogram", inputs)
 
 
 def plot_histogram(ms: np.ndarray, path: str | Path, title: str) -> None:
@@ -144,8 +145,8 @@ def main(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise RtposeError(f"--batch-size must be at least 1 (got {args.batch_size})")
     # then the outputs: a refused one costs no decoding and no timing
-    json_out = claim_report_file(args.json_out, args.overwrite, "--json") if args.json_out else None
-    histogram = claim_histogram(args.histogram, args.overwrite) if args.histogram else None
+    json_out = claim_report_file(args.json_out, args.overwrite, "--json", [args.input, args.model]) if args.json_out else None
+    histogram = claim_histogram(args.histogram, args.overwrite, [args.input, args.model]) if args.histogram else None
     video, indices = resolve_input(args.input, args.frames, spec=ExportSpec.load(args.model))
     if args.frames is None:
         indices = indices[:DEFAULT_FRAMES]  # the first 100 the input holds, or all of a shorter one

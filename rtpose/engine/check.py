@@ -47,7 +47,7 @@ def check_graphs(export_dir: str | Path, engine_name: str = "ort-cpu") -> list[C
 
 
 def main(args: argparse.Namespace) -> int:
-    json_out = claim_report_file(args.json_out, args.overwrite, "--json") if args.json_out else None
+    json_out = claim_report_file(args.json_out, args.overwrite, "--json", [args.model]) if args.json_out else None
     results = check_graphs(args.model, args.engine)
     spec = ExportSpec.load(args.model)
     m = describe()

@@ -55,7 +55,7 @@ _NO_UPPER_BOUND = sys.maxsize
 
 
 def main(args: argparse.Namespace) -> int:
-    json_out = claim_report_file(args.json_out, args.overwrite, "--json") if args.json_out else None
+    json_out = claim_report_file(args.json_out, args.overwrite, "--json", [args.ground_truth, args.predictions]) if args.json_out else None
     if args.px_per_mm is not None and not args.px_per_mm > 0:
         raise RtposeError(f"--px-per-mm must be positive, got {args.px_per_mm}")
     if not args.pck_px > 0:

@@ -34,7 +34,7 @@ from rtpose import jsonsafe  # noqa: E402
 
 
 def main(args: argparse.Namespace) -> int:
-    summary = claim_report_file(args.summary, args.overwrite, "--summary") if args.summary else None
+    summary = claim_report_file(args.summary, args.overwrite, "--summary", [args.protocol]) if args.summary else None
     loaded = load_protocol(args.protocol, args.overrides, args.duration)
     notes = preflight(loaded)  # raises RtposeError: exit 2, before the banner
     protocol = loaded.protocol
