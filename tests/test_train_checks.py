@@ -108,3 +108,26 @@ def test_a_frame_selection_reaching_outside_the_labels_is_noted_with_what_it_sel
     assert printed.startswith("note: data.val_frames '60-99' reaches past the last labelled frame (69): it selects "
                               "the labelled frames 60-69"), printed
     assert "train_frames" not in printed
+
+
+def test_a_run_never_writes_over_its_config_or_into_a_folder_of_other_files(tmp_path, flies_labels_path, capsys):
+    """`train FOLDER/config.yaml -o FOLDER` would replace the recipe it trains from (even with --overwrite);
+    a folder of a user's files (no trained model) is refused unless --overwrite, as export refuses one."""
+    own = tmp_path / "recipe"
+    own.mkdir()
+    path = write_config(own, tiny_config(flies_labels_path, own), name="config.yaml")
+    kept = path.read_text()
+    for extra in ([], ["--overwrite"]):
+        assert error_line(["train", str(path), *extra], capsys) == (
+            f"error: -o {own}: the run would write its config.yaml over {path}, the config it trains from: give "
+            "another -o (--overwrite never replaces an input)")
+        assert path.read_text() == kept and sorted(p.name for p in own.iterdir()) == ["config.yaml"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    cfg = write_config(tmp_path, tiny_config(flies_labels_path, mine))
+    assert error_line(["train", str(cfg)], capsys) == (
+        f"error: -o {mine}: a folder holding other files (notes.txt) and no trained model; a training run gets a "
+        "folder of its own: give a new or empty one (--overwrite writes into it anyway, replacing only a run's own "
+        "files)")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -51,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     tree, lines = load_tree(args.config, args.overrides)
     cfg = validate(TrainConfig, tree, args.config, lines)
     check_config(cfg, args.config, lines)  # labels, nodes, frames: file and line, before the model dir is touched
-    claim_output(Path(args.output or cfg.output), args.resume, args.overwrite)
+    claim_output(Path(args.output or cfg.output), args.resume, args.overwrite, source=Path(args.config))
     t_start = time.monotonic()
     with _say_what_is_kept(Path(args.output or cfg.output)):
         model_dir = train(cfg, output=args.output, resume=args.resume)
@@ -84,7 +85,8 @@ def _report(model_dir: Path, config_run: bool, t_start: float) -> None:
 RUN_FILES = ("centroid", "instance", "model.json", "config.yaml", "report.json", "validation_report.json")
 
 
-def claim_output(model_dir: Path, resume: bool, overwrite: bool, clear: bool = True) -> None:
+def claim_output(model_dir: Path, resume: bool, overwrite: bool, clear: bool = True,
+                 source: Path | None = None) -> None:
     """Make sure a run does not mix its files with an earlier model's.
 
     A directory that holds a trained model (``model.json`` or a network's checkpoints) is
@@ -95,12 +97,21 @@ def claim_output(model_dir: Path, resume: bool, overwrite: bool, clear: bool = T
     ``clear=False`` it only refuses: call it again once every other input is checked, so
     that a mistake found later does not cost the old model.
 
+    A directory of other files (or of run files without a model: a user's own
+    ``config.yaml``) is refused unless ``--overwrite``, as ``export -o`` refuses one; and
+    ``source``, the labels or config trained from, is never replaced (``-o`` its own folder).
+
     Raises:
-        RtposeError: the directory holds a model and neither flag was given, or
-            ``--resume`` was given for a finished run.
+        RtposeError: the directory holds a model, or other files, and neither flag was
+            given; ``--resume`` was given for a finished run; the run would write over
+            ``source``.
     """
     if resume and overwrite:
         raise RtposeError("--resume continues the model in the model dir and --overwrite replaces it: give one")
+    if source is not None and source.name in RUN_FILES and (model_dir / source.name).exists() \
+            and os.path.samefile(model_dir / source.name, source):
+        raise RtposeError(f"-o {model_dir}: the run would write its {source.name} over {source}, the config it "
+                          "trains from: give another -o (--overwrite never replaces an input)")
     held = [name for name in ("model.json", "centroid", "instance") if (model_dir / name).exists()]
     if resume and "model.json" in held:  # refused before its config.yaml is rewritten
         raise RtposeError(f"{model_dir} holds a finished run{_finished_run(model_dir / 'model.json')}: "
@@ -111,7 +122,16 @@ def claim_output(model_dir: Path, resume: bool, overwrite: bool, clear: bool = T
         # a mistyped -o would otherwise start a new run from epoch 0 without a word
         raise RtposeError(f"{model_dir}: nothing to resume (no stopped run's centroid/last.pt or instance/last.pt "
                           "there); check -o, or leave out --resume to start a new run")
-    if not held or resume:
+    if resume:
+        return
+    if not held:
+        others = sorted(p.name for p in model_dir.iterdir() if not p.name.startswith(".")) \
+            if model_dir.is_dir() else []
+        if others and not overwrite:
+            shown = ", ".join(others[:4]) + (" ..." if len(others) > 4 else "")
+            raise RtposeError(f"-o {model_dir}: a folder holding other files ({shown}) and no trained model; a "
+                              "training run gets a folder of its own: give a new or empty one (--overwrite "
+                              "writes into it anyway, replacing only a run's own files)")
         return
     if not overwrite:
         # a finished run (model.json) has spent its budget: --resume would add next to nothing
@@ -156,7 +176,8 @@ def _train_from_labels(args: argparse.Namespace) -> int:
 
     t_start = time.monotonic()
     claimed = Path(args.output or default_output(args.config))
-    claim_output(claimed, args.resume, args.overwrite, clear=False)  # said before the banner, as every bad input
+    claim_output(claimed, args.resume, args.overwrite, clear=False,  # said before the banner, as every bad input
+                 source=Path(args.config))
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES
     if minutes <= 0:  # said before the banner, which would announce a run of 0 min
         raise RtposeError(f"--minutes must be positive, got {minutes:g}")
