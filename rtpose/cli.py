@@ -200,7 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", help="write the run summary JSON here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
-    p = sub.add_parser("calibrate", help="measure end-to-end latency through an AO->AI loopback")
+    p = sub.add_parser("calibrate", help="measure end-to-end latency through an AO->AI loopback",
+                       description="Measure end-to-end latency through an AO->AI loopback. Exit status: 0; 1 too "
+                       "few usable segments, or the run failed; 2 a mistake found before the run; 130 Ctrl-C, "
+                       "143 SIGTERM (the report covers the time that ran). 0 V on every output in every case.")
     p.add_argument("protocol", help="calibration protocol YAML (experiments/latency_calibration.yaml)")
     p.add_argument("--duration", type=float, help="seconds (overrides the protocol)")
     _overrides_arg(p)

@@ -525,3 +525,31 @@ def test_the_rig_protocol_without_its_drivers_is_a_setup_error_as_in_rtpose_run(
     assert rtpose_main(["calibrate", str(RIG_PROTOCOL)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: the '") and "backend needs the Python module" in err[0], err
+
+
+def test_ctrl_c_of_a_calibration_says_it_was_cut_short_and_exits_130(tmp_path):
+    """A calibration stopped by Ctrl-C reports the time that ran and says so; its exit status is
+    rtpose run's (130), so a script cannot take it for the full duration asked for."""
+    import signal
+    import time
+
+    path = write_test_protocol(tmp_path, duration=60)
+    report = tmp_path / "cut.json"
+    process = subprocess.Popen([sys.executable, "-m", "rtpose", "calibrate", str(path), "--set",
+                                "calibration.min_segments=2", "--report", str(report)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = process.stdout.readline()  # printed once the checks passed, just before the run
+        assert "calibrating" in banner, banner
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "run" / "record.msgpack").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the daemon is running (and handles SIGINT) once its recording exists
+        time.sleep(6)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, (out, err)
+    assert "interrupted (SIGINT) after " in err and " s of 60 s: the report covers that time only; DAQ channels " \
+        "after stop: " in err, err
+    assert json.loads(report.read_text())["run"]["stop_reason"] == "SIGINT"

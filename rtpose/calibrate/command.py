@@ -55,6 +55,12 @@ def main(args: argparse.Namespace) -> int:
     for line in breakdown_lines(report):
         console.print(line, markup=False)
     console.print(f"report: {json_path}  histogram: {png_path}", markup=False)
+    if result.exit_code in (130, 143):  # Ctrl-C or SIGTERM: a shorter calibration than asked, said so
+        wall = result.summary.get("wall_s") or 0.0
+        volts = ", ".join(f"{name} {v:g} V" for name, v in result.final_volts.items())
+        print(f"interrupted ({result.stop_reason}) after {wall:.1f} s of {duration}: the report covers that time "
+              f"only; DAQ channels after stop: {volts}", file=sys.stderr)
+        return result.exit_code
     if not calibration.enough_segments:
         print(f"error: {calibration.shortfall_message()}", file=sys.stderr)
         return 1
