@@ -763,3 +763,26 @@ def test_a_report_is_never_written_over_an_input_even_with_overwrite(tmp_path, f
         assert capsys.readouterr().err == (f"error: {option} {target} {what}: give another {option} (--overwrite "
                                            "never replaces an input)\n")
         assert target.read_bytes() == before
+
+
+def test_a_damaged_export_file_is_one_line_and_a_damaged_int8_graph_leaves_the_fp32_one(tmp_path,
+                                                                                        flies_video_path, capsys):
+    """A truncated copy (an interrupted transfer to the rig PC) is said in one line, exit 2, not a traceback."""
+    def damaged(name: str) -> Path:
+        export = tmp_path / f"copy_{name}"
+        shutil.copytree(SHIPPED, export)
+        (export / name).write_bytes((SHIPPED / name).read_bytes()[:1000])
+        return export
+
+    export = damaged("model.onnx")
+    assert cli(["check", "-m", str(export)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {export / 'model.onnx'}: ONNX Runtime cannot load this graph")
+    assert err[0].endswith("a damaged or truncated copy? copy the export again, or export it again")
+    export = damaged("reference.npz")
+    assert cli(["check", "-m", str(export)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {export / 'reference.npz'}: not readable reference outputs")
+    export = damaged("model.int8.onnx")
+    assert cli(["predict", "-m", str(export), "-i", str(flies_video_path), "--frames", "1200",
+                "-o", str(tmp_path / "p.slp")]) == 0
+    assert "ran the fp32 graph (the int8 graph could not be loaded" in capsys.readouterr().out

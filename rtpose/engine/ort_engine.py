@@ -54,7 +54,12 @@ class _OrtEngine(Engine):
             raise RtposeError(f"{self.export_dir}: no {precision} graph in this export (it has "
                               f"{', '.join(self.spec.graphs)}){hint}")
         path = self.export_dir / self.spec.graphs[precision]
-        return ort.InferenceSession(str(path), self._options, providers=self._providers())
+        try:
+            return ort.InferenceSession(str(path), self._options, providers=self._providers())
+        except Exception as exc:  # ONNX Runtime's own kinds (InvalidProtobuf, Fail, ...) share no base class
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise RtposeError(f"{path}: ONNX Runtime cannot load this graph ({type(exc).__name__}: {first}); a "
+                              "damaged or truncated copy? copy the export again, or export it again") from None
 
     def _choose(self, precision: str) -> ort.InferenceSession:
         """The session of the graph to run; sets ``graph`` and ``graph_reason``."""
@@ -94,7 +99,13 @@ class OrtCpuEngine(_OrtEngine):
             if precision == "auto":
                 self.graph_reason = "the export's only graph"
             return session
-        choice = choose_cpu_graph(self, {p: self._open(p) for p in ("fp32", "int8")})
+        fp32 = self._open("fp32")
+        try:
+            int8 = self._open("int8")
+        except RtposeError as exc:  # a damaged int8 file: the intact fp32 graph runs, and the reason says why
+            self.graph, self.graph_reason = "fp32", f"the int8 graph could not be loaded ({exc})"
+            return fp32
+        choice = choose_cpu_graph(self, {"fp32": fp32, "int8": int8})
         self.graph, self.graph_reason, self.check = choice.graph, choice.reason, choice.check
         return choice.session
 

@@ -34,6 +34,7 @@ network reads.
 from __future__ import annotations
 
 import time
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -185,8 +186,9 @@ def load_references(export_dir: str | Path, spec: ExportSpec) -> References | No
             frames = data["frames"]
             outputs = {name: data[name] for name in OUTPUT_NAMES}
             indices = data["frame_indices"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise RtposeError(f"{path}: not readable reference outputs ({exc}); re-export the model") from None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise RtposeError(f"{path}: not readable reference outputs ({exc}); a damaged or truncated copy? copy the "
+                          "export again, or export it again") from None
     if frames.dtype != np.uint8 or frames.shape[1:] != (spec.frame_height, spec.frame_width):
         raise RtposeError(f"{path}: frames of shape {frames.shape[1:]} do not match rtpose.json's "
                           f"{spec.frame_height}x{spec.frame_width}; re-export the model")
