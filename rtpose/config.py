@@ -88,10 +88,14 @@ class _LineLoader(yaml.SafeLoader):
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     mapping: dict = {}
+    lines = loader.key_lines.setdefault(id(mapping), {})
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if key in mapping:  # YAML would keep the last silently: an edit appended beside the original
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {lines[key]})", key_node.start_mark)
         mapping[key] = loader.construct_object(value_node, deep=True)
-        loader.key_lines.setdefault(id(mapping), {})[key] = key_node.start_mark.line + 1
+        lines[key] = key_node.start_mark.line + 1
     return mapping
 
 

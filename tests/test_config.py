@@ -222,3 +222,11 @@ def test_a_top_level_key_that_lives_in_sections_names_them():
     from rtpose.train.config import TrainConfig
 
     assert paths_of_key(TrainConfig, "optim") == ["centroid.optim", "instance.optim"]
+
+
+def test_a_duplicate_key_is_an_error_naming_both_lines(tmp_path):
+    """YAML keeps the last of two equal keys without a word (an override appended while editing)."""
+    path = tmp_path / "p.yaml"
+    path.write_text("duration: 10\ncamera:\n  fps: 150\n  fps: 60\n")
+    with pytest.raises(ConfigError, match=r"p.yaml:4: not valid YAML \(duplicate key 'fps' \(first at line 3\)\)$"):
+        load_yaml(path)
