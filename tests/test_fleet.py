@@ -433,6 +433,11 @@ def test_inputs_folders_patterns_and_outputs(tmp_path, videos):
         expand_inputs([str(folder / "missing.mp4")])
     with pytest.raises(RtposeError, match="holds no video"):
         expand_inputs([str(tmp_path)])
+    packages = tmp_path / "packages"  # SLEAP packages in a folder are inputs; a labels .slp is not
+    packages.mkdir()
+    (packages / "session1.pkg.slp").write_bytes(b"")
+    (packages / "labels.slp").write_bytes(b"")
+    assert expand_inputs([str(packages)]) == [(packages / "session1.pkg.slp").resolve()]
     (tmp_path / "x").mkdir()
     other = tmp_path / "x" / "a.avi"
     other.write_bytes(b"")

@@ -50,9 +50,12 @@ def expand_inputs(items: Sequence[str]) -> list[Path]:
         if path.is_file():
             found.append(path)
         elif path.is_dir():
-            videos = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            # videos, and SLEAP packages (frames embedded); a labels .slp beside its video would repeat it
+            videos = sorted(p for p in path.iterdir() if p.is_file() and (
+                p.suffix.lower() in VIDEO_SUFFIXES or p.name.lower().endswith(".pkg.slp")))
             if not videos:
-                raise RtposeError(f"{path}: the folder holds no video ({', '.join(sorted(VIDEO_SUFFIXES))})")
+                raise RtposeError(f"{path}: the folder holds no video ({', '.join(sorted(VIDEO_SUFFIXES))}) "
+                                  "or SLEAP package (.pkg.slp)")
             found.extend(videos)
         elif is_pattern(item):
             matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
