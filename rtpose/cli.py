@@ -14,7 +14,7 @@ import os
 import sys
 
 from rtpose import __version__
-from rtpose.errors import RtposeError
+from rtpose.errors import Interrupted, RtposeError
 
 # subcommand -> module whose main(args) -> int does the work
 HANDLERS = {
@@ -265,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     except RtposeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if not isinstance(exc, Interrupted):  # else the command has said what it kept
+            print("interrupted", file=sys.stderr)
         return 130
 
 

@@ -8,3 +8,7 @@ raises ``RtposeError`` with one line that names the culprit; the CLI prints it a
 
 class RtposeError(Exception):
     """An error the user can fix; its message is one line and names the file or field."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, after the command has said what it kept or lost (the CLI adds no second line)."""

@@ -786,3 +786,23 @@ def test_a_damaged_export_file_is_one_line_and_a_damaged_int8_graph_leaves_the_f
     assert cli(["predict", "-m", str(export), "-i", str(flies_video_path), "--frames", "1200",
                 "-o", str(tmp_path / "p.slp")]) == 0
     assert "ran the fp32 graph (the int8 graph could not be loaded" in capsys.readouterr().out
+
+
+def test_ctrl_c_of_predict_is_one_line_saying_what_was_lost(flies_video_path, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "p.slp"
+    process = subprocess.Popen([sys.executable, "-m", "rtpose", "predict", "-m", str(SHIPPED), "-i",
+                                str(flies_video_path), "-o", str(out)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # the model is loaded; the 1500 frames take far longer
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted after ") and lines[0].endswith(
+        f"of 1500 frames: nothing written ({out} is written at the end, in one go)"), err
+    assert not out.exists()

@@ -26,7 +26,7 @@ from rtpose.engine.base import Engine, load_engine
 from rtpose.engine.continuity import IdentityContinuity
 from rtpose.data.video import describe_indices
 from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
-from rtpose.errors import RtposeError
+from rtpose.errors import Interrupted, RtposeError
 from rtpose.export.spec import ExportSpec
 from rtpose.paths import claim_output_file, no_such_file
 from rtpose.poses import Poses
@@ -137,7 +137,7 @@ def predict(model: str | Path, input_path: str | Path, frames: str | None = None
         except KeyboardInterrupt:
             print(f"interrupted after {done} of {len(indices)} frames: nothing written ({output} is written at the "
                   "end, in one go)", file=sys.stderr)
-            raise
+            raise Interrupted() from None
     follow = IdentityContinuity(spec.n_classes) if continuity else None
     results = follow_identities(raw, follow)
     wall = time.perf_counter() - t0

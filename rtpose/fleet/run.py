@@ -33,7 +33,7 @@ from rtpose.engine.continuity import IdentityContinuity
 from rtpose.engine.frames import resolve_input
 from rtpose.data.video import VideoReader, describe_indices
 from rtpose.engine.predict import EXIT_FRAMES_MISSING, follow_identities, model_provenance
-from rtpose.errors import RtposeError
+from rtpose.errors import Interrupted, RtposeError
 from rtpose.export.spec import ExportSpec
 from rtpose.fleet import init_local_ray, require_ray
 from rtpose.fleet.inputs import DEFAULT_OUT_DIR, MANIFEST_NAME, expand_inputs, output_paths
@@ -178,7 +178,7 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
             save_json(manifest_path, manifest)
             left = sum(len(j.remaining) for j in jobs)
             print(f"interrupted: {left} chunks left; run the same command again to resume", file=sys.stderr)
-            raise
+            raise Interrupted() from None
         except Exception as exc:
             run.update(status="failed", ended=_now(), error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             save_json(manifest_path, manifest)

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from rtpose.errors import RtposeError
+from rtpose.errors import Interrupted, RtposeError
 from rtpose.train.config import TrainConfig
 from rtpose.train.trainer import train
 from rtpose.config import apply_overrides, load_tree, validate
@@ -167,7 +167,7 @@ def _say_what_is_kept(model_dir: Path):
         kept = sorted(str(p.relative_to(model_dir)) for p in model_dir.glob("*/last.pt")) if model_dir.is_dir() else []
         print(f"stopped: {', '.join(kept)} kept in {model_dir}; the same command with --resume continues from there"
               if kept else f"stopped before the first epoch ended: nothing to resume in {model_dir}", file=sys.stderr)
-        raise
+        raise Interrupted() from None
 
 
 def _train_from_labels(args: argparse.Namespace) -> int:
