@@ -464,7 +464,7 @@ def test_predict_default_output_leaves_a_read_only_folder_alone_even_for_root(tm
         shared.chmod(0o755)
 
 
-def test_bench_reports_latency(tmp_path, flies_video_path):
+def test_bench_reports_latency(tmp_path, flies_video_path, capsys):
     out = tmp_path / "bench.json"
     png = tmp_path / "hist.png"
     assert cli(["bench", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200-1209",
@@ -477,6 +477,8 @@ def test_bench_reports_latency(tmp_path, flies_video_path):
     assert 0 < lat["p50"] <= lat["p99"] <= lat["max"] and result["fps"] > 0
     assert result["fps_at_batch_size"]["2"] > 0 and png.stat().st_size > 1000
     assert result["machine"]["other_processes_cores_busy"] >= 0  # measured on Linux (/proc/stat)
+    out_lines = capsys.readouterr().out.splitlines()
+    assert f"figures: {out}" in out_lines and f"histogram: {png}" in out_lines  # it says where it wrote
 
 
 BENCH_FAST = ["--frames", "1200-1201", "--warmup", "0", "--no-batch-sweep"]

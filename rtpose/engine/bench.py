@@ -145,8 +145,9 @@ def main(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise RtposeError(f"--batch-size must be at least 1 (got {args.batch_size})")
     # then the outputs: a refused one costs no decoding and no timing
-    json_out = claim_report_file(args.json_out, args.overwrite, "--json", [args.input, args.model]) if args.json_out else None
-    histogram = claim_histogram(args.histogram, args.overwrite, [args.input, args.model]) if args.histogram else None
+    inputs = [args.input, args.model]
+    json_out = claim_report_file(args.json_out, args.overwrite, "--json", inputs) if args.json_out else None
+    histogram = claim_histogram(args.histogram, args.overwrite, inputs) if args.histogram else None
     video, indices = resolve_input(args.input, args.frames, spec=ExportSpec.load(args.model))
     if args.frames is None:
         indices = indices[:DEFAULT_FRAMES]  # the first 100 the input holds, or all of a shorter one
@@ -199,6 +200,8 @@ def main(args: argparse.Namespace) -> int:
               "these figures are slower than this machine's; time again with it idle", file=sys.stderr)
     if json_out is not None:
         make_parent(json_out).write_text(jsonsafe.dumps(result, indent=2))
+        print(f"figures: {json_out}")
     if histogram is not None:
         plot_histogram(ms, histogram, f"{engine.name}, batch 1, {engine.device}")
+        print(f"histogram: {histogram}")
     return 0
