@@ -48,7 +48,8 @@ demo: $(STAMP)
 	  wait $$view; view=; \
 	  echo "live view not started: $$({ sed -n 's/^error: //p' runs/demo_view.log; tail -n 1 runs/demo_view.log; } | head -n 1)" >&2; \
 	  next=$$(sed -n 's/.*e\.g\. --port \([0-9][0-9]*\).*/\1/p' runs/demo_view.log | head -n 1); \
-	  echo "the run goes on without it; for a view, choose another port: make demo VIEW_PORT=$${next:-$$(($(VIEW_PORT) + 1))}" >&2; \
+	  case "$(VIEW_PORT)" in ''|*[!0-9]*) after=8050;; *) after=$$(($(VIEW_PORT) + 1));; esac; \
+	  echo "the run goes on without it; for a view, choose another port: make demo VIEW_PORT=$${next:-$$after}" >&2; \
 	fi; \
 	$(PY) -m rtpose run experiments/male_approach_replay.yaml --summary runs/demo_summary.json --overwrite; status=$$?; \
 	if [ -n "$$view" ]; then \
