@@ -54,7 +54,7 @@ demo: $(STAMP)
 	$(PY) -m rtpose run experiments/male_approach_replay.yaml --summary runs/demo_summary.json --overwrite; status=$$?; \
 	if [ -n "$$view" ]; then \
 	  kill $$view 2>/dev/null; wait $$view 2>/dev/null; \
-	  echo "to watch the next run: $(PY) -m rtpose view  (then open http://127.0.0.1:$(VIEW_PORT)/)"; \
+	  [ $$status -ne 0 ] || echo "to watch the next run: $(PY) -m rtpose view  (then open http://127.0.0.1:$(VIEW_PORT)/)"; \
 	fi; \
 	exit $$status
 
