@@ -334,7 +334,7 @@ def test_predict_only_labeled_on_frames_without_labels_names_the_labeled_ones(tm
 def test_predict_errors_are_one_line(tmp_path, flies_video_path, capsys):
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1400-1600"]) == 2
     assert capsys.readouterr().err.strip() == \
-        "error: frame range '1400-1600' is outside the video: valid frames are 0-1499"
+        "error: frame range '1400-1600' is outside clip.mp4: valid frames are 0-1499"
     bad = tmp_path / "not_a_video.mp4"
     bad.write_text("hello")
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(bad)]) == 2

@@ -181,7 +181,7 @@ def test_replay_config_is_checked_before_opening(flies_video_path, monkeypatch):
         assert "\n" not in str(error.value)
     with pytest.raises(RtposeError, match="camera.backend: unknown backend 'webcam'"):
         parse_camera_config({"backend": "webcam"})
-    with pytest.raises(RtposeError, match="outside the video: valid frames are 0-1499"):
+    with pytest.raises(RtposeError, match="outside clip.mp4: valid frames are 0-1499"):
         open_camera({"backend": "replay", "path": str(flies_video_path), "frames": "1490-1600"})
 
 

@@ -295,7 +295,10 @@ class VideoReader:
             RtposeError: the range is malformed, outside the video, or (package) holds no frame.
         """
         if self._embedded is None:
-            return list(parse_frame_range(text, self.n_frames))
+            try:
+                return list(parse_frame_range(text, self.n_frames))
+            except RtposeError as exc:  # which video, as the protocol's camera.frames names its file
+                raise RtposeError(str(exc).replace("is outside the video:", f"is outside {self.path.name}:")) from None
         held = list(self.frame_indices)
         if text is None or text == "":
             return held
