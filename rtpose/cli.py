@@ -253,7 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     # FFmpeg's own log lines ("moov atom not found") would come before rtpose's one line about the
     # same file; OpenCV reads this before its first capture. A value the user set is kept.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    args, unknown = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    given = sys.argv[1:] if argv is None else argv
+    if given and not given[0].startswith("-") and given[0] not in HANDLERS:  # a mistyped command
+        close = difflib.get_close_matches(given[0], list(HANDLERS), n=1)
+        if close:
+            parser.error(f"unknown command {given[0]!r}; did you mean '{close[0]}'?")
+    args, unknown = parser.parse_known_args(argv)
     if unknown:
         known = [s for action in args.command_parser._actions for s in action.option_strings]
         close = [difflib.get_close_matches(u.split("=", 1)[0], known, n=1) for u in unknown if u.startswith("--")]

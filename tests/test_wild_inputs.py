@@ -364,6 +364,16 @@ def test_a_misspelt_option_is_one_line_naming_its_command(capsys):
     with pytest.raises(SystemExit):  # nothing close: no guess
         cli_main(["predict", "-m", "x", "-i", "y", "--zzz"])
     assert capsys.readouterr().err.endswith("unrecognized arguments: --zzz (see rtpose predict --help)\n")
+    with pytest.raises(SystemExit):  # a misspelt command is named too
+        cli_main(["prdict", "-m", "x"])
+    assert capsys.readouterr().err == ("rtpose: error: unknown command 'prdict'; did you mean 'predict'? "
+                                       "(see rtpose --help)\n")
+
+
+def test_a_video_given_to_train_is_named_as_one(flies_video_path, capsys):
+    assert cli_main(["train", str(flies_video_path), "--minutes", "1"]) == 2
+    assert capsys.readouterr().err == (f"error: {flies_video_path}: is a video; rtpose train takes a labels file "
+                                       "(.slp, labelled frames of it) or a config (.yaml)\n")
 
 
 def test_a_file_ffmpeg_cannot_open_gives_rtposes_line_alone(flies_video_path, tmp_path):

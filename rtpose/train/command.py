@@ -40,6 +40,11 @@ def _check_source(source: Path) -> None:
         raise RtposeError(f"{source}: is a folder; rtpose train takes a labels file (.slp) or a config (.yaml){inside}")
     if not source.exists():
         raise RtposeError(no_such_file(source))
+    from rtpose.data.video import VIDEO_SUFFIXES
+
+    if source.suffix.lower() in VIDEO_SUFFIXES:
+        raise RtposeError(f"{source}: is a video; rtpose train takes a labels file (.slp, labelled frames of it) or "
+                          "a config (.yaml)")
 
 
 def main(args: argparse.Namespace) -> int:
