@@ -186,6 +186,33 @@ def test_listen_says_once_that_nothing_arrived_and_keeps_waiting():
         publisher.close()
 
 
+def test_listen_at_a_web_server_says_it_is_one():
+    """A view's page port (or any web server) given as the stream: named, as rtpose view names it."""
+    port = free_address().rsplit(":", 1)[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", port, "--bind", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        address = f"tcp://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the server is up
+            with socket.socket() as probe_socket:
+                if probe_socket.connect_ex(("127.0.0.1", int(port))) == 0:
+                    break
+            time.sleep(0.1)
+        err, stop = Lines("web server"), threading.Event()
+        listener = threading.Thread(target=lambda: listen(address, out=Lines(), err=err, quiet_s=0.5, stop=stop),
+                                    daemon=True)
+        listener.start()
+        assert err.seen.wait(30), err.text
+        stop.set()
+        listener.join(10)
+        assert err.text.startswith(f"{address} is a web server (HTTP), not a ZeroMQ publisher: is it a view's page "
+                                   "port?"), err.text
+    finally:
+        server.kill()
+        server.wait()
+
+
 def test_rtpose_listen_checks_the_address_before_saying_it_listens(capsys):
     from rtpose.cli import main as cli_main
 
