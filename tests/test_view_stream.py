@@ -17,7 +17,7 @@ from rtpose.errors import RtposeError
 from rtpose.live.preview import PreviewEncoder, encode_preview
 from rtpose.live.protocol import load_protocol
 from rtpose.live.publisher import frame_message
-from rtpose.view import probe
+from rtpose.live import probe
 from rtpose.view.stream import StreamWatcher
 
 from test_view import DEMO, free_port, wait_for

@@ -111,7 +111,7 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
             if not poller.poll(100):  # short polls keep Ctrl-C and `stop` responsive
                 if received == 0 and quiet_until is not None and clock.now() >= quiet_until:
                     quiet_until = None  # said once
-                    from rtpose.view.probe import HTTP, probe  # a plain socket: what answers there, if anything
+                    from rtpose.live.probe import HTTP, probe  # a plain socket: what answers there, if anything
 
                     if probe(address) == HTTP:
                         print(f"{address} is a web server (HTTP), not a ZeroMQ publisher: is it a view's page "

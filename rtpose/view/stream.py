@@ -9,7 +9,7 @@ rates, trigger events and the run's identity. A socket monitor (ZeroMQ's
 can tell a daemon that is not running from a stream that went quiet, and a peer that
 is not ZeroMQ at all (a failed handshake) from one that speaks another format. When a
 connection stays up without a ZeroMQ handshake, or the first messages are not rtpose's,
-the address is probed once with a plain HTTP request (``rtpose.view.probe``): a web
+the address is probed once with a plain HTTP request (``rtpose.live.probe``): a web
 server there (an ``rtpose view``'s page port, say) is named as such.
 
 Being one more subscriber, the view cannot slow the daemon: the publisher drops
@@ -29,7 +29,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from rtpose import clock
 from rtpose.live.publisher import DEFAULT_ADDRESS, PREVIEW_TOPIC, STATUS_TOPIC, split_message
-from rtpose.view import probe
+from rtpose.live import probe
 
 POSES_KEYS = ("frame", "t", "points", "point_scores", "identity", "rules")
 STATUS_KEYS = ("run", "running", "frames", "skeleton")
@@ -86,7 +86,7 @@ class StreamWatcher:
         on_change: called from the thread with one line whenever the state's headline
             changes (``rtpose view`` prints it).
         handshake_wait_s: connected this long (seconds) without a ZeroMQ handshake: the
-            address is probed (``rtpose.view.probe``) and the headline says what answers.
+            address is probed (``rtpose.live.probe``) and the headline says what answers.
 
     Raises:
         ValueError: from ``start`` when ZeroMQ refuses the address (a malformed one).
@@ -110,7 +110,7 @@ class StreamWatcher:
         self.ever_connected = False
         self.handshake_failures = 0  # since the last handshake that succeeded
         self.handshake_failed_at: float | None = None  # the first of those
-        # the one probe of the address (rtpose.view.probe): why it ran, and what answered
+        # the one probe of the address (rtpose.live.probe): why it ran, and what answered
         self.probe_reason: str | None = None  # "handshake" (none in handshake_wait_s) or "format"
         self.probe_result: str | None = None  # None while it runs
         self.no_handshake = False  # the probe found no web server and no handshake came since
