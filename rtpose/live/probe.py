@@ -4,8 +4,9 @@ A plain TCP connection sends one HTTP request line (RFC 9112, section 3) and rea
 first bytes of the answer. A web server (an ``rtpose view`` page port, ``python -m
 http.server``) answers ``HTTP/1.x ...``; a ZeroMQ peer answers its 10-byte greeting
 signature (``0xFF ... 0x7F``, ZMTP 3.x, rfc.zeromq.org/spec/23); other programs answer
-something else or nothing. Used once by ``StreamWatcher`` when a connection stays up
-without a ZeroMQ handshake, or when the first messages are not rtpose's.
+something else or nothing. Used once by the view's ``StreamWatcher`` when a connection
+stays up without a ZeroMQ handshake, or when the first messages are not rtpose's, and by
+``rtpose listen`` when nothing has arrived.
 """
 
 from __future__ import annotations
