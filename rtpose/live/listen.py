@@ -111,12 +111,10 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
             if not poller.poll(100):  # short polls keep Ctrl-C and `stop` responsive
                 if received == 0 and quiet_until is not None and clock.now() >= quiet_until:
                     quiet_until = None  # said once
-                    from rtpose.live.probe import HTTP, probe  # a plain socket: what answers there, if anything
+                    from rtpose.live.probe import HTTP, probe, web_server_line  # what answers there, if anything
 
                     if probe(address) == HTTP:
-                        print(f"{address} is a web server (HTTP), not a ZeroMQ publisher: is it a view's page "
-                              "port? the daemon's stream is its publisher.address (default tcp://127.0.0.1:5555); "
-                              "still waiting", file=err, flush=True)
+                        print(f"{web_server_line(address)}; still waiting", file=err, flush=True)
                     else:
                         print(f"nothing has arrived yet on {address} (topic {topic}) after {quiet_s:g} s: is a "
                               "daemon publishing there (its publisher.address and publisher.topic)? still waiting",

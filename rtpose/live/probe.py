@@ -20,16 +20,31 @@ SILENT = "silent"  # accepted the connection, said nothing in time, or hung up
 UNREACHABLE = "unreachable"  # the probe's own connection failed
 
 
-def tcp_host_port(address: str) -> tuple[str, int] | None:
-    """(host, port) of a ZeroMQ ``tcp://[source;]host:port`` address, or None for another transport."""
+def tcp_parts(address: str) -> tuple[str, str] | None:
+    """(host, port text) of a ZeroMQ ``tcp://[source;]host:port`` address, as written (the
+    port may be ``*`` or not a number); None for another transport or no port."""
     if not address.startswith("tcp://"):
         return None
     rest = address[len("tcp://"):].rsplit(";", 1)[-1]
-    host, _, port = rest.rpartition(":")
-    host = host.strip("[]")
-    if not host or host == "*" or not port.isdigit():
+    host, colon, port = rest.rpartition(":")
+    return (host.strip("[]"), port) if colon else None
+
+
+def tcp_host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a ZeroMQ ``tcp://[source;]host:port`` address to connect to, or None
+    for another transport, a wildcard host or a port that is not a number."""
+    parts = tcp_parts(address)
+    if parts is None or not parts[0] or parts[0] == "*" or not parts[1].isdigit():
         return None
-    return host, int(port)
+    return parts[0], int(parts[1])
+
+
+def web_server_line(address: str) -> str:
+    """What ``rtpose view`` and ``rtpose listen`` say when the probe found a web server."""
+    from rtpose.live.publisher import DEFAULT_ADDRESS
+
+    return (f"{address} is a web server (HTTP), not a ZeroMQ publisher: is it a view's page port? the daemon's "
+            f"stream is its publisher.address (default {DEFAULT_ADDRESS})")
 
 
 def probe(address: str, timeout_s: float = 2.0) -> str | None:

@@ -70,6 +70,7 @@ import zmq
 
 from rtpose import clock
 from rtpose.errors import RtposeError
+from rtpose.live.probe import tcp_parts
 from rtpose.live.records import FrameRecord
 from rtpose.live.worker import QueueWorker
 
@@ -137,9 +138,10 @@ def port_problem(address: str) -> str | None:
     this says at once that 99999 is no TCP port. Other transports (ipc, inproc) and
     ``*`` (any free port, for a bind) pass.
     """
-    if not address.startswith("tcp://") or ":" not in address[6:]:
+    parts = tcp_parts(address)
+    if parts is None:
         return None
-    port = address.rsplit(":", 1)[1]
+    port = parts[1]
     if port == "*" or (port.isdigit() and 0 < int(port) < 65536):
         return None
     return f"{address}: port {port} is not a TCP port (1-65535)"

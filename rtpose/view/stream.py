@@ -336,8 +336,7 @@ class StreamWatcher:
         address = self.address
         quiet = None if self.last_message_at is None else now - self.last_message_at
         if not self.valid_messages and self.probe_result == probe.HTTP:
-            return "error", (f"{address} is a web server (HTTP), not a ZeroMQ publisher: is it a view's page "
-                             f"port? the daemon's stream is its publisher.address (default {DEFAULT_ADDRESS})")
+            return "error", probe.web_server_line(address)
         if self.probe_reason is not None and self.probe_result is None and not self.valid_messages:
             return "connected", f"connected to {address}; checking what answers there"
         if self.no_handshake:
