@@ -28,6 +28,12 @@ def data_dir() -> Path:
     return (REPO_ROOT / ".." / "shared" / "data").resolve()
 
 
+def some_names(names: Sequence[str], most: int) -> str:
+    """``a, b, c ...``: the first ``most`` of ``names``, and `` ...`` where there are more
+    (what a folder holds, in a one-line message)."""
+    return ", ".join(names[:most]) + (" ..." if len(names) > most else "")
+
+
 def near_miss(path: str | Path) -> str:
     """`` (did you mean 'PATH'?)`` when ``path`` does not exist but a path one typo away does.
 

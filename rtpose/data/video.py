@@ -41,6 +41,11 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mj2", ".mp
                             ".flv", ".ts", ".h264", ".h265"})
 
 
+def videos_in(folder: Path) -> list[Path]:
+    """The video files of ``folder`` (by ``VIDEO_SUFFIXES``), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+
+
 def _mean(previous: float | None, sample: float, weight: float = 0.2) -> float:
     return sample if previous is None else (1 - weight) * previous + weight * sample
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from rtpose.errors import RtposeError
-from rtpose.paths import clean_path
+from rtpose.paths import clean_path, some_names
 from rtpose.export.spec import INT8_MODEL_FILE, MODEL_FILE, REFERENCE_FILE
 
 REFERENCE_FRAMES = 3  # real frames whose fp32 outputs the export stores (rtpose.engine.selfcheck)
@@ -163,9 +163,8 @@ def claim_export_dir(export_dir: Path, overwrite: bool) -> None:
         others = sorted(p.name for p in export_dir.iterdir() if not p.name.startswith(".") and p.name not in own
                         and not p.name.endswith(".onnx.data"))
         if others:  # a user's folder: the graphs would land among its files
-            shown = ", ".join(others[:4]) + (" ..." if len(others) > 4 else "")
-            raise RtposeError(f"-o {export_dir}: a folder holding other files ({shown}); an export gets a folder of "
-                              "its own: give a new or empty one (--overwrite writes into it anyway)")
+            raise RtposeError(f"-o {export_dir}: a folder holding other files ({some_names(others, 4)}); an export "
+                              "gets a folder of its own: give a new or empty one (--overwrite writes into it anyway)")
     if overwrite or not spec_path.exists():
         return
     try:

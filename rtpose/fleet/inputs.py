@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rtpose.errors import RtposeError
-from rtpose.data.video import VIDEO_SUFFIXES
+from rtpose.data.video import VIDEO_SUFFIXES, videos_in
 from rtpose.paths import no_such_file
 
 MANIFEST_NAME = "manifest.json"
@@ -51,8 +51,8 @@ def expand_inputs(items: Sequence[str]) -> list[Path]:
             found.append(path)
         elif path.is_dir():
             # videos, and SLEAP packages (frames embedded); a labels .slp beside its video would repeat it
-            videos = sorted(p for p in path.iterdir() if p.is_file() and (
-                p.suffix.lower() in VIDEO_SUFFIXES or p.name.lower().endswith(".pkg.slp")))
+            videos = sorted(videos_in(path) + [p for p in path.iterdir()
+                                               if p.is_file() and p.name.lower().endswith(".pkg.slp")])
             if not videos:
                 raise RtposeError(f"{path}: the folder holds no video ({', '.join(sorted(VIDEO_SUFFIXES))}) "
                                   "or SLEAP package (.pkg.slp)")

@@ -20,8 +20,8 @@ from rtpose.config import (ConfigError, StrictModel, describe_errors, expand_var
                            validate)
 from rtpose.hw import registry
 from rtpose.hw.firmware import DaqDevice, SerialNumber, SpinnakerDevice, load_device_file
-from rtpose.data.video import VIDEO_SUFFIXES
-from rtpose.paths import no_such_file
+from rtpose.data.video import videos_in
+from rtpose.paths import no_such_file, some_names
 
 if TYPE_CHECKING:
     from rtpose.hw.camera import Camera
@@ -56,9 +56,8 @@ class ReplayCameraConfig(StrictModel):
     def _video_exists(cls, value: str) -> str:
         path = expand_vars(value)
         if Path(path).is_dir():
-            videos = sorted(p.name for p in Path(path).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-            held = f": it holds {', '.join(videos[:6])}{' ...' if len(videos) > 6 else ''}" if videos \
-                else " (it holds no video)"
+            videos = [p.name for p in videos_in(Path(path))]
+            held = f": it holds {some_names(videos, 6)}" if videos else " (it holds no video)"
             raise ValueError(f"{path}: is a folder; camera.path names one video file{held}")
         if not Path(path).is_file():
             raise ValueError(no_such_file(path, "video file"))

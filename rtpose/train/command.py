@@ -22,7 +22,7 @@ from rtpose.train.config import TrainConfig
 from rtpose.train.trainer import train
 from rtpose.config import apply_overrides, load_tree, validate
 from rtpose.train.checks import check_config
-from rtpose.paths import no_such_file
+from rtpose.paths import no_such_file, some_names
 
 
 def _check_source(source: Path) -> None:
@@ -35,8 +35,7 @@ def _check_source(source: Path) -> None:
     if source.is_dir():
         held = sorted(p.name for p in source.iterdir()
                       if p.is_file() and p.name.lower().endswith((".slp", ".yaml", ".yml")))
-        inside = f": it holds {', '.join(held[:6])}{' ...' if len(held) > 6 else ''}" if held else \
-            " (it holds no .slp or .yaml)"
+        inside = f": it holds {some_names(held, 6)}" if held else " (it holds no .slp or .yaml)"
         raise RtposeError(f"{source}: is a folder; rtpose train takes a labels file (.slp) or a config (.yaml){inside}")
     if not source.exists():
         raise RtposeError(no_such_file(source))
@@ -133,10 +132,9 @@ def claim_output(model_dir: Path, resume: bool, overwrite: bool, clear: bool = T
         others = sorted(p.name for p in model_dir.iterdir() if not p.name.startswith(".")) \
             if model_dir.is_dir() else []
         if others and not overwrite:
-            shown = ", ".join(others[:4]) + (" ..." if len(others) > 4 else "")
-            raise RtposeError(f"-o {model_dir}: a folder holding other files ({shown}) and no trained model; a "
-                              "training run gets a folder of its own: give a new or empty one (--overwrite "
-                              "writes into it anyway, replacing only a run's own files)")
+            raise RtposeError(f"-o {model_dir}: a folder holding other files ({some_names(others, 4)}) and no "
+                              "trained model; a training run gets a folder of its own: give a new or empty one "
+                              "(--overwrite writes into it anyway, replacing only a run's own files)")
         return
     if not overwrite:
         # a finished run (model.json) has spent its budget: --resume would add next to nothing
