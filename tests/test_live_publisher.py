@@ -389,3 +389,12 @@ def test_rtpose_listen_refuses_an_existing_file_in_one_line_before_connecting(tm
     assert done.returncode == 2, done.stderr
     assert done.stderr == f"error: {notes} already exists: give another -o, or --overwrite to replace it\n"
     assert notes.read_text() == "the experimenter's notes\n"
+
+
+def test_listen_names_a_folder_output_and_mends_a_one_slash_address(tmp_path, capsys):
+    from rtpose.cli import main as cli_main
+
+    assert cli_main(["listen", "-o", str(tmp_path), "--overwrite"]) == 2
+    assert capsys.readouterr().err == f"error: -o {tmp_path} is a folder: give a file name\n"
+    assert cli_main(["listen", "tcp:/127.0.0.1:5555"]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("; an address is TRANSPORT://HOST:PORT, e.g. tcp://127.0.0.1:5555")

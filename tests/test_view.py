@@ -247,6 +247,13 @@ def test_a_wrong_address_is_named_on_the_page_and_in_the_terminal(browser, tmp_p
     assert view.output().count("error:") == 1, view.output()  # said once, not once per message
 
 
+def test_an_address_with_no_tcp_port_is_one_line_and_exit_status_2():
+    process = subprocess.run([sys.executable, "-m", "rtpose", "view", "tcp://127.0.0.1:99999", "--port",
+                              str(free_port())], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert process.returncode == 2 and process.stdout == ""
+    assert process.stderr == "error: tcp://127.0.0.1:99999: port 99999 is not a TCP port (1-65535)\n"
+
+
 def test_a_malformed_address_is_one_line_and_exit_status_2(tmp_path):
     process = subprocess.run([sys.executable, "-m", "rtpose", "view", "localhost:5555", "--port", str(free_port())],
                              capture_output=True, text=True, timeout=60, cwd=REPO)

@@ -81,6 +81,8 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
     if problem:
         raise RtposeError(problem)
     if output is not None:
+        if Path(output).is_dir():
+            raise RtposeError(f"-o {output} is a folder: give a file name")
         claim_output_file(Path(output), overwrite)
     stop = stop or threading.Event()
     context = zmq.Context()
@@ -95,7 +97,8 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
         try:
             socket.connect(address)
         except zmq.ZMQError as exc:
-            hint = f"; an address is TRANSPORT://HOST:PORT, e.g. tcp://{address}" if "://" not in address else ""
+            bare = address.split(":/", 1)[1].lstrip("/") if ":/" in address else address  # tcp:/host:port
+            hint = f"; an address is TRANSPORT://HOST:PORT, e.g. tcp://{bare}" if "://" not in address else ""
             raise RtposeError(f"cannot connect to {address} ({exc}){hint}") from None
         if output is not None:
             try:

@@ -21,6 +21,7 @@ from datetime import datetime
 from aiohttp import web
 
 from rtpose.errors import RtposeError
+from rtpose.live.publisher import port_problem
 from rtpose.view.server import make_app
 from rtpose.view.stream import StreamWatcher
 
@@ -92,6 +93,9 @@ def main(args: argparse.Namespace) -> int:
         raise RtposeError(f"--port {args.port}: not a TCP port (1-65535)")
     if args.stale_s <= 0:
         raise RtposeError(f"--stale {args.stale_s}: must be > 0 seconds")
+    problem = port_problem(args.address)  # ZeroMQ would retry tcp://...:99999 for ever
+    if problem:
+        raise RtposeError(problem)
     check_port(args.host, args.port)  # before the stream's first line: a busy port is said alone
     watcher = StreamWatcher(args.address, args.topic, args.stale_s, on_change=_say)
     try:
