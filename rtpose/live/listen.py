@@ -32,7 +32,7 @@ import zmq
 
 from rtpose import clock
 from rtpose.errors import RtposeError
-from rtpose.live.publisher import port_problem, split_message
+from rtpose.live.publisher import port_problem, split_message, web_server_line
 from rtpose.paths import claim_output_file
 
 QUIET_S = 3.0  # no message this long after the start: say so once (and keep waiting)
@@ -114,7 +114,7 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
             if not poller.poll(100):  # short polls keep Ctrl-C and `stop` responsive
                 if received == 0 and quiet_until is not None and clock.now() >= quiet_until:
                     quiet_until = None  # said once
-                    from rtpose.live.probe import HTTP, probe, web_server_line  # what answers there, if anything
+                    from rtpose.live.probe import HTTP, probe  # what answers there, if anything
 
                     if probe(address) == HTTP:
                         print(f"{web_server_line(address)}; still waiting", file=err, flush=True)

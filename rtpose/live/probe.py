@@ -39,14 +39,6 @@ def tcp_host_port(address: str) -> tuple[str, int] | None:
     return parts[0], int(parts[1])
 
 
-def web_server_line(address: str) -> str:
-    """What ``rtpose view`` and ``rtpose listen`` say when the probe found a web server."""
-    from rtpose.live.publisher import DEFAULT_ADDRESS
-
-    return (f"{address} is a web server (HTTP), not a ZeroMQ publisher: is it a view's page port? the daemon's "
-            f"stream is its publisher.address (default {DEFAULT_ADDRESS})")
-
-
 def probe(address: str, timeout_s: float = 2.0) -> str | None:
     """Send an HTTP request line to ``address`` and classify what comes back.
 

@@ -131,6 +131,13 @@ def message_for(record: FrameRecord, class_names: Sequence[str]) -> dict[str, An
     }
 
 
+def web_server_line(address: str) -> str:
+    """What ``rtpose view`` and ``rtpose listen`` say when the probe of ``address``
+    (``rtpose.live.probe``) found a web server there."""
+    return (f"{address} is a web server (HTTP), not a ZeroMQ publisher: is it a view's page port? the daemon's "
+            f"stream is its publisher.address (default {DEFAULT_ADDRESS})")
+
+
 def port_problem(address: str) -> str | None:
     """What is wrong with a ``tcp://HOST:PORT`` address's port, or None.
 

@@ -28,7 +28,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from rtpose import clock
-from rtpose.live.publisher import DEFAULT_ADDRESS, PREVIEW_TOPIC, STATUS_TOPIC, split_message
+from rtpose.live.publisher import DEFAULT_ADDRESS, PREVIEW_TOPIC, STATUS_TOPIC, split_message, web_server_line
 from rtpose.live import probe
 
 POSES_KEYS = ("frame", "t", "points", "point_scores", "identity", "rules")
@@ -336,7 +336,7 @@ class StreamWatcher:
         address = self.address
         quiet = None if self.last_message_at is None else now - self.last_message_at
         if not self.valid_messages and self.probe_result == probe.HTTP:
-            return "error", probe.web_server_line(address)
+            return "error", web_server_line(address)
         if self.probe_reason is not None and self.probe_result is None and not self.valid_messages:
             return "connected", f"connected to {address}; checking what answers there"
         if self.no_handshake:
