@@ -14,6 +14,9 @@ Without labels nothing here is an accuracy; these are the symptoms of its failur
   that animal's median over the run (a node put on the neighbour, usually);
 - shared nodes: nodes of one animal within ``--shared-px`` of a node of the other (a
   node put on the neighbour usually lands on the neighbour's own node of that part);
+- doubled nodes: two nodes of one animal within ``--shared-px`` of each other (two leg
+  tips put on one leg; ``instance.distinct_nodes`` in a training config moves the weaker
+  of such leg tips inside the graph);
 - node spikes: a node that leaves the midpoint of its own places in the frames before
   and after by more than ``--spike-px`` while those two agree within ``--spike-px``: at
   150 FPS a leg tip moves a few pixels between frames, so a one-frame jump that comes
@@ -92,6 +95,7 @@ def main() -> int:
     by_head, by_continuity = [], []  # (frames, class, 2) anchors, NaN where missing
     lengths = []  # (frames, class) head-anchor distance
     shared = []  # (frames,) nodes of one animal on a node of the other
+    doubled = []  # (frames,) pairs of nodes of one animal on one place
     tracks = []  # (frames, class, nodes, 2) points of the named animals, NaN where missing
     with VideoReader(args.input) as reader:
         for index in parse_frame_range(args.frames, reader.n_frames):
@@ -115,6 +119,11 @@ def main() -> int:
                 if cls >= 0:
                     named[cls] = kept.points[i]
             tracks.append(named)
+            pairs = 0
+            for pts in kept.points:
+                d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+                pairs += int(np.sum(np.triu(d < args.shared_px, k=1)))
+            doubled.append(pairs)
             if len(kept) == 2:
                 d = np.linalg.norm(kept.points[0][:, None] - kept.points[1][None], axis=-1)
                 shared.append(int(np.sum(np.nanmin(d, axis=1) < args.shared_px)
@@ -122,7 +131,7 @@ def main() -> int:
             else:
                 shared.append(0)
     by_head, by_continuity, lengths = np.array(by_head), np.array(by_continuity), np.array(lengths)
-    shared = np.array(shared)
+    shared, doubled = np.array(shared), np.array(doubled)
     spiked = spikes(np.array(tracks), args.spike_px)
     n = len(by_head)
     odd = np.abs(lengths - np.nanmedian(lengths, axis=0)) > args.tolerance_px
@@ -138,6 +147,8 @@ def main() -> int:
           f"{int(odd.sum())} of {int(np.isfinite(lengths).sum())} instances")
     print(f"shared nodes (within {args.shared_px:g} px of a node of the other animal): {int(shared.sum())} in "
           f"{int((shared > 0).sum())} frames")
+    print(f"doubled nodes (two nodes of one animal within {args.shared_px:g} px): {int(doubled.sum())} pairs in "
+          f"{int((doubled > 0).sum())} frames")
     per_node = spiked.sum(axis=(0, 1))
     worst = ", ".join(f"{spec.node_names[k]} {per_node[k]}" for k in np.argsort(-per_node)[:4] if per_node[k])
     print(f"node spikes (one-frame jumps over {args.spike_px:g} px that come back): {int(spiked.sum())} in "
@@ -149,7 +160,8 @@ def main() -> int:
         rows = bins == name
         n = int(counted[rows].sum())
         print(f"  {name:9s} {int(rows.sum()):4d} frames: odd bodies {int(odd[rows].sum())} of {n} instances"
-              + (f" ({100 * odd[rows].sum() / n:.1f}%)" if n else "") + f", shared nodes {int(shared[rows].sum())}, node spikes {int(spiked[rows].sum())}")
+              + (f" ({100 * odd[rows].sum() / n:.1f}%)" if n else "") + f", shared nodes {int(shared[rows].sum())}, doubled {int(doubled[rows].sum())}, "
+              f"node spikes {int(spiked[rows].sum())}")
     return 0
 
 

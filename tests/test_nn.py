@@ -9,7 +9,7 @@ import torch
 from rtpose.data.targets import (confidence_maps, input_to_map, instance_anchor, map_to_input, scale_coords,
                                  unscale_coords)
 from rtpose.nn.models import CentroidNet, InstanceNet
-from rtpose.nn.peaks import global_peaks, local_peaks, refine
+from rtpose.nn.peaks import DistinctPeaks, global_peaks, local_peaks, refine
 from rtpose.nn.unet import UNet, UNetSpec, count_parameters, fold_batchnorm
 
 
@@ -103,6 +103,38 @@ def test_local_peaks_find_each_animal_once():
     found = sorted((int(c), int(r)) for v, r, c in zip(vals[0], rows[0], cols[0]) if v > 0.2)
     assert found == [(10, 12), (40, 30)]
     assert float(vals[0, 2]) < 0.2  # the third slot is empty
+
+
+def _maps(peaks_per_channel: list[list[tuple[int, int, float]]], h: int = 40, w: int = 40) -> torch.Tensor:
+    """``(1, C, h, w)`` maps, each channel the max of Gaussians (x, y, height), sigma 1.5."""
+    out = np.zeros((len(peaks_per_channel), h, w), np.float32)
+    for c, peaks in enumerate(peaks_per_channel):
+        for x, y, height in peaks:
+            g = confidence_maps(np.array([[[x, y]]], np.float32), h, w, 1.5)[0] * height
+            out[c] = np.maximum(out[c], g)
+    return torch.from_numpy(out)[None]
+
+
+def test_distinct_peaks_move_the_weaker_of_two_nodes_on_one_place_to_its_own_other_peak():
+    # channel 0 and 1 both peak at (10, 10); 1 is weaker there and has its own peak at (30, 20);
+    # channel 2 shares the place too but has no other peak; channel 3 is outside the group
+    cm = _maps([[(10, 10, 1.0)], [(10, 10, 0.8), (30, 20, 0.6)], [(10, 10, 0.7)], [(10, 10, 0.9)]])
+    vals, rows, cols = global_peaks(cm)
+    v, r, c = DistinctPeaks([0, 1, 2], 4, min_distance=1.5, exclusion=4.0)(cm, vals, rows, cols)
+    assert (int(c[0, 0]), int(r[0, 0]), float(v[0, 0])) == (10, 10, pytest.approx(1.0))
+    assert (int(c[0, 1]), int(r[0, 1]), float(v[0, 1])) == (30, 20, pytest.approx(0.6, abs=1e-3))
+    assert (int(c[0, 2]), int(r[0, 2])) == (10, 10)  # no other peak: it stays
+    assert (int(c[0, 3]), int(r[0, 3])) == (10, 10)  # not in the group
+    # apart, nothing moves; equal peaks on one place: the later node of the group moves
+    apart = _maps([[(10, 10, 1.0)], [(20, 10, 0.8), (30, 30, 0.9)]])
+    same = _maps([[(10, 10, 0.5), (25, 5, 0.3)], [(10, 10, 0.5), (30, 30, 0.4)]])
+    for cm, expected in ((apart, [(10, 10), (30, 30)]), (same, [(10, 10), (30, 30)])):
+        v, r, c = DistinctPeaks([0, 1], 2, min_distance=1.5, exclusion=4.0)(cm, *global_peaks(cm))
+        assert [(int(c[0, k]), int(r[0, k])) for k in range(2)] == expected
+    # the constants are buffers outside the state dict (the export's weights are the networks')
+    assert DistinctPeaks([0, 1], 2, 1.5, 4.0).state_dict() == {}
+    with pytest.raises(ValueError, match="two or more different channels"):
+        DistinctPeaks([1, 1], 2, 1.5, 4.0)
 
 
 def test_models_build_with_and_without_identity():

@@ -77,6 +77,8 @@ def test_a_labels_file_trained_with_a_bad_set_anchor_part_is_one_line(tmp_path, 
                                      "validation: none left to train on"),
     ("data.classes", ["female", "mael"], "'mael' is not a track of the labels (did you mean 'male'?)"),
     ("data.symmetries", [["wingL", "wingr"]], "'wingr' is not a node of the skeleton (did you mean 'wingR'?)"),
+    ("instance.distinct_nodes", {"nodes": ["forelegL4", "forelegr4"]},
+     "'forelegr4' is not a node of the skeleton (did you mean 'forelegR4'?)"),
     ("instance.crop_size", 150, "150 must be even and a multiple of the max stride 8 (instance.unet)"),
     ("centroid.reuse_from", "nowhere/model", "nowhere/model/centroid/best.pt not found"),
 ])
@@ -84,8 +86,10 @@ def test_other_values_checked_after_loading_name_file_line_and_field(tmp_path, f
                                                                      key, value, expected):
     path = write_config(tmp_path, tiny_config(flies_labels_path, tmp_path / "m", **{key.replace(".", "__"): value}))
     msg = error_line(["train", str(path)], capsys)
-    field = {"data.classes": "data.classes.1", "data.symmetries": "data.symmetries.0"}.get(key, key)
-    assert msg.startswith(f"error: {path}:{line_of(path, key.split('.')[-1])}: {field}: "), msg
+    field = {"data.classes": "data.classes.1", "data.symmetries": "data.symmetries.0",
+             "instance.distinct_nodes": "instance.distinct_nodes.nodes.1"}.get(key, key)
+    assert msg.startswith(f"error: {path}:{line_of(path, field.split('.')[-2 if field[-1].isdigit() else -1])}: "
+                          f"{field}: "), msg
     assert expected in msg, msg
     assert not (tmp_path / "m").exists()
 

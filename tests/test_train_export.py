@@ -23,6 +23,7 @@ from rtpose.engine.selfcheck import FP32_BOUNDS, load_references, run_check
 from rtpose.export.spec import OUTPUT_NAMES, ExportSpec
 
 TINY_UNET = {"filters": 8, "filters_rate": 2.0, "down_blocks": 2, "up_blocks": 2, "stem_stride": 2}
+LEG_TIPS = ["forelegL4", "forelegR4", "midlegL4", "midlegR4", "hindlegL4", "hindlegR4"]
 
 
 def tiny_config(labels: Path, out: Path, **changes) -> dict:
@@ -32,7 +33,8 @@ def tiny_config(labels: Path, out: Path, **changes) -> dict:
         "centroid": {"input_scale": 0.125, "sigma": 1.5, "unet": TINY_UNET,
                      "optim": {"lr": 1e-3, "batch_size": 2, "min_steps_per_epoch": 6, "max_epochs": 3}},
         "instance": {"crop_size": 144, "sigma": 2.5, "unet": TINY_UNET,
-                     "optim": {"lr": 1e-3, "batch_size": 4, "min_steps_per_epoch": 4, "max_epochs": 3}},
+                     "optim": {"lr": 1e-3, "batch_size": 4, "min_steps_per_epoch": 4, "max_epochs": 3},
+                     "distinct_nodes": {"nodes": LEG_TIPS}},
         "output": str(out),
         "precision": "fp32",
     }
@@ -83,6 +85,9 @@ def test_model_dir_has_everything_a_person_needs(trained):
     info = json.loads((model_dir / "model.json").read_text())
     assert info["class_names"] == ["female", "male"] and info["crop_size"] == 144
     assert info["frame_height"] == 1024 and len(info["node_names"]) == 13
+    # instance.distinct_nodes by index of the skeleton's nodes, as the pipeline takes them
+    assert info["distinct_nodes"] == {"nodes": [5, 6, 7, 8, 9, 10], "names": LEG_TIPS, "min_distance_px": 3.0,
+                                      "exclusion_px": 8.0}
 
 
 def test_training_reduces_the_loss(trained):
@@ -139,7 +144,10 @@ def test_export_writes_the_contract(exported, flies_video_path):
     spec = ExportSpec.load(exported)
     assert spec.max_instances == 2 and spec.class_names == ["female", "male"]
     assert (spec.frame_height, spec.frame_width) == (1024, 1024)
-    assert set(spec.architecture) == {"centroid", "instance"}
+    assert set(spec.architecture) == {"centroid", "instance", "pipeline"}
+    # what torch-cuda rebuilds the graph's peak finding from
+    assert spec.architecture["pipeline"]["distinct_nodes"]["nodes"] == [5, 6, 7, 8, 9, 10]
+    assert pipeline_from_export(exported).distinct_nodes == spec.architecture["pipeline"]["distinct_nodes"]
     assert spec.graphs == {"fp32": "model.onnx"} and spec.format_version == 2
     assert {p.name for p in exported.iterdir()} == {"model.onnx", "reference.npz", "rtpose.json"}
     # the references are real frames of the validation selection (1190-1199:5), kept
@@ -250,6 +258,33 @@ def test_torch_rebuild_of_the_shipped_model_reproduces_its_references():
     assert result.frames >= 2 and result.ids_total >= 2 * result.frames  # two flies on every reference frame
 
 
+def test_the_shipped_model_keeps_one_fly_s_leg_tips_apart_in_the_graph(flies_video_path):
+    """Validation frame 1190: without ``distinct_nodes`` the shipped network puts two leg tips
+    of one fly within 3 px; with it (what the shipped graph holds) every leg tip has a
+    place of its own, in ONNX Runtime's int8 and fp32 graphs and in torch's rebuild alike."""
+    shipped = Path(__file__).resolve().parent.parent / "models" / "flies13"
+    spec = ExportSpec.load(shipped)
+    tips = spec.architecture["pipeline"]["distinct_nodes"]["nodes"]
+    with VideoReader(flies_video_path) as r:
+        batch = r.read(1190)[None, None]
+
+    def closest_tips(points: np.ndarray) -> float:  # (instances, nodes, 2) -> px
+        t = points[:, tips]
+        d = np.linalg.norm(t[:, :, None] - t[:, None], axis=-1) + np.eye(len(tips)) * 1e9
+        return float(np.nanmin(d))
+
+    pipeline = pipeline_from_export(shipped)
+    with torch.no_grad():
+        with_rule = pipeline(torch.from_numpy(batch))[0][0].numpy()
+        pipeline.distinct = None  # the same networks, each node its map's global peak
+        without = pipeline(torch.from_numpy(batch))[0][0].numpy()
+    assert closest_tips(without) < 3.0 < closest_tips(with_rule)
+    for graph in ("fp32", "int8"):
+        points = load_engine(shipped, "ort-cpu", precision=graph).run_raw(batch)["points"][0]
+        assert closest_tips(points) > 3.0, graph
+        assert np.abs(points - with_rule).max() < (0.01 if graph == "fp32" else 3.0), graph
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -293,7 +328,7 @@ def test_anchor_not_in_skeleton(tmp_path, flies_labels_path, capsys):
 
 
 def test_identity_head_needs_tracks(tmp_path, minimal_labels_path, capsys):
-    cfg = tiny_config(minimal_labels_path, tmp_path / "m", data__anchor_part="A")
+    cfg = tiny_config(minimal_labels_path, tmp_path / "m", data__anchor_part="A", instance__distinct_nodes=None)
     del cfg["data"]["train_frames"], cfg["data"]["val_frames"]
     msg = run_train_expecting_error(tmp_path, cfg, capsys)
     assert "tracks" in msg and "class_head: null" in msg
@@ -325,7 +360,7 @@ def test_unreadable_video(tmp_path, flies_labels_path, capsys):
 
 def test_frame_size_not_divisible_by_max_stride_is_padded(tmp_path, minimal_labels_path):
     """384 px frames at scale 0.25 are 96 px, not a multiple of the centroid's max stride 64."""
-    cfg = tiny_config(minimal_labels_path, tmp_path / "m", data__anchor_part="A")
+    cfg = tiny_config(minimal_labels_path, tmp_path / "m", data__anchor_part="A", instance__distinct_nodes=None)
     del cfg["data"]["train_frames"], cfg["data"]["val_frames"]
     cfg["centroid"]["input_scale"] = 0.25
     cfg["centroid"]["unet"] = {**TINY_UNET, "down_blocks": 5, "up_blocks": 4}

@@ -1,4 +1,4 @@
-"""A model directory (as `rtpose train` writes) from an int8 export whose fp32 weights were not kept.
+"""A model directory (as `rtpose train` writes) from an export: its fp32 graph's weights, or an int8 export's dequantised.
 
 Usage: python experiments/train/dequantized_model_dir.py OLD_EXPORT_DIR MODEL_DIR [TRAINING_INFO.json]
 
@@ -13,6 +13,10 @@ flies13 model (format 1: an int8 model.onnx only) to export format 2:
     git show 9bb8087:models/flies13/model.onnx > /tmp/old/model.onnx   # and rtpose.json
     python experiments/train/dequantized_model_dir.py /tmp/old runs/flies13_dequantized info.json
     make model-export MODEL_RUN=runs/flies13_dequantized
+
+Used again in issue 10 to re-export the shipped flies13 model (format 2: its fp32
+``model.onnx`` holds the weights exactly) with ``distinct_nodes``, an inference option
+added to its recipe after it was trained; see ``experiments/train/flies13_reexport.sh``.
 """
 import json
 import os
@@ -53,7 +57,7 @@ for net, build in (("centroid", centroid_arch_from_dict), ("instance", instance_
     torch.save({"arch": spec.architecture[net], "state_dict": new, "kind": net}, out / net / "best.pt")
 info = {k: getattr(spec, k) for k in ("node_names", "class_names", "anchor_part", "frame_height", "frame_width",
         "input_scale", "crop_size", "centroid_output_stride", "instance_output_stride", "centroid_threshold",
-        "point_threshold", "refinement", "max_instances", "config_hash")}
+        "point_threshold", "refinement", "max_instances", "config_hash", "animal_size_px")}
 info["edges"] = [list(e) for e in spec.edges]
 info["labels"] = str(Path(os.environ.get("RTPOSE_DATA", "../shared/data")) / "flies13" / "clip.trainval.slp")
 info.update(extra)

@@ -79,10 +79,13 @@ def build_pipeline(model_dir: str | Path | list, max_instances: int | None = Non
     pipeline = TopDownPipeline(
         centroid, instance, input_scale=info["input_scale"], crop_size=info["crop_size"], max_instances=n,
         centroid_threshold=info["centroid_threshold"], refinement=info["refinement"],
+        distinct_nodes=info.get("distinct_nodes"),
     )
     pipeline.eval()
     fold_batchnorm(pipeline)
     info["architecture"] = {"centroid": c_ckpt["arch"], "instance": i_ckpt["arch"]}
+    if info.get("distinct_nodes"):  # read back by pipeline_from_architecture (torch-cuda)
+        info["architecture"]["pipeline"] = {"distinct_nodes": info["distinct_nodes"]}
     from rtpose.export.importers.common import file_hashes
 
     info["source"] = {"format": "rtpose", "version": __version__, "dir": clean_path(model_dir),

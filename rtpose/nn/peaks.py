@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 REFINEMENTS = ("integral", "integral_raw", "quadratic", "none")
 
@@ -85,3 +86,72 @@ def _parabola_offset(before: torch.Tensor, centre: torch.Tensor, after: torch.Te
     curvature = before - 2 * centre + after
     off = 0.5 * (before - after) / torch.where(curvature < -1e-6, curvature, torch.full_like(curvature, -1e-6))
     return off.clamp(-0.5, 0.5)
+
+
+
+
+
+class DistinctPeaks(nn.Module):
+    """One place per node of ``group`` in each instance: where two of its nodes peak within
+    ``min_distance`` map pixels of each other, the weaker moves to its own best other
+    local peak (3x3 maximum) outside the square of half-side ``exclusion`` map pixels
+    around its first.
+
+    A centered-instance network sometimes puts two leg tips of one animal on the same
+    leg (each map's strongest peak); the second node's own map usually holds a peak at
+    the leg it stands for. Static shapes (ONNX): every node of the group gets its second
+    peak (a 3x3 max-pool and a few element-wise steps on the group's maps; the exclusion
+    square from row and column bands), and the results return to their channels through
+    a constant 0/1 matrix, so ``torch.where`` picks without gather or scatter over the
+    maps. The constants are buffers made once, so the forward pass copies nothing from
+    the host (CUDA graph capture allows no such copy). A node with no other positive
+    local peak stays. Ties: the later node of the group moves.
+
+    Args:
+        group: channel indices of nodes that never share a place (the leg tips).
+        n_channels: channels of the confidence maps.
+        min_distance: map pixels under which two peaks of the group are one place.
+        exclusion: map pixels (along x or y) around the first peak where no second is sought.
+    """
+
+    def __init__(self, group: list[int], n_channels: int, min_distance: float, exclusion: float):
+        super().__init__()
+        n = len(group)
+        if n < 2 or len(set(group)) != n or min(group) < 0 or max(group) >= n_channels:
+            raise ValueError(f"distinct nodes {group}: give two or more different channels of {n_channels}")
+        self.min_distance2 = float(min_distance) ** 2
+        self.exclusion = int(exclusion)
+        to_channels = torch.zeros(n, n_channels)  # (G, C): group slot -> channel
+        to_channels[torch.arange(n), torch.tensor(group)] = 1.0
+        order = torch.arange(n)
+        self.register_buffer("group", torch.tensor(group), persistent=False)
+        self.register_buffer("to_channels", to_channels, persistent=False)
+        self.register_buffer("others", order[:, None] != order[None, :], persistent=False)
+        self.register_buffer("earlier", order[None, :] < order[:, None], persistent=False)
+
+    def forward(self, cm: torch.Tensor, vals: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
+        """``cm`` ``(M, C, h, w)`` confidence maps and their global peaks ``vals, rows, cols``
+        ``(M, C)`` (``global_peaks``) -> the same three with the weaker node of each pair moved."""
+        _, _, h, w = (int(v) for v in cm.shape)  # static map sizes; the batch stays dynamic
+        n = int(self.group.shape[0])
+        sub = cm.index_select(1, self.group)  # (M, G, h, w)
+        v0, r0, c0 = (t.index_select(1, self.group) for t in (vals, rows, cols))
+        # local maxima, multiplied out (0 elsewhere) rather than selected: cheaper in ONNX
+        # Runtime than a full-size Where
+        candidates = sub * (sub == F.max_pool2d(sub, 3, stride=1, padding=1)).to(cm.dtype)
+        yy = torch.arange(h, device=cm.device).reshape(1, 1, h, 1)
+        xx = torch.arange(w, device=cm.device).reshape(1, 1, 1, w)
+        in_rows = ((yy - r0[..., None, None]).abs() <= self.exclusion).to(cm.dtype)  # (M, G, h, 1)
+        in_cols = ((xx - c0[..., None, None]).abs() <= self.exclusion).to(cm.dtype)  # (M, G, 1, w)
+        candidates = candidates - candidates * (in_rows * in_cols)
+        v1, idx1 = candidates.reshape(-1, n, h * w).max(dim=2)
+        dy, dx = r0[:, :, None] - r0[:, None, :], c0[:, :, None] - c0[:, None, :]
+        near = (dy * dy + dx * dx <= self.min_distance2) & self.others
+        stronger = (v0[:, None, :] > v0[:, :, None]) | ((v0[:, None, :] == v0[:, :, None]) & self.earlier)
+        move = (near & stronger).any(dim=2) & (v1 > 0)  # (M, G)
+        to_channels = self.to_channels.to(cm.dtype)
+        moved = (move.to(cm.dtype) @ to_channels) > 0.5  # (M, C)
+        new_rows = torch.round((idx1 // w).to(cm.dtype) @ to_channels).to(rows.dtype)
+        new_cols = torch.round((idx1 % w).to(cm.dtype) @ to_channels).to(cols.dtype)
+        return (torch.where(moved, v1 @ to_channels, vals), torch.where(moved, new_rows, rows),
+                torch.where(moved, new_cols, cols))

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtpose.nn.models import CentroidNet, InstanceNet, centroid_arch_from_dict, instance_arch_from_dict
-from rtpose.nn.peaks import global_peaks, local_peaks, refine
+from rtpose.nn.peaks import DistinctPeaks, global_peaks, local_peaks, refine
 
 
 def downscale(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -138,6 +138,7 @@ class TopDownPipeline(nn.Module):
         refinement: str = "integral",
         conventions: str = "rtpose",
         resize: str = "box",
+        distinct_nodes: dict | None = None,
     ):
         super().__init__()
         if conventions not in CONVENTIONS:
@@ -153,6 +154,15 @@ class TopDownPipeline(nn.Module):
         self.max_instances = int(max_instances)
         self.centroid_threshold = float(centroid_threshold)
         self.refinement = refinement
+        # Nodes that never share a place in one instance (model.json's ``distinct_nodes``:
+        # node indices, crop pixels), or None: each node is its map's global peak.
+        self.distinct_nodes = distinct_nodes
+        self.distinct = None
+        if distinct_nodes:
+            stride = instance.backbone.spec.output_stride
+            self.distinct = DistinctPeaks(list(distinct_nodes["nodes"]), instance.confmaps.out_channels,
+                                          distinct_nodes["min_distance_px"] / stride,
+                                          distinct_nodes["exclusion_px"] / stride)
         # The networks' dtype (fp16 on the GPU); frames, peaks and coordinates stay fp32.
         self.compute_dtype = torch.float32
         self.centroid_stride = centroid.backbone.spec.output_stride
@@ -227,6 +237,8 @@ class TopDownPipeline(nn.Module):
         cms, logits = self.instance(crops)
         cms = cms.float()  # peak maths in fp32 whatever the networks ran in
         vals, rows, cols = global_peaks(cms)
+        if self.distinct is not None:
+            vals, rows, cols = self.distinct(cms, vals, rows, cols)
         ry, rx = refine(cms, rows.unsqueeze(-1), cols.unsqueeze(-1), self.refinement)
         in_crop = _map_to_input(torch.stack([rx[..., 0], ry[..., 0]], dim=-1), self.instance_stride,
                                 self.conventions)
@@ -253,5 +265,6 @@ def pipeline_from_architecture(architecture: dict, **options) -> TopDownPipeline
     return TopDownPipeline(
         centroid_arch_from_dict(architecture["centroid"]).build(),
         instance_arch_from_dict(architecture["instance"]).build(),
-        conventions=extra.get("conventions", "rtpose"), resize=extra.get("resize", "box"), **options,
+        conventions=extra.get("conventions", "rtpose"), resize=extra.get("resize", "box"),
+        distinct_nodes=extra.get("distinct_nodes"), **options,
     )

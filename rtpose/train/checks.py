@@ -50,7 +50,7 @@ def config_problems(cfg: TrainConfig) -> list[Problem]:
     """Every problem of ``cfg``'s values against the labels, model dir and device they name.
 
     Checked: each labels file (and ``val_labels``) exists and reads as .slp, with one
-    skeleton; ``anchor_part`` and the ``symmetries`` are nodes of it, ``classes`` tracks of
+    skeleton; ``anchor_part``, the ``symmetries`` and ``instance.distinct_nodes`` are nodes of it, ``classes`` tracks of
     the labels; ``train_frames`` and ``val_frames`` select labelled frames and leave some
     to train on; ``instance.crop_size`` fits the UNet; ``centroid.reuse_from`` holds a
     centroid net of this architecture; ``device: cuda`` exists.
@@ -88,6 +88,10 @@ def config_problems(cfg: TrainConfig) -> list[Problem]:
             elif name in seen or pair[0] == pair[1]:
                 problems.append((("data", "symmetries", i), f"{name!r} is in more than one pair"))
             seen.add(name)
+    for i, name in enumerate(cfg.instance.distinct_nodes.nodes if cfg.instance.distinct_nodes else []):
+        if name not in nodes:
+            problems.append((("instance", "distinct_nodes", "nodes", i), f"{name!r} is not a node of the skeleton"
+                                                                          f"{did_you_mean(name, nodes)}"))
     tracks = list(dict.fromkeys(t.name for _, _, labels in opened for t in labels.tracks))
     for i, name in enumerate(data.classes or []):
         if name not in tracks:

@@ -146,6 +146,25 @@ class HardKeypointConfig(Strict):
     loss_scale: float = Field(5.0, gt=0)
 
 
+class DistinctNodesConfig(Strict):
+    """Nodes that never share a place in one animal (a fly's six leg tips): where two of
+    them peak within ``min_distance_px`` of each other in a crop, the weaker moves to its
+    own map's best other local peak more than ``exclusion_px`` away, inside the exported
+    graph (``rtpose.nn.peaks.DistinctPeaks``). Changes inference only, not training."""
+
+    nodes: list[str] = Field(min_length=2)
+    min_distance_px: float = Field(3.0, gt=0)  # crop (full-resolution) pixels
+    exclusion_px: float = Field(8.0, gt=0)
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        repeated = sorted({n for n in v if v.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(map(repr, repeated))} given more than once")
+        return v
+
+
 class InstanceConfig(Strict):
     crop_size: int | None = Field(None, ge=16)  # None: suggested from the labels
     sigma: float = Field(2.5, gt=0)  # crop (full-resolution) pixels
@@ -157,6 +176,7 @@ class InstanceConfig(Strict):
     hard_keypoints: HardKeypointConfig | None = None  # null: plain confidence-map loss
     augment: AugmentConfig = AugmentConfig()
     optim: OptimConfig = OptimConfig()
+    distinct_nodes: DistinctNodesConfig | None = None  # null: each node is its map's global peak
 
 
 class TrainConfig(Strict):
