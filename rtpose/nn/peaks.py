@@ -8,6 +8,9 @@ sleap-nn compute it (``sleap_nn.inference.ops.peaks.integral_regression``: 5x5 p
 zeros outside the map), used for imported models; ``quadratic`` fits a parabola to
 the log-confidence of the peak and its 4 neighbours, which is exact for a Gaussian peak
 wherever it falls between pixels. Which one a model uses is recorded in rtpose.json.
+
+``DistinctPeaks`` gives nodes of one animal that never share a place (a fly's leg tips)
+a place each: the weaker of two on one point takes its own map's next local peak.
 """
 
 from __future__ import annotations
@@ -86,9 +89,6 @@ def _parabola_offset(before: torch.Tensor, centre: torch.Tensor, after: torch.Te
     curvature = before - 2 * centre + after
     off = 0.5 * (before - after) / torch.where(curvature < -1e-6, curvature, torch.full_like(curvature, -1e-6))
     return off.clamp(-0.5, 0.5)
-
-
-
 
 
 class DistinctPeaks(nn.Module):

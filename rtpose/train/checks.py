@@ -50,10 +50,11 @@ def config_problems(cfg: TrainConfig) -> list[Problem]:
     """Every problem of ``cfg``'s values against the labels, model dir and device they name.
 
     Checked: each labels file (and ``val_labels``) exists and reads as .slp, with one
-    skeleton; ``anchor_part``, the ``symmetries`` and ``instance.distinct_nodes`` are nodes of it, ``classes`` tracks of
-    the labels; ``train_frames`` and ``val_frames`` select labelled frames and leave some
-    to train on; ``instance.crop_size`` fits the UNet; ``centroid.reuse_from`` holds a
-    centroid net of this architecture; ``device: cuda`` exists.
+    skeleton; ``anchor_part``, the ``symmetries`` and ``instance.distinct_nodes`` are
+    nodes of it, ``classes`` tracks of the labels; ``train_frames`` and ``val_frames``
+    select labelled frames and leave some to train on; ``instance.crop_size`` fits the
+    UNet; ``centroid.reuse_from`` holds a centroid net of this architecture; ``device:
+    cuda`` exists.
 
     Returns:
         (key path, message) pairs, in the order of the file; empty when all is well.
