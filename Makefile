@@ -74,6 +74,9 @@ clean-venv:
 # also scores the int8 graph on an emulated AVX2 CPU without VNNI (qemu-user, ~1 min). Scored on two held-out blocks: validation frames 1150-1199 and the
 # close-courtship frames 1270-1299; the model card shows both, split by distance.
 MODEL_RUN := runs/flies13
+# the run folder the card's "make model" commands name (a re-export of the shipped weights,
+# experiments/train/flies13_reexport.sh, exports from another folder but reproduces as make model)
+CARD_RUN ?= $(MODEL_RUN)
 MODEL_CONFIG := experiments/train/flies13_close.yaml
 TRAIN_ARGS ?=
 FLIES := $(RTPOSE_DATA)/flies13
@@ -107,11 +110,11 @@ model-export: $(STAMP)
 	  $(if $(EMULATE),--graph "int8 on qemu-x86_64 -cpu Haswell (AVX2 without VNNI; flags by CPUID: avx2)=$(MODEL_RUN)/val_eval_int8_haswell.json") \
 	  "make model$(if $(EMULATE), EMULATE=1)$(if $(TRAIN_ARGS), TRAIN_ARGS='$(TRAIN_ARGS)')" \
 	  "# which runs:" \
-	  "rtpose train $(MODEL_CONFIG) -o $(MODEL_RUN) --overwrite$(if $(TRAIN_ARGS), $(TRAIN_ARGS))" \
-	  "rtpose export $(MODEL_RUN) -o models/flies13 --int8 --overwrite" \
+	  "rtpose train $(MODEL_CONFIG) -o $(CARD_RUN) --overwrite$(if $(TRAIN_ARGS), $(TRAIN_ARGS))" \
+	  "rtpose export $(CARD_RUN) -o models/flies13 --int8 --overwrite" \
 	  "rtpose check -m models/flies13" \
-	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(MODEL_RUN)/val_predictions.slp --overwrite   # and with --fp32, --int8" \
-	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.trainval.slp -p $(MODEL_RUN)/val_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(MODEL_RUN)/val_eval.json --overwrite" \
-	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.close.slp --only-labeled --frames 1270-1299 -o $(MODEL_RUN)/close_predictions.slp --overwrite" \
-	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.close.slp -p $(MODEL_RUN)/close_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(MODEL_RUN)/close_eval.json --overwrite" \
-	  "# SIZE: animal_size_px of $(MODEL_RUN)/model.json (the unit of the distance split)"
+	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.trainval.slp --only-labeled --frames 1150-1199 -o $(CARD_RUN)/val_predictions.slp --overwrite   # and with --fp32, --int8" \
+	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.trainval.slp -p $(CARD_RUN)/val_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(CARD_RUN)/val_eval.json --overwrite" \
+	  "rtpose predict -m models/flies13 -i \$${RTPOSE_DATA}/flies13/clip.close.slp --only-labeled --frames 1270-1299 -o $(CARD_RUN)/close_predictions.slp --overwrite" \
+	  "rtpose eval -g \$${RTPOSE_DATA}/flies13/clip.close.slp -p $(CARD_RUN)/close_predictions.slp --px-per-mm 30.3 --anchor-part thorax --animal-size SIZE --json $(CARD_RUN)/close_eval.json --overwrite" \
+	  "# SIZE: animal_size_px of $(CARD_RUN)/model.json (the unit of the distance split)"

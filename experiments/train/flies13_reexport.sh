@@ -39,7 +39,7 @@ info.pop("about", None)
 (run / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 print(f"{run}: distinct nodes {', '.join(cfg.instance.distinct_nodes.nodes)}; config hash {info['config_hash']}")
 PY
-make model-export MODEL_RUN="$RUN" $(command -v qemu-x86_64 >/dev/null && echo EMULATE=1)
+make model-export MODEL_RUN="$RUN" CARD_RUN=runs/flies13 $(command -v qemu-x86_64 >/dev/null && echo EMULATE=1)
 # The shipped export names `make model`'s run folder, relative to the repository, as its
 # training run (rtpose/engine/base.py, SHIPPED_MODEL_RUN): that is where a user gets one to
 # re-export for other frame sizes; this script's folder is a rebuild of the weights only.
