@@ -77,6 +77,7 @@ MODEL_RUN := runs/flies13
 # the run folder the card's "make model" commands name (a re-export of the shipped weights,
 # experiments/train/flies13_reexport.sh, exports from another folder but reproduces as make model)
 CARD_RUN ?= $(MODEL_RUN)
+CARD_FIRST ?=
 MODEL_CONFIG := experiments/train/flies13_close.yaml
 TRAIN_ARGS ?=
 FLIES := $(RTPOSE_DATA)/flies13
@@ -108,6 +109,7 @@ model-export: $(STAMP)
 	  --close $(MODEL_RUN)/close_eval.json \
 	  --graph fp32=$(MODEL_RUN)/val_eval_fp32.json --graph int8=$(MODEL_RUN)/val_eval_int8.json \
 	  $(if $(EMULATE),--graph "int8 on qemu-x86_64 -cpu Haswell (AVX2 without VNNI; flags by CPUID: avx2)=$(MODEL_RUN)/val_eval_int8_haswell.json") \
+	  $(if $(CARD_FIRST),"$(CARD_FIRST)") \
 	  "make model$(if $(EMULATE), EMULATE=1)$(if $(TRAIN_ARGS), TRAIN_ARGS='$(TRAIN_ARGS)')" \
 	  "# which runs:" \
 	  "rtpose train $(MODEL_CONFIG) -o $(CARD_RUN) --overwrite$(if $(TRAIN_ARGS), $(TRAIN_ARGS))" \

@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from rtpose.data.video import VideoReader, parse_frame_range  # noqa: E402
 from rtpose.engine.base import load_engine  # noqa: E402
+from rtpose.errors import RtposeError  # noqa: E402
 from rtpose.machine import cpu_flags, cpu_name  # noqa: E402
 from rtpose.paths import data_dir  # noqa: E402
 
@@ -34,14 +35,23 @@ def main() -> int:
     parser.add_argument("-m", "--model", action="append", required=True, help="export directory (twice or more)")
     parser.add_argument("-i", "--input", default=str(data_dir() / "flies13" / "clip.mp4"))
     parser.add_argument("--frames", default="1200-1299")
-    parser.add_argument("--rounds", type=int, default=14)
-    parser.add_argument("--precision", default="int8", choices=("int8", "fp32"))
+    parser.add_argument("--rounds", type=int, default=14, help="rounds in turns (each export once a round)")
+    parser.add_argument("--precision", default="int8", choices=("int8", "fp32"), help="the graph each export runs")
     args = parser.parse_args()
     if len(args.model) < 2:
         parser.error("give two exports or more (-m OLD -m NEW)")
-    with VideoReader(args.input) as reader:
-        frames = [reader.read(i)[None, None] for i in parse_frame_range(args.frames, reader.n_frames)]
-    engines = {m: load_engine(m, "ort-cpu", precision=args.precision) for m in args.model}
+    same = sorted({m for m in args.model if [Path(x).resolve() for x in args.model].count(Path(m).resolve()) > 1})
+    if same:
+        parser.error(f"{same[0]} given twice: give two different exports (copy one to time it against itself)")
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: give 1 or more")
+    try:
+        with VideoReader(args.input) as reader:
+            frames = [reader.read(i)[None, None] for i in parse_frame_range(args.frames, reader.n_frames)]
+        engines = {m: load_engine(m, "ort-cpu", precision=args.precision) for m in args.model}
+    except RtposeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     rounds: dict[str, list[float]] = {m: [] for m in engines}
     for _ in range(args.rounds):
         for model, engine in engines.items():

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/unlabeled_consistency.py                         # models/flies13, frames 1200-1499
     .venv/bin/python bench/unlabeled_consistency.py -m EXPORT_DIR --frames 1000-1199
+    .venv/bin/python bench/unlabeled_consistency.py -m OLD -m NEW --frames 1300-1499   # one after the other
 
 Without labels nothing here is an accuracy; these are the symptoms of its failures:
 
@@ -16,7 +17,7 @@ Without labels nothing here is an accuracy; these are the symptoms of its failur
   node put on the neighbour usually lands on the neighbour's own node of that part);
 - doubled nodes: two nodes of one animal within ``--shared-px`` of each other (two leg
   tips put on one leg; ``instance.distinct_nodes`` in a training config moves the weaker
-  of such leg tips inside the graph);
+  of such leg tips inside the graph), with the most frequent pairs by animal;
 - node spikes: a node that leaves the midpoint of its own places in the frames before
   and after by more than ``--spike-px`` while those two agree within ``--spike-px``: at
   150 FPS a leg tip moves a few pixels between frames, so a one-frame jump that comes
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,7 @@ from rtpose.data.proximity import PROXIMITY_BINS, proximity_bin  # noqa: E402
 from rtpose.data.video import VideoReader, parse_frame_range  # noqa: E402
 from rtpose.engine.base import load_engine  # noqa: E402
 from rtpose.engine.continuity import IdentityContinuity  # noqa: E402
+from rtpose.errors import RtposeError  # noqa: E402
 from rtpose.machine import describe  # noqa: E402
 from rtpose.paths import data_dir  # noqa: E402
 
@@ -73,19 +76,35 @@ def spikes(points: np.ndarray, tolerance_px: float) -> np.ndarray:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-m", "--model", default=str(REPO / "models" / "flies13"))
-    parser.add_argument("-i", "--input", default=str(data_dir() / "flies13" / "clip.mp4"))
-    parser.add_argument("--frames", default="1200-1499")
-    parser.add_argument("--anchor", default="thorax")
-    parser.add_argument("--head", default="head")
-    parser.add_argument("--tolerance-px", type=float, default=5.0)
-    parser.add_argument("--shared-px", type=float, default=2.0)
-    parser.add_argument("--spike-px", type=float, default=8.0)
+    parser.add_argument("-m", "--model", action="append",
+                        help="export directory; give it again to check several, one after the other "
+                             "(default: models/flies13)")
+    parser.add_argument("-i", "--input", default=str(data_dir() / "flies13" / "clip.mp4"), help="video")
+    parser.add_argument("--frames", default="1200-1499", help="frames START-END, both included")
+    parser.add_argument("--anchor", default="thorax", help="anchor node (odd bodies, swaps, distances)")
+    parser.add_argument("--head", default="head", help="node whose distance to the anchor makes a body")
+    parser.add_argument("--tolerance-px", type=float, default=5.0,
+                        help="odd body: head-anchor this far from the animal's median")
+    parser.add_argument("--shared-px", type=float, default=2.0,
+                        help="shared and doubled nodes: nodes this close")
+    parser.add_argument("--spike-px", type=float, default=8.0, help="node spike: a one-frame jump this large")
     parser.add_argument("--animal-size", type=float, default=90.0,
                         help="unit of the distance bins, px (default: flies13's training labels' median)")
     args = parser.parse_args()
+    try:
+        for i, model in enumerate(args.model or [str(REPO / "models" / "flies13")]):
+            if i:
+                print()
+            check(model, args)
+    except RtposeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
-    engine = load_engine(args.model, "ort-cpu")
+
+def check(model: str, args: argparse.Namespace) -> None:
+    """Run ``model`` over the frames and print every figure of the module docstring."""
+    engine = load_engine(model, "ort-cpu")
     spec = engine.spec
     if spec.n_classes != 2:
         raise SystemExit("this check is written for two identities")
@@ -96,6 +115,7 @@ def main() -> int:
     lengths = []  # (frames, class) head-anchor distance
     shared = []  # (frames,) nodes of one animal on a node of the other
     doubled = []  # (frames,) pairs of nodes of one animal on one place
+    doubled_kinds: Counter[str] = Counter()  # "female wingR-hindlegR4" -> frames
     tracks = []  # (frames, class, nodes, 2) points of the named animals, NaN where missing
     with VideoReader(args.input) as reader:
         for index in parse_frame_range(args.frames, reader.n_frames):
@@ -120,9 +140,13 @@ def main() -> int:
                     named[cls] = kept.points[i]
             tracks.append(named)
             pairs = 0
-            for pts in kept.points:
+            for k, pts in enumerate(kept.points):
                 d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
-                pairs += int(np.sum(np.triu(d < args.shared_px, k=1)))
+                close = np.argwhere(np.triu(d < args.shared_px, k=1))
+                pairs += len(close)
+                who = spec.class_names[kept.identity[k]] if kept.identity[k] >= 0 else "unnamed"
+                for a, b in close:
+                    doubled_kinds[f"{who} {spec.node_names[a]}-{spec.node_names[b]}"] += 1
             doubled.append(pairs)
             if len(kept) == 2:
                 d = np.linalg.norm(kept.points[0][:, None] - kept.points[1][None], axis=-1)
@@ -139,7 +163,7 @@ def main() -> int:
 
     info = describe()
     print(f"machine: {info['cpu']}, {info['cpu_count']} cores, onnxruntime {info['onnxruntime']}")
-    print(f"model {args.model}, frames {args.frames} ({n})")
+    print(f"model {model}, frames {args.frames} ({n})")
     print(f"undecided frames (both animals most likely the same class): {undecided}")
     print(f"identity swaps in the anchor tracks: {swaps(by_head)} with the head alone, "
           f"{swaps(by_continuity)} with continuity ({follow.followed} frames followed by position)")
@@ -147,8 +171,9 @@ def main() -> int:
           f"{int(odd.sum())} of {int(np.isfinite(lengths).sum())} instances")
     print(f"shared nodes (within {args.shared_px:g} px of a node of the other animal): {int(shared.sum())} in "
           f"{int((shared > 0).sum())} frames")
+    kinds = ", ".join(f"{kind} {count}" for kind, count in doubled_kinds.most_common(4))
     print(f"doubled nodes (two nodes of one animal within {args.shared_px:g} px): {int(doubled.sum())} pairs in "
-          f"{int((doubled > 0).sum())} frames")
+          f"{int((doubled > 0).sum())} frames" + (f" ({kinds})" if kinds else ""))
     per_node = spiked.sum(axis=(0, 1))
     worst = ", ".join(f"{spec.node_names[k]} {per_node[k]}" for k in np.argsort(-per_node)[:4] if per_node[k])
     print(f"node spikes (one-frame jumps over {args.spike_px:g} px that come back): {int(spiked.sum())} in "
@@ -162,7 +187,6 @@ def main() -> int:
         print(f"  {name:9s} {int(rows.sum()):4d} frames: odd bodies {int(odd[rows].sum())} of {n} instances"
               + (f" ({100 * odd[rows].sum() / n:.1f}%)" if n else "") + f", shared nodes {int(shared[rows].sum())}, doubled {int(doubled[rows].sum())}, "
               f"node spikes {int(spiked[rows].sum())}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -135,3 +135,12 @@ def test_a_run_never_writes_over_its_config_or_into_a_folder_of_other_files(tmp_
         "folder of its own: give a new or empty one (--overwrite writes into it anyway, replacing only a run's own "
         "files)")
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_distinct_nodes_given_as_a_list_says_to_give_a_mapping(tmp_path, flies_labels_path, capsys):
+    cfg = tiny_config(flies_labels_path, tmp_path / "m", instance__distinct_nodes=["forelegL4", "forelegR4"])
+    path = write_config(tmp_path, cfg)
+    msg = error_line(["train", str(path)], capsys)
+    assert msg.startswith(f"error: {path}:{line_of(path, 'distinct_nodes')}: instance.distinct_nodes: "), msg
+    assert "give a mapping, e.g. {nodes: [forelegL4, forelegR4]" in msg, msg
+    assert not (tmp_path / "m").exists()

@@ -258,6 +258,38 @@ def test_torch_rebuild_of_the_shipped_model_reproduces_its_references():
     assert result.frames >= 2 and result.ids_total >= 2 * result.frames  # two flies on every reference frame
 
 
+def test_export_takes_distinct_nodes_from_the_run_s_config_yaml(trained, tmp_path, capsys):
+    """It changes inference only: a user adds, changes or drops it in a trained run's
+    config.yaml and re-exports; a bad section is one line naming the file, nothing written."""
+    model_dir, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(model_dir, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+
+    def export_with(section, name: str):
+        if section is None:
+            config["instance"].pop("distinct_nodes", None)
+        else:
+            config["instance"]["distinct_nodes"] = section
+        (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        code = cli(["export", str(run), "-o", str(tmp_path / name)])
+        return code, capsys.readouterr()
+
+    code, out = export_with({"nodes": ["wingL", "wingR"], "min_distance_px": 4.0}, "wings")
+    assert code == 0 and "distinct nodes (one place each in an animal; instance.distinct_nodes): wingL, wingR" in out.out
+    assert ExportSpec.load(tmp_path / "wings").architecture["pipeline"]["distinct_nodes"] == {
+        "nodes": [3, 4], "names": ["wingL", "wingR"], "min_distance_px": 4.0, "exclusion_px": 8.0}
+    code, out = export_with(None, "plain")
+    assert code == 0 and "distinct nodes" not in out.out
+    assert "pipeline" not in ExportSpec.load(tmp_path / "plain").architecture
+    for section, says in [({"nodes": ["wingL", "wingr"]}, "instance.distinct_nodes: 'wingr' is not a node of this model"),
+                          ({"nodes": ["wingL"]}, "instance.distinct_nodes.nodes: List should have at least 2 items")]:
+        code, out = export_with(section, "bad")
+        err = out.err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {run / 'config.yaml'}: {says}"), err
+        assert not (tmp_path / "bad").exists()
+
+
 def test_the_shipped_model_keeps_one_fly_s_leg_tips_apart_in_the_graph(flies_video_path):
     """Validation frame 1190: without ``distinct_nodes`` the shipped network puts two leg tips
     of one fly within 3 px; with it (what the shipped graph holds) every leg tip has a

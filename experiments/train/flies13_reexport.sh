@@ -4,6 +4,8 @@
 # are read back from models/flies13/model.onnx (the fp32 graph holds them exactly), the
 # training facts from flies13_trained.json, the inference options from flies13_close.yaml.
 # Then `make model-export` exports, checks, scores and writes the card as after `make model`.
+# It REPLACES models/flies13 (the export and its card: git shows the change) and writes
+# RUN_DIR, which must not exist unless an earlier run of this script made it.
 #
 #   bash experiments/train/flies13_reexport.sh [RUN_DIR]     (default runs/flies13_reexport)
 set -euo pipefail
@@ -11,6 +13,11 @@ cd "$(dirname "$0")/../.."
 RUN=${1:-runs/flies13_reexport}
 PY=.venv/bin/python
 export RTPOSE_DATA=${RTPOSE_DATA:-$(cd .. && pwd)/shared/data}
+MARK=.flies13_reexport  # what says RUN_DIR is this script's own
+if [ -e "$RUN" ] && [ ! -e "$RUN/$MARK" ]; then
+  echo "error: $RUN exists and is not an earlier re-export (no $RUN/$MARK): give another RUN_DIR" >&2
+  exit 2
+fi
 rm -rf "$RUN"
 $PY experiments/train/dequantized_model_dir.py models/flies13 "$RUN" experiments/train/flies13_trained.json
 $PY - "$RUN" <<'PY'
@@ -19,7 +26,7 @@ from pathlib import Path
 import yaml
 from rtpose.config import load_config
 from rtpose.train.config import TrainConfig
-from rtpose.train.trainer import config_hash, distinct_nodes_info
+from rtpose.train.trainer import config_hash
 
 run = Path(sys.argv[1])
 cfg = load_config("experiments/train/flies13_close.yaml", TrainConfig, [f"output={run}"])
@@ -28,7 +35,7 @@ trained_hash = info["config_hash"]
 info["labels"] = os.path.expandvars(info["label_files"][0])
 info["label_files"] = [os.path.expandvars(p) for p in info.pop("label_files")]
 info["config_hash"] = config_hash(cfg)
-info["distinct_nodes"] = distinct_nodes_info(cfg.instance.distinct_nodes, info["node_names"])
+info["distinct_nodes"] = cfg.instance.distinct_nodes.to_info(info["node_names"])
 info["note"] = (
     f"Re-exported (`bash experiments/train/flies13_reexport.sh`) from the weights of the previous export of "
     f"this model, trained by the recipe before `instance.distinct_nodes` was added to it (config hash "
@@ -37,9 +44,11 @@ info["note"] = (
 info.pop("about", None)
 (run / "model.json").write_text(json.dumps(info, indent=1))
 (run / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+(run / ".flies13_reexport").write_text("made by experiments/train/flies13_reexport.sh\n")
 print(f"{run}: distinct nodes {', '.join(cfg.instance.distinct_nodes.nodes)}; config hash {info['config_hash']}")
 PY
-make model-export MODEL_RUN="$RUN" CARD_RUN=runs/flies13 $(command -v qemu-x86_64 >/dev/null && echo EMULATE=1)
+make model-export MODEL_RUN="$RUN" CARD_RUN=runs/flies13 $(command -v qemu-x86_64 >/dev/null && echo EMULATE=1) \
+  CARD_FIRST="bash experiments/train/flies13_reexport.sh   # this export: the shipped weights, re-exported (note below); to train them anew:"
 # The shipped export names `make model`'s run folder, relative to the repository, as its
 # training run (rtpose/engine/base.py, SHIPPED_MODEL_RUN): that is where a user gets one to
 # re-export for other frame sizes; this script's folder is a rebuild of the weights only.

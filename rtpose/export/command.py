@@ -222,6 +222,10 @@ def main(args: argparse.Namespace) -> int:
           f"classes {', '.join(spec.class_names) or 'none'}")
     print(f"graphs: {', '.join(f'{p} {n}' for p, n in spec.graphs.items())}; references (reference.npz): fp32 "
           f"outputs on {describe_references(spec)}")
+    distinct = spec.architecture.get("pipeline", {}).get("distinct_nodes")
+    if distinct:
+        print(f"distinct nodes (one place each in an animal; instance.distinct_nodes): {', '.join(distinct['names'])}; "
+              f"the weaker of two within {distinct['min_distance_px']:g} px takes its next peak")
     if "quantization" in spec.extra:
         q = spec.extra["quantization"]
         shift = q["shift_vs_fp32_px"]

@@ -69,6 +69,11 @@ def build_pipeline(model_dir: str | Path | list, max_instances: int | None = Non
     if not info_path.exists():
         raise RtposeError(f"{model_dir}: no {MODEL_INFO}; not a model directory written by `rtpose train`")
     info = json.loads(info_path.read_text())
+    distinct = run_distinct_nodes(model_dir, info)
+    if distinct:
+        info["distinct_nodes"] = distinct
+    else:
+        info.pop("distinct_nodes", None)
     c_ckpt = _load_checkpoint(model_dir / "centroid" / "best.pt")
     i_ckpt = _load_checkpoint(model_dir / "instance" / "best.pt")
     centroid = centroid_arch_from_dict(c_ckpt["arch"]).build()
@@ -91,6 +96,44 @@ def build_pipeline(model_dir: str | Path | list, max_instances: int | None = Non
     info["source"] = {"format": "rtpose", "version": __version__, "dir": clean_path(model_dir),
                       "sha256": file_hashes(model_dir, ["centroid/best.pt", "instance/best.pt", "config.yaml"])}
     return pipeline, info
+
+
+def run_distinct_nodes(model_dir: Path, info: dict) -> dict | None:
+    """The run's ``instance.distinct_nodes`` as the pipeline takes it, or None.
+
+    It changes inference only, so the run's ``config.yaml`` (which a user edits to add
+    it to a trained run) is read at every export; model.json's copy serves a run without
+    a config.yaml.
+
+    Raises:
+        RtposeError: the config's section is malformed or names a node the model lacks.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from rtpose.train.config import DistinctNodesConfig
+
+    config = model_dir / "config.yaml"
+    if not config.exists():
+        return info.get("distinct_nodes")
+    try:
+        section = ((yaml.safe_load(config.read_text()) or {}).get("instance") or {}).get("distinct_nodes")
+    except (yaml.YAMLError, AttributeError) as exc:
+        raise RtposeError(f"{config}: not a training config ({type(exc).__name__})") from None
+    if section is None:
+        return None
+    try:
+        distinct = DistinctNodesConfig.model_validate(section)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in ("instance", "distinct_nodes", *first["loc"]))
+        raise RtposeError(f"{config}: {where}: {first['msg']}") from None
+    nodes = list(info["node_names"])
+    unknown = [n for n in distinct.nodes if n not in nodes]
+    if unknown:
+        raise RtposeError(f"{config}: instance.distinct_nodes: {unknown[0]!r} is not a node of this model "
+                          f"({', '.join(nodes)})")
+    return distinct.to_info(nodes)
 
 
 def spec_from_info(info: dict, max_instances: int, frame_hw: tuple[int, int]) -> ExportSpec:

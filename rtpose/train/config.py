@@ -164,6 +164,12 @@ class DistinctNodesConfig(Strict):
             raise ValueError(f"{', '.join(map(repr, repeated))} given more than once")
         return v
 
+    def to_info(self, node_names: list[str]) -> dict:
+        """model.json's (and rtpose.json's ``architecture.pipeline``) ``distinct_nodes``, as
+        ``TopDownPipeline`` takes it: indices into ``node_names``, the names, crop pixels."""
+        return {"nodes": [node_names.index(n) for n in self.nodes], "names": list(self.nodes),
+                "min_distance_px": self.min_distance_px, "exclusion_px": self.exclusion_px}
+
 
 class InstanceConfig(Strict):
     crop_size: int | None = Field(None, ge=16)  # None: suggested from the labels
@@ -177,6 +183,14 @@ class InstanceConfig(Strict):
     augment: AugmentConfig = AugmentConfig()
     optim: OptimConfig = OptimConfig()
     distinct_nodes: DistinctNodesConfig | None = None  # null: each node is its map's global peak
+
+    @field_validator("distinct_nodes", mode="before")
+    @classmethod
+    def _distinct_mapping(cls, v: object) -> object:
+        if isinstance(v, (list, tuple)):
+            raise ValueError("give a mapping, e.g. {nodes: [forelegL4, forelegR4], min_distance_px: 3, "
+                             "exclusion_px: 8}")
+        return v
 
 
 class TrainConfig(Strict):

@@ -36,8 +36,7 @@ from rtpose.data.selection import beyond_labels, selected_indices
 from rtpose.data.video import describe_indices
 from rtpose.nn.unet import UNet, UNetSpec, count_parameters
 from rtpose.paths import clean_path, portable_data_path
-from rtpose.train.config import (AugmentConfig, DataConfig, DistinctNodesConfig, HardKeypointConfig, TrainConfig,
-                                 UNetConfig)
+from rtpose.train.config import AugmentConfig, DataConfig, HardKeypointConfig, TrainConfig, UNetConfig
 from rich.markup import escape
 
 from rtpose.train.checks import check_config, reuse_problem
@@ -62,13 +61,6 @@ def config_hash(cfg: TrainConfig) -> str:
     if data.get("val_labels"):
         data["val_labels"] = Path(data["val_labels"]).name
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def distinct_nodes_info(distinct: DistinctNodesConfig, nodes: list[str]) -> dict:
-    """model.json's ``distinct_nodes``, as ``TopDownPipeline`` takes it: node indices
-    (``nodes`` is the skeleton's order), their names, and the two distances in crop pixels."""
-    return {"nodes": [nodes.index(n) for n in distinct.nodes], "names": list(distinct.nodes),
-            "min_distance_px": distinct.min_distance_px, "exclusion_px": distinct.exclusion_px}
 
 
 def _unet_spec(c: UNetConfig) -> UNetSpec:
@@ -529,8 +521,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
         "centroid_threshold": cfg.centroid.threshold,
         "point_threshold": cfg.instance.point_threshold,
         "refinement": cfg.refinement,
-        **({"distinct_nodes": distinct_nodes_info(cfg.instance.distinct_nodes, nodes)}
-           if cfg.instance.distinct_nodes else {}),
+        **({"distinct_nodes": cfg.instance.distinct_nodes.to_info(nodes)} if cfg.instance.distinct_nodes else {}),
         "max_instances": max_instances,
         "animal_size_px": round(size_px, 2),  # unit of the distance bins (rtpose.data.proximity)
         "train_frames": len(train_frames),
