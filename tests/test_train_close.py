@@ -91,6 +91,10 @@ def test_two_label_files_train_and_leave_a_validation_report(trained_close, flie
     assert info["train_frames"] == 12 and info["val_frames"] == 4 and info["animal_size_px"] > 0
     log = (model / "instance" / "training_log.csv").read_text().splitlines()[0]
     assert "train_hard_keypoints" in log
+    # the export-based report.json scores the first file's block and says where the rest are
+    final = json.loads((model / "report.json").read_text())
+    assert final["labels_file"] == "clip.trainval.slp" and final["frame_range"] == "1190-1195"
+    assert final["other_labels"].startswith("clip.close.slp: its validation frames are scored, with these, in the")
     report = json.loads((model / "validation_report.json").read_text())
     assert report["n_gt"] == 8 and report["frame_range"] == [1190, 1295]
     assert sum(b["n_gt"] for b in report["by_proximity"].values()) == 8

@@ -64,7 +64,12 @@ def validation_report(model_dir: Path, n_timed: int = 30) -> dict[str, Any]:
                                only_labeled=True, progress=False)
             r = evaluate(labels_path, pred, frames=set(idx))
             empty = [lf.frame_idx for lf in labels.labeled_frames if not lf.user_instances]
-            out.update({"frames": len(idx), "frame_range": f"{idx[0]}-{idx[-1]}",
+            others = [Path(f).name for f in info.get("label_files", [])[1:]]
+            if others:  # the pooled validation frames of every file are in validation_report.json
+                out["other_labels"] = (f"{', '.join(others)}: {'its' if len(others) == 1 else 'their'} validation "
+                                       "frames are scored, with these, in the whole-pipeline table above "
+                                       "(validation_report.json)")
+            out.update({"labels_file": labels_path.name, "frames": len(idx), "frame_range": f"{idx[0]}-{idx[-1]}",
                         "frames_described": describe_span(idx, empty, "not validation frames"), "map": r["map"],
                         "dist_px": r["dist_px"], "id_accuracy": r["id_accuracy"], "n_gt": r["n_gt"],
                         "n_matched": r["n_matched"], "n_found": r["n_found"]})
@@ -175,6 +180,8 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
             and info["class_names"] else ""
         found = report.get("n_found", report["n_matched"])
         span = report.get("frames_described") or f"{report['frame_range']} ({report['frames']} frames)"
+        if report.get("other_labels"):  # several labels files: say which one this block is
+            span = f"of {report['labels_file']}: {span}"
         lines.append(f"  validation frames {span}: "
                      f"{found}/{report['n_gt']} instances found (OKS > 0.5), {report['n_matched']} matched; "
                      f"OKS mAP {report['map']:.3f}, "
@@ -196,6 +203,8 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
     budget = budget_warning(info, longer)
     if budget:
         lines.append(f"  [yellow]warning:[/] {budget}")
+    if report.get("other_labels"):
+        lines.append(f"  {report['other_labels']}")
     if report.get("note"):
         lines.append(f"  {report['note']}")
     lat = report.get("latency_ms")
