@@ -282,11 +282,16 @@ def test_export_takes_distinct_nodes_from_the_run_s_config_yaml(trained, tmp_pat
     code, out = export_with(None, "plain")
     assert code == 0 and "distinct nodes" not in out.out
     assert "pipeline" not in ExportSpec.load(tmp_path / "plain").architecture
-    for section, says in [({"nodes": ["wingL", "wingr"]}, "instance.distinct_nodes: 'wingr' is not a node of this model"),
-                          ({"nodes": ["wingL"]}, "instance.distinct_nodes.nodes: List should have at least 2 items")]:
+    # read as `rtpose train` reads a config: the line of the key, the same message as its check
+    for section, says in [({"nodes": ["wingL", "wingr"]}, "instance.distinct_nodes.nodes.1: 'wingr' is not a node "
+                                                          "of the skeleton (did you mean 'wingR'?)"),
+                          ({"nodes": ["wingL"]}, "instance.distinct_nodes.nodes: List should have at least 2 items after validation, not 1")]:
         code, out = export_with(section, "bad")
+        text = (run / "config.yaml").read_text().splitlines()
+        start = next(n for n, line in enumerate(text) if line.strip() == "distinct_nodes:")
+        line = next(n for n, line in enumerate(text) if n > start and line.strip().startswith("nodes:")) + 1
         err = out.err.strip().splitlines()
-        assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {run / 'config.yaml'}: {says}"), err
+        assert code == 2 and err == [f"error: {run / 'config.yaml'}:{line}: {says}"], err
         assert not (tmp_path / "bad").exists()
 
 

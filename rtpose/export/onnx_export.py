@@ -102,37 +102,32 @@ def run_distinct_nodes(model_dir: Path, info: dict) -> dict | None:
     """The run's ``instance.distinct_nodes`` as the pipeline takes it, or None.
 
     It changes inference only, so the run's ``config.yaml`` (which a user edits to add
-    it to a trained run) is read at every export; model.json's copy serves a run without
-    a config.yaml.
+    it to a trained run) is read at every export, through the config layer as ``rtpose
+    train`` reads it (its lines, its messages); model.json's copy serves a run without a
+    config.yaml.
 
     Raises:
-        RtposeError: the config's section is malformed or names a node the model lacks.
+        ConfigError: ``config.yaml:LINE: instance.distinct_nodes...: ...`` for a malformed
+            section or a node the model lacks.
     """
-    import yaml
-    from pydantic import ValidationError
-
+    from rtpose.config import ConfigError, describe_errors, did_you_mean, load_yaml, validate
     from rtpose.train.config import DistinctNodesConfig
 
     config = model_dir / "config.yaml"
     if not config.exists():
         return info.get("distinct_nodes")
-    try:
-        section = ((yaml.safe_load(config.read_text()) or {}).get("instance") or {}).get("distinct_nodes")
-    except (yaml.YAMLError, AttributeError) as exc:
-        raise RtposeError(f"{config}: not a training config ({type(exc).__name__})") from None
+    tree, lines = load_yaml(config, "training config")
+    instance = tree.get("instance")
+    section = instance.get("distinct_nodes") if isinstance(instance, dict) else None
     if section is None:
         return None
-    try:
-        distinct = DistinctNodesConfig.model_validate(section)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in ("instance", "distinct_nodes", *first["loc"]))
-        raise RtposeError(f"{config}: {where}: {first['msg']}") from None
+    where = ("instance", "distinct_nodes")
+    distinct = validate(DistinctNodesConfig, section, config, lines, prefix=where)
     nodes = list(info["node_names"])
-    unknown = [n for n in distinct.nodes if n not in nodes]
-    if unknown:
-        raise RtposeError(f"{config}: instance.distinct_nodes: {unknown[0]!r} is not a node of this model "
-                          f"({', '.join(nodes)})")
+    for i, name in enumerate(distinct.nodes):
+        if name not in nodes:  # as rtpose/train/checks.py says it before a training
+            error = {"loc": ("nodes", i), "msg": f"{name!r} is not a node of the skeleton{did_you_mean(name, nodes)}"}
+            raise ConfigError(describe_errors([error], config, lines, prefix=where))
     return distinct.to_info(nodes)
 
 
