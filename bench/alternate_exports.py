@@ -34,8 +34,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model", action="append", required=True, help="export directory (twice or more)")
     parser.add_argument("-i", "--input", default=str(data_dir() / "flies13" / "clip.mp4"))
-    parser.add_argument("--frames", default="1200-1299")
-    parser.add_argument("--rounds", type=int, default=14, help="rounds in turns (each export once a round)")
+    parser.add_argument("--frames", default="1200-1299", help="frames START-END, both included (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=14,
+                        help="rounds in turns, each export once a round (default: %(default)s)")
     parser.add_argument("--precision", default="int8", choices=("int8", "fp32"), help="the graph each export runs")
     args = parser.parse_args()
     if len(args.model) < 2:
@@ -66,11 +67,18 @@ def main() -> int:
     print(f"machine: {cpu_name()} ({' '.join(cpu_flags())}); {args.precision} graphs, frames {args.frames}, "
           f"{args.rounds} rounds in turns")
     first = float(np.median(rounds[args.model[0]]))
+    spread = 0.0  # the largest relative range of one export's round medians: what noise alone moves
     for model, values in rounds.items():
         median = float(np.median(values))
+        spread = max(spread, (max(values) - min(values)) / median)
         change = "" if model == args.model[0] else f" ({100 * (median / first - 1):+.1f}% against the first)"
         print(f"{model}: median of round medians {median:.3f} ms{change}; rounds "
               + " ".join(f"{v:.2f}" for v in values))
+    if args.rounds < 5 or len(frames) < 30:
+        print(f"note: {args.rounds} round(s) of {len(frames)} frame(s) say little on a shared machine: "
+              "differences of tens of percent arise by chance; use the defaults (14 rounds of 100 frames)")
+    print(f"the round medians of one export spread over {100 * spread:.1f}% of its median here: a difference "
+          "smaller than that is noise")
     return 0
 
 

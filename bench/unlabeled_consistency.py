@@ -43,6 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from rtpose.config import did_you_mean  # noqa: E402
 from rtpose.data.proximity import PROXIMITY_BINS, proximity_bin  # noqa: E402
 from rtpose.data.video import VideoReader, parse_frame_range  # noqa: E402
 from rtpose.engine.base import load_engine  # noqa: E402
@@ -108,6 +109,9 @@ def check(model: str, args: argparse.Namespace) -> None:
     spec = engine.spec
     if spec.n_classes != 2:
         raise SystemExit("this check is written for two identities")
+    for option, name in (("--anchor", args.anchor), ("--head", args.head)):
+        if name not in spec.node_names:
+            raise RtposeError(f"{option} {name!r} is not a node of {model}{did_you_mean(name, spec.node_names)}")
     anchor, head = spec.node_names.index(args.anchor), spec.node_names.index(args.head)
     follow = IdentityContinuity(spec.n_classes)
     undecided = 0

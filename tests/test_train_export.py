@@ -283,13 +283,18 @@ def test_export_takes_distinct_nodes_from_the_run_s_config_yaml(trained, tmp_pat
     assert code == 0 and "distinct nodes" not in out.out
     assert "pipeline" not in ExportSpec.load(tmp_path / "plain").architecture
     # read as `rtpose train` reads a config: the line of the key, the same message as its check
-    for section, says in [({"nodes": ["wingL", "wingr"]}, "instance.distinct_nodes.nodes.1: 'wingr' is not a node "
-                                                          "of the skeleton (did you mean 'wingR'?)"),
-                          ({"nodes": ["wingL"]}, "instance.distinct_nodes.nodes: List should have at least 2 items after validation, not 1")]:
+    for section, key, says in [
+            ({"nodes": ["wingL", "wingr"]}, "nodes:",
+             "instance.distinct_nodes.nodes.1: 'wingr' is not a node of the skeleton (did you mean 'wingR'?)"),
+            ({"nodes": ["wingL"]}, "nodes:",
+             "instance.distinct_nodes.nodes: List should have at least 2 items after validation, not 1"),
+            (["wingL", "wingR"], "distinct_nodes:",  # as `rtpose train` says it
+             "instance.distinct_nodes: give a mapping, e.g. {nodes: [forelegL4, forelegR4], min_distance_px: 3, "
+             "exclusion_px: 8}")]:
         code, out = export_with(section, "bad")
         text = (run / "config.yaml").read_text().splitlines()
         start = next(n for n, line in enumerate(text) if line.strip() == "distinct_nodes:")
-        line = next(n for n, line in enumerate(text) if n > start and line.strip().startswith("nodes:")) + 1
+        line = next(n for n, line in enumerate(text) if n >= start and line.strip().startswith(key)) + 1
         err = out.err.strip().splitlines()
         assert code == 2 and err == [f"error: {run / 'config.yaml'}:{line}: {says}"], err
         assert not (tmp_path / "bad").exists()

@@ -110,7 +110,8 @@ class DistinctPeaks(nn.Module):
     Args:
         group: channel indices of nodes that never share a place (the leg tips).
         n_channels: channels of the confidence maps.
-        min_distance: map pixels under which two peaks of the group are one place.
+        min_distance: map pixels under which two peaks of the group are one place (between
+            the integer peak pixels: refinement comes after).
         exclusion: map pixels (along x or y) around the first peak where no second is sought.
     """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from rtpose.config import StrictModel
 from rtpose.data.selection import parse_frame_selection
@@ -156,6 +156,14 @@ class DistinctNodesConfig(Strict):
     min_distance_px: float = Field(3.0, gt=0)  # crop (full-resolution) pixels
     exclusion_px: float = Field(8.0, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, v: object) -> object:
+        if isinstance(v, (list, tuple)):
+            raise ValueError("give a mapping, e.g. {nodes: [forelegL4, forelegR4], min_distance_px: 3, "
+                             "exclusion_px: 8}")
+        return v
+
     @field_validator("nodes")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
@@ -183,14 +191,6 @@ class InstanceConfig(Strict):
     augment: AugmentConfig = AugmentConfig()
     optim: OptimConfig = OptimConfig()
     distinct_nodes: DistinctNodesConfig | None = None  # null: each node is its map's global peak
-
-    @field_validator("distinct_nodes", mode="before")
-    @classmethod
-    def _distinct_mapping(cls, v: object) -> object:
-        if isinstance(v, (list, tuple)):
-            raise ValueError("give a mapping, e.g. {nodes: [forelegL4, forelegR4], min_distance_px: 3, "
-                             "exclusion_px: 8}")
-        return v
 
 
 class TrainConfig(Strict):
