@@ -144,3 +144,13 @@ def test_distinct_nodes_given_as_a_list_says_to_give_a_mapping(tmp_path, flies_l
     assert msg.startswith(f"error: {path}:{line_of(path, 'distinct_nodes')}: instance.distinct_nodes: "), msg
     assert "give a mapping, e.g. {nodes: [forelegL4, forelegR4]" in msg, msg
     assert not (tmp_path / "m").exists()
+
+
+def test_distinct_nodes_exclusion_below_the_minimum_distance_is_refused(tmp_path, flies_labels_path, capsys):
+    rule = {"nodes": ["forelegL4", "forelegR4"], "min_distance_px": 5, "exclusion_px": 2}
+    cfg = tiny_config(flies_labels_path, tmp_path / "m", instance__distinct_nodes=rule)
+    path = write_config(tmp_path, cfg)
+    msg = error_line(["train", str(path)], capsys)
+    assert msg.startswith(f"error: {path}:{line_of(path, 'distinct_nodes')}: instance.distinct_nodes: "), msg
+    assert "exclusion_px (2) is below min_distance_px (5)" in msg, msg
+    assert not (tmp_path / "m").exists()

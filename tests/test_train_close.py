@@ -97,6 +97,8 @@ def test_two_label_files_train_and_leave_a_validation_report(trained_close, flie
     assert final["other_labels"].startswith("clip.close.slp: its validation frames are scored, with these, in the")
     report = json.loads((model / "validation_report.json").read_text())
     assert report["n_gt"] == 8 and report["frame_range"] == [1190, 1295]
+    # the whole-pipeline table names its frames and files
+    assert report["ground_truth"] == "validation frames 1190, 1195, 1290, 1295 (4) of clip.trainval.slp, clip.close.slp"
     assert sum(b["n_gt"] for b in report["by_proximity"].values()) == 8
     assert report["proximity"]["anchor_part"] == "thorax"
     assert report["proximity"]["animal_size_px"] == pytest.approx(info["animal_size_px"], abs=0.01)

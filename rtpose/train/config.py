@@ -172,6 +172,15 @@ class DistinctNodesConfig(Strict):
             raise ValueError(f"{', '.join(map(repr, repeated))} given more than once")
         return v
 
+    @model_validator(mode="after")
+    def _exclusion_holds_min_distance(self) -> DistinctNodesConfig:
+        # a node moved less than min_distance_px could still share the other's place
+        if self.exclusion_px < self.min_distance_px:
+            raise ValueError(f"exclusion_px ({self.exclusion_px:g}) is below min_distance_px "
+                             f"({self.min_distance_px:g}): a moved node could stay within the minimum distance; "
+                             "give exclusion_px >= min_distance_px")
+        return self
+
     def to_info(self, node_names: list[str]) -> dict:
         """model.json's (and rtpose.json's ``architecture.pipeline``) ``distinct_nodes``, as
         ``TopDownPipeline`` takes it: indices into ``node_names``, the names, crop pixels."""

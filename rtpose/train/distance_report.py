@@ -55,8 +55,12 @@ def predict_frames(pipeline: torch.nn.Module, frames: list[FrameLabels], cache: 
 
 
 def validation_report(model_dir: Path, frames: list[FrameLabels], cache: FrameCache, classes: list[str],
-                      split: DistanceSplit, console: Console | None = None) -> dict[str, Any]:
+                      split: DistanceSplit, console: Console | None = None,
+                      ground_truth: str = "validation frames of the training config") -> dict[str, Any]:
     """Score the model dir's pipeline on ``frames``, write ``REPORT`` there, print the tables.
+
+    ``ground_truth``: what the frames are, in words (the report's ``ground_truth``, the
+    table's title).
 
     ``split``: the anchor part and size unit of the distance split, from the run's
     ``model.json`` through ``rtpose.data.proximity.distance_split``, as ``rtpose eval``
@@ -83,7 +87,7 @@ def validation_report(model_dir: Path, frames: list[FrameLabels], cache: FrameCa
         pred_track=_pad([names[c] for _, _, c in preds], p, (), None, object),
     )
     result = score(paired, split=split)
-    result = {"ground_truth": "validation frames of the training config", "predictions": "torch pipeline (fp32)",
+    result = {"ground_truth": ground_truth, "predictions": "torch pipeline (fp32)",
               "unpredicted_frames": "skip", "frames": [int(f.frame_idx) for f in frames], **result}
     (model_dir / REPORT).write_text(jsonsafe.dumps(result, indent=2) + "\n")
     if console is not None:

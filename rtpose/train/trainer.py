@@ -544,6 +544,10 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     if val_frames:
         console.print(f"validation frames, whole pipeline (written to {out / REPORT}):")
         split = distance_split(recorded=info, recorded_from=f"{out / MODEL_INFO}")  # as eval reads the export's
-        validation_report(out, val_frames, cache, classes if with_id else [], split, console)
+        files = [cfg.data.val_labels] if cfg.data.val_labels else label_files
+        held = describe_indices([f.frame_idx for f in val_frames])
+        validation_report(out, val_frames, cache, classes if with_id else [], split, console,
+                          ground_truth=f"validation frames {held} ({len(val_frames)}) of "
+                                       f"{', '.join(Path(f).name for f in files)}")
     console.print(f"model written to {out} ({info['wall_minutes']:.1f} min)")
     return out
