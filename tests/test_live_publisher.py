@@ -124,7 +124,7 @@ def test_listen_prints_a_line_per_message_and_records_to_a_file(tmp_path, capsys
         assert listen(address, count=5, out=Out()) == 5
         printed = [line for line in "".join(lines).splitlines() if line]
         assert len(printed) == 5 and all(line.startswith("frame ") and "rules: approach" in line for line in printed)
-        out = tmp_path / "stream.msgpack"
+        out = tmp_path / "new folder" / "stream.msgpack"  # its folder is made
         assert listen(address, count=8, output=str(out)) == 8
         messages = list(msgpack.Unpacker(open(out, "rb"), raw=False))
         assert len(messages) == 8 and all(m["identity"] == ["male", "female"] for m in messages)

@@ -33,7 +33,7 @@ import zmq
 from rtpose import clock
 from rtpose.errors import RtposeError
 from rtpose.live.publisher import port_problem, split_message, web_server_line
-from rtpose.paths import claim_output_file
+from rtpose.paths import claim_report_file, make_parent
 
 QUIET_S = 3.0  # no message this long after the start: say so once (and keep waiting)
 
@@ -60,7 +60,7 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
         address: a ZeroMQ endpoint (``tcp://HOST:PORT``) where a daemon publishes.
         topic: the topic subscribed to (the daemon's ``publisher.topic``).
         count: stop after this many messages (None: never).
-        output: write the payloads to this file (a msgpack stream) instead of printing;
+        output: write the payloads to this file (a msgpack stream; missing folders are made) instead of printing;
             an existing file is refused unless ``overwrite``, which replaces it.
         stop: set from another thread (or a signal handler) to stop.
         out: where the lines go.
@@ -80,10 +80,8 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
     problem = port_problem(address)
     if problem:
         raise RtposeError(problem)
-    if output is not None:
-        if Path(output).is_dir():
-            raise RtposeError(f"-o {output} is a folder: give a file name")
-        claim_output_file(Path(output), overwrite)
+    if output is not None:  # a folder, an existing file without overwrite, a path no folder can be made for
+        claim_report_file(output, overwrite, "-o")
     stop = stop or threading.Event()
     context = zmq.Context()
     socket = context.socket(zmq.SUB)
@@ -102,7 +100,7 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
             raise RtposeError(f"cannot connect to {address} ({exc}){hint}") from None
         if output is not None:
             try:
-                sink = open(output, "wb")
+                sink = open(make_parent(Path(output)), "wb")
             except OSError as exc:
                 raise RtposeError(f"{output}: cannot write ({exc.strerror})") from None
         if on_connected is not None:
