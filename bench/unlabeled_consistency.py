@@ -154,8 +154,9 @@ def check(model: str, args: argparse.Namespace) -> None:
             doubled.append(pairs)
             if len(kept) == 2:
                 d = np.linalg.norm(kept.points[0][:, None] - kept.points[1][None], axis=-1)
-                shared.append(int(np.sum(np.nanmin(d, axis=1) < args.shared_px)
-                                  + np.sum(np.nanmin(d, axis=0) < args.shared_px)))
+                # fmin: a node one animal lacks gives an all-NaN row, which is no shared node (no warning)
+                shared.append(int(np.sum(np.fmin.reduce(d, axis=1) < args.shared_px)
+                                  + np.sum(np.fmin.reduce(d, axis=0) < args.shared_px)))
             else:
                 shared.append(0)
     by_head, by_continuity, lengths = np.array(by_head), np.array(by_continuity), np.array(lengths)
