@@ -74,8 +74,8 @@ clean-venv:
 # also scores the int8 graph on an emulated AVX2 CPU without VNNI (qemu-user, ~1 min). Scored on two held-out blocks: validation frames 1150-1199 and the
 # close-courtship frames 1270-1299; the model card shows both, split by distance.
 MODEL_RUN := runs/flies13
-# the run folder the card's "make model" commands name (a re-export of the shipped weights,
-# experiments/train/flies13_reexport.sh, exports from another folder but reproduces as make model)
+# the run folder the card's "make model" commands name and the shipped rtpose.json records
+# (an export made from another folder, e.g. MODEL_RUN=/tmp/run, still reproduces as make model)
 CARD_RUN ?= $(MODEL_RUN)
 CARD_FIRST ?=
 MODEL_CONFIG := experiments/train/flies13_close.yaml
@@ -92,8 +92,11 @@ model: $(STAMP)
 
 # Everything after training: export, check, score each graph, write the model card. It may run
 # again on a run dir (`train --overwrite` keeps the predictions there), so predict and eval get --overwrite.
+# The export's rtpose.json names its run folder relative to the repository (CARD_RUN), where
+# make model trains it (rtpose/engine/base.py, SHIPPED_MODEL_RUN), not this machine's absolute path.
 model-export: $(STAMP)
 	$(PY) -m rtpose export $(MODEL_RUN) -o models/flies13 --int8 --overwrite
+	$(PY) -c "import json, pathlib; from rtpose import jsonsafe; p = pathlib.Path('models/flies13/rtpose.json'); s = json.loads(p.read_text()); s['source']['dir'] = '$(CARD_RUN)'; p.write_text(jsonsafe.dumps(s, indent=2))"
 	$(PY) -m rtpose check -m models/flies13
 	$(PY) -m rtpose predict -m models/flies13 $(VAL) -o $(MODEL_RUN)/val_predictions.slp --overwrite
 	$(PY) -m rtpose eval $(EVAL) -p $(MODEL_RUN)/val_predictions.slp --json $(MODEL_RUN)/val_eval.json --overwrite

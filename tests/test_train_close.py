@@ -114,6 +114,11 @@ def test_reused_centroid_net_is_the_source_one(trained_close, tmp_path, capsys):
     dst = torch.load(tmp_path / "again" / "centroid" / "best.pt", weights_only=False)
     assert all(torch.equal(src["state_dict"][k], dst["state_dict"][k]) for k in src["state_dict"])
     assert "reused from" in json.loads((tmp_path / "again" / "model.json").read_text())["centroid"]["stopped"]
+    # the instance net starts from its own seed's weights and trains as in the full run, so
+    # experiments that reuse a centroid net compare with full runs
+    src = torch.load(model / "instance" / "best.pt", weights_only=False)["state_dict"]
+    dst = torch.load(tmp_path / "again" / "instance" / "best.pt", weights_only=False)["state_dict"]
+    assert all(torch.allclose(src[k].float(), dst[k].float(), atol=1e-6) for k in src)
     capsys.readouterr()
     cfg["centroid"]["unet"] = {**cfg["centroid"]["unet"], "filters": 16}
     cfg["output"] = str(tmp_path / "other")

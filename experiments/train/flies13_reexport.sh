@@ -50,18 +50,8 @@ info.pop("about", None)
 (run / ".flies13_reexport").write_text("made by experiments/train/flies13_reexport.sh\n")
 print(f"{run}: distinct nodes {', '.join(cfg.instance.distinct_nodes.nodes)}; config hash {info['config_hash']}")
 PY
-make model-export MODEL_RUN="$RUN" CARD_RUN=runs/flies13 $(command -v qemu-x86_64 >/dev/null && echo EMULATE=1) \
-  CARD_FIRST="bash experiments/train/flies13_reexport.sh   # this export: the shipped weights, re-exported (note below); to train them anew:"
-# The shipped export names `make model`'s run folder, relative to the repository, as its
+# make model-export names CARD_RUN (runs/flies13, `make model`'s run folder) in rtpose.json as the
 # training run (rtpose/engine/base.py, SHIPPED_MODEL_RUN): that is where a user gets one to
 # re-export for other frame sizes; this script's folder is a rebuild of the weights only.
-$PY - <<'PY'
-import json
-from pathlib import Path
-from rtpose import jsonsafe
-from rtpose.engine.base import SHIPPED_MODEL_RUN
-path = Path("models/flies13/rtpose.json")
-spec = json.loads(path.read_text())
-spec["source"]["dir"] = SHIPPED_MODEL_RUN
-path.write_text(jsonsafe.dumps(spec, indent=2))
-PY
+make model-export MODEL_RUN="$RUN" CARD_RUN=runs/flies13 $(command -v qemu-x86_64 >/dev/null && echo EMULATE=1) \
+  CARD_FIRST="bash experiments/train/flies13_reexport.sh   # this export: the shipped weights, re-exported (note below); to train them anew:"

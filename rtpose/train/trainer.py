@@ -481,6 +481,9 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     i_val = InstanceSamples(val_frames, cache, anchor, crop, cfg.instance.sigma, i_spec.output_stride,
                             0.0, i_aug) if val_frames else None
     i_weights = close_weights(i_train.closest, size_px, cfg.data)
+    # the instance net's initial weights are its own seed's draw, whether the centroid net
+    # was trained before it or reused (centroid.reuse_from experiments compare with full runs)
+    torch.manual_seed(cfg.seed + 1)
     i_model = i_arch.build()
     _describe("instance", i_spec, i_model)
     i_bs = cfg.instance.optim.batch_size
