@@ -113,7 +113,7 @@ model-export: $(STAMP)
 	  --graph fp32=$(MODEL_RUN)/val_eval_fp32.json --graph int8=$(MODEL_RUN)/val_eval_int8.json \
 	  $(if $(EMULATE),--graph "int8 on qemu-x86_64 -cpu Haswell (AVX2 without VNNI; flags by CPUID: avx2)=$(MODEL_RUN)/val_eval_int8_haswell.json") \
 	  $(if $(CARD_FIRST),"$(CARD_FIRST)") \
-	  "make model$(if $(EMULATE), EMULATE=1)$(if $(TRAIN_ARGS), TRAIN_ARGS='$(TRAIN_ARGS)')" \
+	  "make model$(if $(EMULATE), EMULATE=1)$(if $(TRAIN_ARGS), TRAIN_ARGS='$(TRAIN_ARGS)')$(if $(EMULATE),   # EMULATE=1 also scores the int8 graph under qemu-x86_64 -cpu Haswell (AVX2 without VNNI; needs qemu-user))" \
 	  "# which runs:" \
 	  "rtpose train $(MODEL_CONFIG) -o $(CARD_RUN) --overwrite$(if $(TRAIN_ARGS), $(TRAIN_ARGS))" \
 	  "rtpose export $(CARD_RUN) -o models/flies13 --int8 --overwrite" \

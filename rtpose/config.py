@@ -316,13 +316,21 @@ def _message(error: Mapping[str, Any]) -> str:
 
 
 def _where(source: str | Path, lines: KeyLines, loc: Sequence[str]) -> str:
-    """``source:line: field: `` for the nearest enclosing key that has a line."""
+    """``source:line: field: `` for the nearest enclosing key that has a line.
+
+    A field whose check spans a section (``instance.distinct_nodes``) also names the
+    ``--set`` options that gave keys inside it (``source:17 with --set KEY=VALUE: field: ``).
+    """
     loc = tuple(loc)
     line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
     field = f"{'.'.join(loc)}: " if loc else ""  # a check of the whole mapping names no field
     if isinstance(line, str):  # given on the command line
         return f"{source} with {line}: {field}"
-    return f"{source}{f':{line}' if line else ''}: {field}"
+    # a check of a whole section (a model validator) that a --set inside it took part in
+    inside = sorted({v for k, v in lines.items() if isinstance(v, str) and loc and len(k) > len(loc)
+                     and k[:len(loc)] == loc})
+    given = f" with {', '.join(inside)}" if inside else ""
+    return f"{source}{f':{line}' if line else ''}{given}: {field}"
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]], source: str | Path | None = None,

@@ -398,3 +398,18 @@ def test_listen_names_a_folder_output_and_mends_a_one_slash_address(tmp_path, ca
     assert capsys.readouterr().err == f"error: -o {tmp_path} is a folder: give a file name\n"
     assert cli_main(["listen", "tcp:/127.0.0.1:5555"]) == 2
     assert capsys.readouterr().err.rstrip().endswith("; an address is TRANSPORT://HOST:PORT, e.g. tcp://127.0.0.1:5555")
+
+
+def test_a_listener_stopped_before_any_message_leaves_no_file(tmp_path):
+    """The recording is made at the first message: a listener stopped before one (no
+    daemon there) leaves no empty file behind, so the same command can run again."""
+    out = tmp_path / "new" / "rec.msgpack"
+    stop = threading.Event()
+    connected = threading.Event()
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    try:
+        assert listen(free_address(), output=str(out), stop=stop, on_connected=connected.set) == 0
+    finally:
+        timer.cancel()
+    assert connected.is_set() and not out.exists()

@@ -154,3 +154,11 @@ def test_distinct_nodes_exclusion_below_the_minimum_distance_is_refused(tmp_path
     assert msg.startswith(f"error: {path}:{line_of(path, 'distinct_nodes')}: instance.distinct_nodes: "), msg
     assert "exclusion_px (2) is below min_distance_px (5)" in msg, msg
     assert not (tmp_path / "m").exists()
+    # a --set that takes part is named beside the section's line
+    rule["exclusion_px"] = 8
+    path = write_config(tmp_path, cfg)
+    msg = error_line(["train", str(path), "--set", "instance.distinct_nodes.min_distance_px=10"], capsys)
+    assert msg.startswith(f"error: {path}:{line_of(path, 'distinct_nodes')} with --set "
+                          "instance.distinct_nodes.min_distance_px=10: instance.distinct_nodes: "
+                          "exclusion_px (8) is below min_distance_px (10)"), msg
+    assert not (tmp_path / "m").exists()

@@ -67,7 +67,8 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
         latest: keep only the newest message (``ZMQ_CONFLATE``), for a listener slower
             than the stream.
         on_connected: called once the socket is connected (the address is well formed
-            and the output file opened), before waiting for messages.
+            and the output file claimed), before waiting for messages. The file itself
+            is made at the first message, so a listener stopped before one leaves none.
         quiet_s: with no message for this many seconds since the start, one line to
             ``err`` says that nothing has arrived yet (the listener keeps waiting).
         err: where that line goes.
@@ -98,11 +99,6 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
             bare = address.split(":/", 1)[1].lstrip("/") if ":/" in address else address  # tcp:/host:port
             hint = f"; an address is TRANSPORT://HOST:PORT, e.g. tcp://{bare}" if "://" not in address else ""
             raise RtposeError(f"cannot connect to {address} ({exc}){hint}") from None
-        if output is not None:
-            try:
-                sink = open(make_parent(Path(output)), "wb")
-            except OSError as exc:
-                raise RtposeError(f"{output}: cannot write ({exc.strerror})") from None
         if on_connected is not None:
             on_connected()
         poller = zmq.Poller()
@@ -128,7 +124,12 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
             except ValueError:
                 continue
             received += 1
-            if sink is not None:
+            if output is not None:
+                if sink is None:  # made at the first message: a listener stopped before one leaves no file
+                    try:
+                        sink = open(make_parent(Path(output)), "wb")
+                    except OSError as exc:
+                        raise RtposeError(f"{output}: cannot write ({exc.strerror})") from None
                 sink.write(payload)
                 sink.flush()
             else:
