@@ -41,9 +41,10 @@ def main() -> int:
     args = parser.parse_args()
     if len(args.model) < 2:
         parser.error("give two exports or more (-m OLD -m NEW)")
-    same = sorted({m for m in args.model if [Path(x).resolve() for x in args.model].count(Path(m).resolve()) > 1})
+    resolved = [Path(m).resolve() for m in args.model]
+    same = next((m for m, r in zip(args.model, resolved) if resolved.count(r) > 1), None)
     if same:
-        parser.error(f"{same[0]} given twice: give two different exports (copy one to time it against itself)")
+        parser.error(f"{same} given twice: give two different exports (copy one to time it against itself)")
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: give 1 or more")
     try:

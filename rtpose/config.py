@@ -327,7 +327,7 @@ def _where(source: str | Path, lines: KeyLines, loc: Sequence[str]) -> str:
     if isinstance(line, str):  # given on the command line
         return f"{source} with {line}: {field}"
     # a check of a whole section (a model validator) that a --set inside it took part in
-    inside = sorted({v for k, v in lines.items() if isinstance(v, str) and loc and len(k) > len(loc)
+    inside = sorted({v for k, v in lines.items() if isinstance(v, str) and len(k) > len(loc) > 0
                      and k[:len(loc)] == loc})
     given = f" with {', '.join(inside)}" if inside else ""
     return f"{source}{f':{line}' if line else ''}{given}: {field}"

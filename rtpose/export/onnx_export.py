@@ -110,7 +110,8 @@ def run_distinct_nodes(model_dir: Path, info: dict) -> dict | None:
         ConfigError: ``config.yaml:LINE: instance.distinct_nodes...: ...`` for a malformed
             section or a node the model lacks.
     """
-    from rtpose.config import ConfigError, describe_errors, did_you_mean, load_yaml, validate
+    from rtpose.config import ConfigError, describe_errors, load_yaml, validate
+    from rtpose.train.checks import distinct_node_problems
     from rtpose.train.config import DistinctNodesConfig
 
     config = model_dir / "config.yaml"
@@ -124,10 +125,10 @@ def run_distinct_nodes(model_dir: Path, info: dict) -> dict | None:
     where = ("instance", "distinct_nodes")
     distinct = validate(DistinctNodesConfig, section, config, lines, prefix=where)
     nodes = list(info["node_names"])
-    for i, name in enumerate(distinct.nodes):
-        if name not in nodes:  # as rtpose/train/checks.py says it before a training
-            error = {"loc": ("nodes", i), "msg": f"{name!r} is not a node of the skeleton{did_you_mean(name, nodes)}"}
-            raise ConfigError(describe_errors([error], config, lines, prefix=where))
+    problems = distinct_node_problems(distinct, nodes)  # as a training checks it
+    if problems:
+        errors = [{"loc": loc, "msg": msg, "type": "cross_check"} for loc, msg in problems]
+        raise ConfigError(describe_errors(errors, config, lines, prefix=where))
     return distinct.to_info(nodes)
 
 

@@ -24,7 +24,7 @@ from rtpose.data.selection import selected_indices
 from rtpose.data.video import describe_indices
 from rtpose.errors import RtposeError
 from rtpose.paths import no_such_file
-from rtpose.train.config import TrainConfig
+from rtpose.train.config import DistinctNodesConfig, TrainConfig
 
 Problem = tuple[tuple[Any, ...], str]  # (key path, message)
 
@@ -89,16 +89,23 @@ def config_problems(cfg: TrainConfig) -> list[Problem]:
             elif name in seen or pair[0] == pair[1]:
                 problems.append((("data", "symmetries", i), f"{name!r} is in more than one pair"))
             seen.add(name)
-    for i, name in enumerate(cfg.instance.distinct_nodes.nodes if cfg.instance.distinct_nodes else []):
-        if name not in nodes:
-            problems.append((("instance", "distinct_nodes", "nodes", i), f"{name!r} is not a node of the skeleton"
-                                                                          f"{did_you_mean(name, nodes)}"))
+    if cfg.instance.distinct_nodes:
+        problems += [(("instance", "distinct_nodes", *loc), msg)
+                     for loc, msg in distinct_node_problems(cfg.instance.distinct_nodes, nodes)]
     tracks = list(dict.fromkeys(t.name for _, _, labels in opened for t in labels.tracks))
     for i, name in enumerate(data.classes or []):
         if name not in tracks:
             where = did_you_mean(name, tracks) if tracks else " (the labels have no tracks)"
             problems.append((("data", "classes", i), f"{name!r} is not a track of the labels{where}"))
     return problems + _frame_problems(cfg, opened, val[0]) + _model_problems(cfg)
+
+
+def distinct_node_problems(distinct: DistinctNodesConfig, nodes: list[str]) -> list[Problem]:
+    """The names of ``instance.distinct_nodes`` that are not in ``nodes`` (the skeleton's),
+    with key paths inside that section (``("nodes", i)``); before a training, and at an
+    export that reads the section from a trained run's ``config.yaml``."""
+    return [(("nodes", i), f"{name!r} is not a node of the skeleton{did_you_mean(name, nodes)}")
+            for i, name in enumerate(distinct.nodes) if name not in nodes]
 
 
 def _open(path: str) -> tuple[Any, str]:
