@@ -803,7 +803,10 @@ def test_ctrl_c_of_predict_is_one_line_saying_what_was_lost(flies_video_path, tm
     t0 = time.monotonic()
     subprocess.run([*command, "--frames", "0", "-o", str(tmp_path / "one.slp")], capture_output=True, check=True)
     startup = time.monotonic() - t0
-    process = subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as at a terminal even where this suite runs in the background (nohup, `make test &`),
+    # whose children inherit SIGINT ignored
+    process = subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(startup + 0.5)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
