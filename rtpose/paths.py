@@ -4,14 +4,16 @@ Data files are never part of the repository; ``RTPOSE_DATA`` points at them, def
 to ``../shared/data`` beside the checkout. :func:`clean_path` is the form a path takes
 when rtpose prints or stores it (no ``..``), :func:`portable_data_path` the form a file
 that may move to another machine records (``${RTPOSE_DATA}/...``); :func:`claim_output_file`
-refuses to replace an existing output file without ``--overwrite``, and :func:`claim_report_file`
-also checks that a report (``--json``, ``--summary``, ``--report``, ``--histogram``) can be written.
+refuses to replace an existing output file without ``--overwrite``, :func:`check_writable` that
+an output can be written at all, and :func:`claim_report_file` both for a report (``--json``,
+``--summary``, ``--report``, ``--histogram``).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -147,7 +149,8 @@ def claim_report_file(path: str | Path, overwrite: bool, option: str, inputs: Se
     The rule for reports: missing parent folders are created when the report is written
     (:func:`make_parent`), so here a path is refused only where no folder can be made for
     it (a file stands where a folder would go) or the nearest existing folder is not
-    writable, or where the path is itself a folder. Nothing is created or touched here.
+    writable (:func:`check_writable`), or where the path is itself a folder. Nothing is
+    created or touched here but that check's own empty file, removed at once.
 
     ``inputs`` are what the command reads (files, or folders such as an export): a report
     is never written over one of them, nor over a file inside an input folder, even with
@@ -168,14 +171,34 @@ def claim_report_file(path: str | Path, overwrite: bool, option: str, inputs: Se
             f"lies in {replaced}, an input of this command"
         raise RtposeError(f"{option} {path} {what}: give another {option} (--overwrite never replaces an input)")
     claim_output_file(path, overwrite, option)
-    folder = path.parent
+    check_writable(path, option)
+    return path
+
+
+def check_writable(path: str | Path, option: str = "-o") -> None:
+    """Refuse an output (a file or a folder, existing or to be made) where nothing can be
+    written, before any work: the nearest existing folder on its way must take a new file.
+
+    That is tried, not read from permission bits (``os.access`` says yes to root
+    everywhere, and a pseudo file system such as ``/proc`` passes it and then takes no
+    file): an empty file is made there and removed at once (``tempfile.mkstemp``).
+
+    Raises:
+        RtposeError: ``OPTION PATH: cannot write (FOLDER ...)``, naming the folder and why.
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
         raise RtposeError(f"{option} {path}: cannot write ({folder} is not a folder)")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise RtposeError(f"{option} {path}: cannot write ({folder} is not writable)")
-    return path
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".rtpose-write-check-", dir=folder)
+    except OSError as exc:
+        raise RtposeError(f"{option} {path}: cannot write (no file can be made in {folder}: "
+                          f"{exc.strerror or exc})") from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 def make_parent(path: Path) -> Path:

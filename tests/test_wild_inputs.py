@@ -395,3 +395,32 @@ def test_bench_of_a_labels_file_names_the_video_it_timed(flies_video_path, capsy
                      "--warmup", "0"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.endswith(f"model {MODEL}, frames 1200, 1201 of clip.mp4 (n=2)"), first
+
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux's /proc, a folder that takes no new file")
+@pytest.mark.parametrize("argv, option, target", [
+    (["predict", "-m", MODEL, "-i", "VIDEO", "-o", "/proc/rtpose-x.slp"], "-o", "/proc/rtpose-x.slp"),
+    (["predict", "-m", MODEL, "-i", "VIDEO", "CASE", "-o", "/proc/rtpose-x"], "-o", "/proc/rtpose-x"),
+    (["bench", "-m", MODEL, "-i", "VIDEO", "--frames", "0-9", "--json", "/proc/rtpose-x.json"], "--json",
+     "/proc/rtpose-x.json"),
+    (["check", "-m", MODEL, "--json", "/proc/rtpose-x.json"], "--json", "/proc/rtpose-x.json"),
+    (["export", str(REPO / "models" / "flies13"), "-o", "/proc/rtpose-x"], "-o", "/proc/rtpose-x"),
+    (["train", "CASE", "-o", "/proc/rtpose-x", "--minutes", "0.2"], "-o", "/proc/rtpose-x"),
+    (["listen", "-o", "/proc/sub/rtpose-x.msgpack", "--count", "1"], "-o", "/proc/sub/rtpose-x.msgpack"),
+    (["recording", "TMP", "-o", "/proc/rtpose-x.slp"], "-o", "/proc/rtpose-x.slp"),
+    (["run", str(REPO / "experiments" / "male_approach_replay.yaml"), "--duration", "2", "--summary",
+      "/proc/rtpose-x.json"], "--summary", "/proc/rtpose-x.json"),
+])
+def test_an_output_where_no_file_can_be_made_is_refused_before_any_work(argv, option, target, flies_video_path,
+                                                                         cases_dir, capsys, monkeypatch, tmp_path):
+    """Permission bits say yes to root everywhere, and /proc passes them too, then takes no
+    file: predict used to run all 1500 frames and lose them, bench, check, run and
+    calibrate to do their work and end in a traceback. The folder is now tried first."""
+    monkeypatch.chdir(tmp_path)  # rtpose run makes its recording folder under runs/ here
+    given = {"VIDEO": str(flies_video_path), "CASE": str(cases_dir / "two_frames.pkg.slp"), "TMP": str(tmp_path)}
+    argv = [given.get(a, a) for a in argv]
+    assert cli_main(argv) == 2
+    err = one_line_error(capsys)
+    assert err.startswith(f"error: {option} {target}: cannot write (no file can be made in /proc: "), err
+    assert not (tmp_path / "runs").exists()  # the experiment never started

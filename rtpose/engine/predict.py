@@ -28,7 +28,7 @@ from rtpose.data.video import describe_indices
 from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import Interrupted, RtposeError
 from rtpose.export.spec import ExportSpec
-from rtpose.paths import claim_output_file, no_such_file
+from rtpose.paths import check_writable, claim_output_file, no_such_file
 from rtpose.poses import Poses
 
 EXIT_FRAMES_MISSING = 3  # predictions written, but some frames asked for could not be read
@@ -185,6 +185,7 @@ def claim_output(input_path: str | Path, output: str | Path | None, overwrite: b
     if output.exists() and Path(input_path).exists() and os.path.samefile(output, input_path):
         raise RtposeError(f"{output} is the input: give another -o (--overwrite never replaces the input)")
     claim_output_file(output, overwrite)
+    check_writable(output)  # an .slp is written at the end: a folder that takes no file would lose the work
     return output
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from rtpose.errors import RtposeError
-from rtpose.paths import clean_path, some_names
+from rtpose.paths import check_writable, clean_path, some_names
 from rtpose.export.spec import INT8_MODEL_FILE, MODEL_FILE, REFERENCE_FILE
 
 REFERENCE_FRAMES = 3  # real frames whose fp32 outputs the export stores (rtpose.engine.selfcheck)
@@ -188,6 +188,7 @@ def main(args: argparse.Namespace) -> int:
         raise RtposeError(f"rtpose export takes one model directory, or two (centroid + centered instance); "
                           f"got {len(dirs)}")
     claim_export_dir(Path(args.output), getattr(args, "overwrite", False))
+    check_writable(Path(args.output))  # the folder, or the nearest one above that it would be made in
     from rtpose.export.importers import model_format
 
     own = [model_format(d) for d in dirs] == ["rtpose"]  # a missing or unknown directory is said first

@@ -42,7 +42,7 @@ from rtpose.fleet.plan import (DEFAULT_CHUNK_FRAMES, Chunk, files_digest, model_
 from rtpose.fleet.store import (CHUNKS_DIR, OutDirLock, load_chunk, load_manifest, save_chunk, save_json,
                                 join_reports, stale_temporaries, unpack)
 from rtpose.fleet.worker import FrameCounter, PredictWorker
-from rtpose.paths import claim_output_file
+from rtpose.paths import check_writable, claim_output_file
 
 EXIT_INCOMPLETE = EXIT_FRAMES_MISSING  # frames asked for were not read, or an input failed; the rest is written
 # every input failed: no .slp at all, as one-process predict refuses an input it cannot
@@ -139,6 +139,7 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
     paths = expand_inputs(inputs)
     out_dir = (Path(out_dir) if out_dir else Path.cwd() / DEFAULT_OUT_DIR).resolve()
     check_out_dir(out_dir, len(inputs))
+    check_writable(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -550,7 +551,8 @@ def print_summary(manifest: dict, inputs: Sequence[str], run: dict, console: Con
     if run.get("chunks_predicted"):
         fps = run["frames_predicted"] / run["seconds"] if run.get("seconds") else 0.0
         console.print(f"{run['frames_predicted']} frames in {run['chunks_predicted']} chunks, {run['seconds']:.1f} s: "
-                      f"{fps:.1f} frames/s, {run['workers']} workers x {run['threads']} threads on "
+                      f"{fps:.1f} frames/s, {run['workers']} worker{'' if run['workers'] == 1 else 's'} x {run['threads']} "
+                      f"thread{'' if run['threads'] == 1 else 's'} on "
                       f"{run['nodes']} node(s)")
         if failed:
             console.print(f"{len(failed)} of {len(inputs)} inputs failed ({first})", markup=False, highlight=False,

@@ -333,10 +333,11 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
     try:
         if args.output:  # before anything is read: a refused run costs nothing
             from rtpose.data.predictions import check_slp_output
-            from rtpose.paths import claim_output_file
+            from rtpose.paths import check_writable, claim_output_file
 
             check_slp_output(Path(args.output))
             claim_output_file(Path(args.output), args.overwrite)
+            check_writable(Path(args.output))
         recording = read_recording(args.recording)
         print(f"{recording.path}: {len(recording.frame)} processed frames, {recording.dropped} dropped, "
               f"{'ended: ' + str(recording.end.get('reason')) if recording.end else 'no end record (killed?)'}")

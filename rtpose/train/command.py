@@ -22,7 +22,7 @@ from rtpose.train.config import TrainConfig
 from rtpose.train.trainer import train
 from rtpose.config import apply_overrides, load_tree, validate
 from rtpose.train.checks import check_config
-from rtpose.paths import no_such_file, some_names
+from rtpose.paths import check_writable, no_such_file, some_names
 
 
 def _check_source(source: Path) -> None:
@@ -108,10 +108,11 @@ def claim_output(model_dir: Path, resume: bool, overwrite: bool, clear: bool = T
     Raises:
         RtposeError: the directory holds a model, or other files, and neither flag was
             given; ``--resume`` was given for a finished run; the run would write over
-            ``source``.
+            ``source``; no file can be written there (:func:`rtpose.paths.check_writable`).
     """
     if resume and overwrite:
         raise RtposeError("--resume continues the model in the model dir and --overwrite replaces it: give one")
+    check_writable(model_dir)  # a folder that takes no file would fail the run after its deriving, or its epochs
     if source is not None and source.name in RUN_FILES and (model_dir / source.name).exists() \
             and os.path.samefile(model_dir / source.name, source):
         raise RtposeError(f"-o {model_dir}: the run would write its {source.name} over {source}, the config it "
