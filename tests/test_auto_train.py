@@ -321,6 +321,33 @@ def test_labels_in_model_out_then_rerun_its_config(two_frames_path, tmp_path, ca
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["data"]["anchor_part"] == "thorax" and saved["instance"]["optim"]["epoch_seconds"] > 0
     assert saved["data"]["labels"] == "${RTPOSE_DATA}/two_frames.pkg.slp"  # not this machine's path
+    # a stopped run resumed with the same labels goes on as its config.yaml says, without --minutes again
+    # (deriving anew would take the default 20 minutes and re-plan the epochs from a new step time)
+    stopped = tmp_path / "stopped"
+    shutil.copytree(out, stopped)
+    (stopped / "model.json").unlink()
+    epochs = {net: len(list(csv.DictReader((out / net / "training_log.csv").open()))) for net in ("centroid", "instance")}
+    capsys.readouterr()
+    assert cli(["train", str(data / "two_frames.pkg.slp"), "-o", str(stopped), "--resume",
+                "--set", f"centroid.optim.max_epochs={epochs['centroid'] + 1}",
+                "--set", f"instance.optim.max_epochs={epochs['instance'] + 1}"]) == 0
+    printed_resume = " ".join(capsys.readouterr().err.split())
+    assert f"resuming {stopped} as its config.yaml says (budget_minutes {saved['budget_minutes']:g};" in printed_resume
+    assert "deriving" not in printed_resume
+    resumed = yaml.safe_load((stopped / "config.yaml").read_text())
+    assert resumed["budget_minutes"] == saved["budget_minutes"]
+    assert resumed["instance"]["optim"]["epoch_seconds"] == saved["instance"]["optim"]["epoch_seconds"]
+    assert (stopped / "model.json").exists()
+    # ... and is refused for other labels, before anything is touched
+    assert cli(["train", str(two_frames_path), "-o", str(tmp_path / "stopped2"), "--resume"]) == 2  # nothing there
+    shutil.copytree(out, tmp_path / "stopped2")
+    (tmp_path / "stopped2" / "model.json").unlink()
+    other = tmp_path / "other.pkg.slp"
+    shutil.copy(two_frames_path, other)
+    capsys.readouterr()
+    assert cli(["train", str(other), "-o", str(tmp_path / "stopped2"), "--resume"]) == 2
+    assert f"{tmp_path / 'stopped2'} was trained from {data / 'two_frames.pkg.slp'}, not {other}" in \
+        capsys.readouterr().err
     # the saved config reruns (shortened), with the data somewhere else
     (data / "two_frames.pkg.slp").rename(tmp_path / "two_frames.pkg.slp")
     monkeypatch.setenv("RTPOSE_DATA", str(tmp_path))

@@ -185,6 +185,8 @@ def _train_from_labels(args: argparse.Namespace) -> int:
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES
     if minutes <= 0:  # said before the banner, which would announce a run of 0 min
         raise RtposeError(f"--minutes must be positive, got {minutes:g}")
+    if args.resume:
+        return _resume_from_labels(args, claimed, t_start)
     apply_overrides({}, args.overrides or [])  # a --set that is not KEY=VALUE: said before the deriving
     console.print(f"deriving a training config from {args.config} for {minutes:g} min on {cpu_summary()}",
                   highlight=False, markup=False)
@@ -201,4 +203,41 @@ def _train_from_labels(args: argparse.Namespace) -> int:
         model_dir = train(cfg, output=args.output, resume=args.resume, asked_minutes=minutes,
                           before_s=time.monotonic() - t_start)
     _report(Path(model_dir), config_run=False, t_start=t_start)
+    return 0
+
+
+def _resume_from_labels(args: argparse.Namespace, model_dir: Path, t_start: float) -> int:
+    """``rtpose train LABELS.slp -o RUN --resume``: the stopped run goes on as its
+    ``config.yaml`` says (derived when it began, with that run's ``--set``), as
+    ``rtpose train RUN/config.yaml -o RUN --resume`` would. Deriving again would not
+    continue it: the step time is measured anew, and a left-out ``--minutes`` would give
+    the default budget. ``--set`` given now applies over the saved config; ``--minutes``
+    is a new run's budget, so it is noted and left.
+
+    Raises:
+        RtposeError: RUN has no ``config.yaml``, or was trained from other labels; a
+            ``--set`` or saved value that does not validate (``config.yaml:LINE: ...``).
+    """
+    from rtpose.train.loop import console
+
+    config = model_dir / "config.yaml"
+    if not config.is_file():
+        raise RtposeError(f"{model_dir}: no config.yaml of the stopped run to resume from; train anew with "
+                          "--overwrite")
+    tree, lines = load_tree(config, args.overrides)
+    cfg = validate(TrainConfig, tree, config, lines)
+    given = Path(args.config)
+    if not any(Path(f).exists() and os.path.samefile(f, given) for f in cfg.data.label_files):
+        raise RtposeError(f"{model_dir} was trained from {', '.join(cfg.data.label_files)}, not {given}: "
+                          "--resume continues that run (give its labels), or train into another -o")
+    check_config(cfg, config, lines)
+    budget = f"budget_minutes {cfg.budget_minutes:g}" if cfg.budget_minutes else "the budgets in it"
+    console.print(f"resuming {model_dir} as its config.yaml says ({budget}; derived when the run began)",
+                  highlight=False, markup=False)
+    if args.minutes is not None:
+        console.print(f"  --minutes {args.minutes:g}: the budget of a new run; a resumed run keeps its own",
+                      highlight=False, markup=False)
+    with _say_what_is_kept(model_dir):
+        train(cfg, output=model_dir, resume=True)
+    _report(model_dir, config_run=False, t_start=t_start)
     return 0
