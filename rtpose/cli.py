@@ -124,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "poses of every frame read are written and the .slp lists the others (provenance "
                     "rtpose.frames_not_read).")
     p.add_argument("-m", "--model", required=True, help="export directory")
-    p.add_argument("-i", "--input", required=True, nargs="+", metavar="INPUT",
+    p.add_argument("-i", "--input", required=True, nargs="+", action="extend", metavar="INPUT",
                    help="video file, or .slp (predicts on its video; on a package, .pkg.slp, on the frames it "
-                        "holds); several files, folders or quoted glob patterns run on Ray")
+                        "holds); several files, folders or quoted glob patterns (-i A B, or -i A -i B) run on Ray")
     _frames_arg(p, "every frame the input holds")
     p.add_argument("-o", "--output", help="one input: output .slp (default: INPUT.predictions.slp, or in the "
                    "working directory when the input's folder is read-only); on Ray: the output folder "

@@ -449,6 +449,16 @@ def test_inputs_folders_patterns_and_outputs(tmp_path, videos):
     assert use_fleet([str(folder / "*.avi")], None, None, None) is True
 
 
+def test_inputs_given_with_one_i_or_with_one_each_are_all_kept():
+    """``-i A B`` and ``-i A -i B`` name the same two inputs: a second ``-i`` used to
+    replace the first without a word, so one video was predicted instead of two."""
+    from rtpose.cli import build_parser
+
+    for argv in (["-i", "a.mp4", "b.mp4"], ["-i", "a.mp4", "-i", "b.mp4"], ["-i", "a.mp4", "-i", "b.mp4", "c.mp4"]):
+        args = build_parser().parse_args(["predict", "-m", "model", *argv])
+        assert args.input == [a for a in argv if a != "-i"], argv
+
+
 def test_workers_and_threads_fit_the_cores():
     assert size_workers([2], n_chunks=10) == (2, 1)
     assert size_workers([16], n_chunks=3) == (3, 5)
