@@ -406,13 +406,17 @@ def test_a_frame_a_few_pixels_smaller_runs_as_on_an_export_of_its_own_size(legac
         load_engine(legacy_export, "ort-cpu", "fp32").infer(np.zeros((h - 1, w), np.uint8))
 
 
-def test_predict_names_the_input_whose_frames_are_too_large(legacy_export, flies_video_path, tmp_path, capsys):
+def test_predict_names_the_input_whose_frames_are_too_large(legacy_export, legacy_pair, flies_video_path, tmp_path,
+                                                              capsys):
     assert cli(["predict", "-m", str(legacy_export), "-i", str(flies_video_path), "--frames", "0-2", "-o",
                 str(tmp_path / "p.slp")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {flies_video_path}: frames are 1024x1024 but the model "
                                                "takes 384x384"), err
     assert "--frame-size 1024x1024" in err[0] and not (tmp_path / "p.slp").exists()
+    # the re-export it suggests is a command to run: the two network folders and the export's --max-instances
+    centroid, instance = legacy_pair
+    assert f"(rtpose export {centroid} {instance} -o DIR --frame-size 1024x1024 --max-instances 2;" in err[0], err
 
 
 def test_models_of_different_projects_are_not_paired(legacy_pair, peer_pair, tmp_path, capsys):

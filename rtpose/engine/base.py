@@ -195,7 +195,7 @@ def check_frame_size(height: int, width: int, spec: ExportSpec, where: str = "fr
                 "max_width) only: use frames of that size, or a model trained on these")
     else:
         todo = (f"if they show the animals at the scale of its training frames (e.g. another ROI of the same camera), "
-                f"{_re_export_advice(source, height, width)}; else use frames of {H}x{W} or a model trained on these frames")
+                f"{_re_export_advice(source, height, width, spec.max_instances)}; else use frames of {H}x{W} or a model trained on these frames")
     raise RtposeError(f"{head}{why}; {todo}")
 
 
@@ -217,14 +217,20 @@ def training_run(source: dict[str, Any]) -> Path | None:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def _re_export_advice(source: dict[str, Any], height: int, width: int) -> str:
+def _re_export_advice(source: dict[str, Any], height: int, width: int, max_instances: int) -> str:
     """How to get a graph for ``height`` x ``width`` frames from the export's training run.
 
-    Names the run's folder where it exists here; else says it is not on this machine and
-    how to get one (``make model`` for the shipped model).
+    Names the run's folder where it exists here (an imported model's two network
+    folders, with the ``--max-instances`` its export was given); else says it is not on
+    this machine and how to get one (``make model`` for the shipped model).
     """
     size = f"--frame-size {height}x{width}"
     run = training_run(source)
+    networks = source.get("networks")
+    if run is None and isinstance(networks, dict) and all(n.get("dir") for n in networks.values()):
+        dirs = " ".join(str(networks[k]["dir"]) for k in ("centroid", "instance") if k in networks)
+        return (f"re-export it for them (rtpose export {dirs} -o DIR {size} --max-instances {max_instances}; "
+                "the scale it looks at stays)")
     if run is None:
         return f"re-export its training run for them (rtpose export MODEL_DIR -o DIR {size}; the scale it looks at stays)"
     if run.is_dir():

@@ -114,7 +114,7 @@ class CheckResult:
 
     def summary(self) -> str:
         """One line: the deviation from the references and the bounds."""
-        return (f"{self.graph} graph vs the fp32 references on {self.frames} frames: points moved {self.median_px:.3f} "
+        return (f"{self.graph} graph vs the fp32 references on {self.frames} frame{'' if self.frames == 1 else 's'}: points moved {self.median_px:.3f} "
                 f"median / {self.p90_px:.3f} p90 / {self.max_px:.2f} max px (bounds {self.bounds.text()}), "
                 f"instance count same on {self.frames_same_count}/{self.frames} frames, identities same "
                 f"{self.ids_same}/{self.ids_total}")

@@ -235,7 +235,8 @@ def cross_check(protocol: Protocol) -> tuple[Path | None, ExportSpec | None, lis
     classes = list(spec.class_names)
     for i, identity in enumerate(protocol.identities or []):
         if identity not in classes:
-            problems.append((("identities", i), f"'{identity}' is not a class of the model ({', '.join(classes)})"))
+            held = f"its classes: {', '.join(classes)}" if classes else "it has no identity classes: leave identities out"
+            problems.append((("identities", i), f"'{identity}' is not a class of the model ({held})"))
     problems += reference_errors(protocol, spec.node_names, classes)
     problems += _output_channel_problems(protocol)
     return export_dir, spec, problems
