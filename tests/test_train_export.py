@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import shutil
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,35 @@ def test_resume_continues_from_last_epoch(trained, tmp_path):
                 "--set", "instance.optim.max_epochs=4"]) == 0
     rows = list(csv.DictReader((stopped / "instance" / "training_log.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+
+
+def test_resume_keeps_a_finished_network_and_counts_its_minutes_in_the_run_budget(trained, tmp_path, capsys):
+    """A run stopped during its instance net: on --resume the centroid net, which had
+    ended on its time budget, is not trained on, and the instance net gets what the run's
+    budget leaves after the centroid's minutes of the first session too (found by a
+    new-user trial: an extra centroid epoch, and the instance given the whole budget)."""
+    import torch
+
+    model_dir, cfg = trained
+    stopped = tmp_path / "stopped"
+    shutil.copytree(model_dir, stopped)
+    (stopped / "model.json").unlink()
+    last = stopped / "centroid" / "last.pt"
+    state = torch.load(last, weights_only=False)
+    state["elapsed_s"] = 96.0  # 1.6 min: past a 1-minute centroid budget, as when that budget stopped it
+    torch.save(state, last)
+    rows_before = (stopped / "centroid" / "training_log.csv").read_text()
+    capsys.readouterr()
+    assert cli(["train", str(cfg), "-o", str(stopped), "--resume", "--set", "centroid.optim.max_minutes=1",
+                "--set", "centroid.optim.max_epochs=9", "--set", "instance.optim.max_epochs=4",
+                "--set", "budget_minutes=2"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert re.search(r"\[centroid\] had finished before the run was stopped \(time budget \(1 min( of CPU)?\)\): "
+                     r"kept as it was", err), err
+    assert (stopped / "centroid" / "training_log.csv").read_text() == rows_before
+    left = re.search(r"\[instance\] ([\d.]+) min of the run's 2 min budget left", err)
+    assert left and float(left[1]) <= 0.4, err  # 2 - 1.6 - this session's setup, not 2 - setup
+    assert json.loads((stopped / "model.json").read_text())["centroid"]["stopped"].startswith("time budget")
 
 
 def test_resume_of_a_finished_run_is_refused_before_anything_is_touched(trained, capsys):

@@ -77,6 +77,7 @@ class FitResult:
     best_metrics: dict[str, float]
     stopped: str  # why training ended
     wall_s: float
+    elapsed_s: float = 0.0  # on the budget clock, every session of the run (a resumed one: before it too)
 
 
 def _save(path: Path, payload: dict) -> None:
@@ -173,6 +174,14 @@ def fit(
     wall0 = time.monotonic()
     stopped = "max_epochs"
     epoch = start_epoch - 1
+    elapsed = elapsed_before
+    last_epoch = optim.max_epochs
+    if resume and start_epoch:  # a network the stopped run had finished is not trained on: its stop stands
+        ended = _budget_stop(optim) if elapsed_before > budget_s else \
+            _patience_stop(optim) if since_best >= optim.early_stop_patience else None
+        if ended:
+            stopped, last_epoch = ended, start_epoch
+            say(name, f"had finished before the run was stopped ({ended}): kept as it was")
     columns = [TextColumn(f"[bold]{name}[/] epoch {{task.fields[epoch]}}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TextColumn("{task.fields[left]}")]
 
@@ -185,7 +194,7 @@ def fit(
     # Bars only on a terminal; logs and CI get one line per epoch.
     with Progress(*columns, console=console, disable=not (progress and console.is_terminal), transient=True) as bar:
         step_s: float | None = None  # observed seconds per training step (epoch_seconds re-planning)
-        for epoch in range(start_epoch, optim.max_epochs):
+        for epoch in range(start_epoch, last_epoch):
             model.train()
             if optim.epoch_seconds and step_s:  # never fewer than min_steps_per_epoch
                 steps = max(int(round(optim.epoch_seconds / step_s)), optim.min_steps_per_epoch)
@@ -261,12 +270,22 @@ def fit(
             say(name, f"epoch {epoch} train_loss={train_parts.get('train_loss', math.nan):.4g} "
                       f"{shown} lr={lr:.2g} {elapsed / 60:.1f}min{' *' if improved else ''}")
             if elapsed > budget_s:
-                stopped = f"time budget ({optim.max_minutes:.3g} min{'' if optim.budget_clock == 'wall' else ' of CPU'})"
+                stopped = _budget_stop(optim)
                 break
             if since_best >= optim.early_stop_patience:
-                stopped = f"early stopping (no improvement in {optim.early_stop_patience} epochs)"
+                stopped = _patience_stop(optim)
                 break
     plot_losses(log_path, out_dir / "loss.png", f"{name} loss")
     wall = time.monotonic() - wall0 + (elapsed_before if optim.budget_clock == "wall" else 0.0)
     say(name, f"stopped: {stopped}; best epoch {best_epoch} (val loss {best_val:.4g}); {wall / 60:.1f} min")
-    return FitResult(epoch + 1, best_epoch, best_val, best_metrics, stopped, wall)
+    return FitResult(epoch + 1, best_epoch, best_val, best_metrics, stopped, wall, elapsed)
+
+
+def _budget_stop(optim: OptimConfig) -> str:
+    """Why a network stopped on its time budget, as model.json and the report say it."""
+    return f"time budget ({optim.max_minutes:.3g} min{'' if optim.budget_clock == 'wall' else ' of CPU'})"
+
+
+def _patience_stop(optim: OptimConfig) -> str:
+    """Why a network stopped early, as model.json and the report say it."""
+    return f"early stopping (no improvement in {optim.early_stop_patience} epochs)"

@@ -489,7 +489,10 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     i_bs = cfg.instance.optim.batch_size
     i_optim = cfg.instance.optim
     if cfg.budget_minutes:  # the instance net gets what is left of the run's budget
-        left = max(cfg.budget_minutes - (time.monotonic() - t_start) / 60, 0.1)
+        spent = (time.monotonic() - t_start) / 60  # setup and the centroid net
+        if resume:  # the centroid net's minutes before the run was stopped count too (its clock holds them all)
+            spent = (t_fit - t_start) / 60 + c_result.elapsed_s / 60
+        left = max(cfg.budget_minutes - spent, 0.1)
         i_optim = i_optim.model_copy(update={"max_minutes": min(i_optim.max_minutes or math.inf, left)})
         say("instance", f"{i_optim.max_minutes:.1f} min of the run's {cfg.budget_minutes:g} min budget left")
     class_weight = cfg.instance.class_head.loss_weight if with_id else 0.0
