@@ -416,6 +416,23 @@ def test_too_few_usable_segments_exits_non_zero_with_one_line(tmp_path, capsys, 
     assert json.loads((tmp_path / "run" / "latency_report.json").read_text())["status"] == "too few segments"
 
 
+def test_a_run_with_some_segments_but_fewer_than_min_segments_reports_no_latency(tmp_path, capsys,
+                                                                                   flies_video_path):
+    """Below min_segments the run exits 1 and neither prints nor writes a system latency
+    (the JSON's figures are null), as the README's settings table says: a new-user trial
+    found it printing 'System latency ... over 5 segments' above 'No latency reported'."""
+    path = write_test_protocol(tmp_path, duration=4)
+    report_path = tmp_path / "few.json"
+    assert rtpose_main(["calibrate", str(path), "--set", "calibration.min_segments=200",
+                        "--report", str(report_path)]) == 1
+    out, _ = capsys.readouterr()
+    report = json.loads(report_path.read_text())
+    assert report["status"] == "too few segments" and report["segments"]["used"] > 0, report["segments"]
+    assert all(value is None for key, value in report["system_latency_ms"].items() if key != "n")
+    assert "System latency" not in out and "No latency reported" in out, out
+    assert report_path.with_suffix(".png").stat().st_size > 10_000  # the segments are still drawn
+
+
 def test_an_earlier_report_and_its_png_survive_a_calibration_refused_before_its_run(tmp_path, capsys,
                                                                                      flies_video_path):
     """`calibrate --report` where the report or its PNG exists: one line naming the file, --report and

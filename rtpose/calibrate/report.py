@@ -5,7 +5,8 @@ Report keys other tools may rely on: ``system_latency_ms.{mean,sd,p50,p95}``,
 ``daq_latency_ms.per_change.mean`` (change by change), ``segments.{used,rejected}``
 (counts; ``segments.list`` has one entry per segment with its latency or why it was
 left out), ``breakdown_ms``, ``injected`` (the simulated cable, null on real hardware),
-``status`` (``ok`` or ``too few segments``).
+``status`` (``ok`` or ``too few segments``: then ``system_latency_ms`` holds nulls, as
+fewer segments than ``min_segments`` give no latency).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def build_report(calibration: Calibration, loaded: LoadedProtocol, summary: dict
     protocol, target = loaded.protocol, calibration.target
     summary = summary or {}
     traces = calibration.traces
-    system = describe_ms(calibration.system_s())
+    # fewer usable segments than min_segments: no system latency is reported (null in the JSON, not
+    # printed); the segments stay in the list and the histogram, to see why
+    system = describe_ms(calibration.system_s() if calibration.enough_segments else [])
     software = describe_ms(traces.software_s, (50, 95, 99))
     software["aligned_mean"] = describe_ms(calibration.software_aligned_s())["mean"]
     daq = describe_ms(calibration.daq_s())
@@ -227,7 +230,9 @@ def write_histogram(calibration: Calibration, report: dict[str, Any], path: Path
     sys_figures, sw_figures = report["system_latency_ms"], report["software_latency_ms"]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, constrained_layout=True)
     if len(system):
-        top.hist(system, bins=bins, color="tab:blue", edgecolor="white", label="segments")
+        top.hist(system, bins=bins, color="tab:blue", edgecolor="white",
+                 label="segments" if sys_figures["mean"] is not None else "segments (too few: no latency reported)")
+    if sys_figures["mean"] is not None:
         top.axvline(sys_figures["mean"], color="tab:blue", linestyle="--",
                     label=f"system mean {sys_figures['mean']:.1f} ms")
     if sw_figures["aligned_mean"] is not None:
