@@ -343,6 +343,11 @@ def test_predict_errors_are_one_line(tmp_path, flies_video_path, capsys):
     assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200", "-o",
                 str(missing_dir)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {missing_dir}: its folder does not exist"
+    a_file = tmp_path / "afile"  # a file where the folder would be: said as such, as every other output says it
+    a_file.write_text("")
+    assert cli(["predict", "-m", str(SHIPPED), "-i", str(flies_video_path), "--frames", "1200", "-o",
+                str(a_file / "out.slp")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: -o {a_file / 'out.slp'}: cannot write ({a_file} is not a folder)"
 
 
 def test_predict_refuses_an_existing_output_before_any_work_unless_overwrite(tmp_path, flies_video_path,

@@ -321,6 +321,14 @@ def test_rtpose_run_refuses_a_taken_recorder_folder_before_the_banner(ordinary_r
     assert capsys.readouterr().err == (f"error: {path}: recorder.path: {a_file} is a file; recorder.path names the "
                                        "run's folder (e.g. runs/{name}-{time})\n")
     assert a_file.read_text() == "mine" and {f.name: f.read_bytes() for f in first.recording.iterdir()} == before
+    # a folder where no file can be made, with or without {time}: found before the banner too, not when the
+    # recorder opens after the model has loaded (a new-user trial)
+    for where, why in ((f"{a_file}/rec", f"{a_file} is not a folder"),
+                       ("/proc/rec-{time}", "no file can be made in /proc: ")):
+        path = write_protocol(tmp_path, flies_video_path, recorder={"path": where})
+        assert rtpose_cli(["run", str(path)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(f"error: {path}: recorder.path {where}: cannot write ({why}"), err
 
 
 # --- a publisher address already in use ---------------------------------------------------

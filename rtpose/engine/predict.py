@@ -180,6 +180,8 @@ def claim_output(input_path: str | Path, output: str | Path | None, overwrite: b
     output = Path(output) if output else default_output(Path(input_path))
     check_slp_output(output, folder_hint=f"e.g. -o {output / default_output(Path(input_path)).name}; "
                                          "several inputs write into a folder")
+    if output.parent.exists() and not output.parent.is_dir():
+        raise RtposeError(f"-o {output}: cannot write ({output.parent} is not a folder)")
     if not output.parent.is_dir():
         raise RtposeError(f"{output}: its folder does not exist")
     if output.exists() and Path(input_path).exists() and os.path.samefile(output, input_path):

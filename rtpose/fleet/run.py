@@ -178,7 +178,7 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
             run.update(status="interrupted", ended=_now())
             save_json(manifest_path, manifest)
             left = sum(len(j.remaining) for j in jobs)
-            print(f"interrupted: {left} chunks left; run the same command again to resume", file=sys.stderr)
+            print(f"interrupted: {left} chunk{'' if left == 1 else 's'} left; run the same command again to resume", file=sys.stderr)
             raise Interrupted() from None
         except Exception as exc:
             run.update(status="failed", ended=_now(), error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -550,10 +550,10 @@ def print_summary(manifest: dict, inputs: Sequence[str], run: dict, console: Con
         first = f"first: {error}" if failed[0] in error else f"first: {failed[0]}: {error}"  # errors name the input
     if run.get("chunks_predicted"):
         fps = run["frames_predicted"] / run["seconds"] if run.get("seconds") else 0.0
-        console.print(f"{run['frames_predicted']} frames in {run['chunks_predicted']} chunks, {run['seconds']:.1f} s: "
-                      f"{fps:.1f} frames/s, {run['workers']} worker{'' if run['workers'] == 1 else 's'} x {run['threads']} "
-                      f"thread{'' if run['threads'] == 1 else 's'} on "
-                      f"{run['nodes']} node(s)")
+        chunks, workers, threads = (f"{run[key]} {noun}{'' if run[key] == 1 else 's'}" for key, noun in
+                                    (("chunks_predicted", "chunk"), ("workers", "worker"), ("threads", "thread")))
+        console.print(f"{run['frames_predicted']} frames in {chunks}, {run['seconds']:.1f} s: {fps:.1f} frames/s, "
+                      f"{workers} x {threads} on {run['nodes']} node(s)")
         if failed:
             console.print(f"{len(failed)} of {len(inputs)} inputs failed ({first})", markup=False, highlight=False,
                           soft_wrap=True)

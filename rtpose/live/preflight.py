@@ -17,9 +17,9 @@ from rtpose.live.protocol import LoadedProtocol
 
 
 def preflight(loaded: LoadedProtocol) -> list[str]:
-    """Check the replay source (readable, frames the model takes), a fixed recorder folder
-    (not a file, no recording in it yet) and the publisher address of ``loaded``; opens
-    nothing that stays open.
+    """Check the replay source (readable, frames the model takes), the recorder folder (one
+    that can be written; a fixed one: not a file, no recording in it yet) and the
+    publisher address of ``loaded``; opens nothing that stays open.
 
     Returns:
         Notes for the user that stop nothing (a replay shorter than the run's duration).
@@ -47,6 +47,14 @@ def preflight(loaded: LoadedProtocol) -> list[str]:
                          f"{fps:g} FPS, less than the duration {protocol.duration:g} s: the run ends with the source "
                          "(camera.loop: true replays it from the start)")
     recorder = protocol.recorder
+    if recorder.enabled:  # a folder where no file can be made (under a file, /proc, a read-only disk)
+        from rtpose.paths import check_writable
+
+        try:
+            # {time} kept as written: a folder made at the start, named by it; its parent is what is tried
+            check_writable(Path(recorder.path.format(name=loaded.name, time="{time}")).expanduser(), "recorder.path")
+        except RtposeError as exc:
+            raise RtposeError(f"{loaded.path}: {exc}") from None
     if recorder.enabled and "{time}" not in recorder.path:  # with {time} every run gets a new folder
         from rtpose.live.recorder import RECORD_FILE
 
