@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True,
                    help="export directory (model.onnx, model.int8.onnx with --int8, reference.npz, rtpose.json)")
     p.add_argument("--max-instances", type=int, default=None,
-                   help="instances per frame (default: the number of identity classes; 1 without classes)")
+                   help="instances per frame (default: the number of identity classes, or the most instances of a "
+                        "training frame where an rtpose run records more; 1 for an imported model without classes)")
     p.add_argument("--frame-size", metavar="HxW",
                    help="frame size the graph takes (default: the training video's, or --video's; a SLEAP 1.x model "
                         "records none)")
