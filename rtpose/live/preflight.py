@@ -47,18 +47,18 @@ def preflight(loaded: LoadedProtocol) -> list[str]:
                          f"{fps:g} FPS, less than the duration {protocol.duration:g} s: the run ends with the source "
                          "(camera.loop: true replays it from the start)")
     recorder = protocol.recorder
+    # {time} kept as written: a folder made at the start, named by it (its parent is what can be tried)
+    target = Path(recorder.path.format(name=loaded.name, time="{time}")).expanduser()
     if recorder.enabled:  # a folder where no file can be made (under a file, /proc, a read-only disk)
         from rtpose.paths import check_writable
 
         try:
-            # {time} kept as written: a folder made at the start, named by it; its parent is what is tried
-            check_writable(Path(recorder.path.format(name=loaded.name, time="{time}")).expanduser(), "recorder.path")
+            check_writable(target, "recorder.path")
         except RtposeError as exc:
             raise RtposeError(f"{loaded.path}: {exc}") from None
     if recorder.enabled and "{time}" not in recorder.path:  # with {time} every run gets a new folder
         from rtpose.live.recorder import RECORD_FILE
 
-        target = Path(recorder.path.format(name=loaded.name, time="")).expanduser()
         if target.exists() and not target.is_dir():
             raise RtposeError(f"{loaded.path}: recorder.path: {target} is a file; recorder.path names the run's "
                               "folder (e.g. runs/{name}-{time})")
