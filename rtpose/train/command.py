@@ -53,15 +53,26 @@ def main(args: argparse.Namespace) -> int:
         return _train_from_labels(args)
     if minutes is not None:
         raise RtposeError("--minutes applies to a labels file (.slp); in a config set budget_minutes")
-    tree, lines = load_tree(args.config, args.overrides)
-    cfg = validate(TrainConfig, tree, args.config, lines)
-    check_config(cfg, args.config, lines)  # labels, nodes, frames: file and line, before the model dir is touched
+    cfg = _checked_config(Path(args.config), args.overrides)
     claim_output(Path(args.output or cfg.output), args.resume, args.overwrite, source=Path(args.config))
     t_start = time.monotonic()
     with _say_what_is_kept(Path(args.output or cfg.output)):
         model_dir = train(cfg, output=args.output, resume=args.resume)
     _report(Path(model_dir), config_run=True, t_start=t_start)
     return 0
+
+
+def _checked_config(path: Path, overrides: list[str] | None) -> TrainConfig:
+    """The training config at ``path`` with ``--set`` applied, validated, and checked against
+    what it names (labels, nodes, frames: file and line), before the model dir is touched.
+
+    Raises:
+        ConfigError: ``FILE:LINE: field: message`` for the first problem.
+    """
+    tree, lines = load_tree(path, overrides)
+    cfg = validate(TrainConfig, tree, path, lines)
+    check_config(cfg, path, lines)
+    return cfg
 
 
 def _report(model_dir: Path, config_run: bool, t_start: float) -> None:
@@ -224,13 +235,11 @@ def _resume_from_labels(args: argparse.Namespace, model_dir: Path, t_start: floa
     if not config.is_file():
         raise RtposeError(f"{model_dir}: no config.yaml of the stopped run to resume from; train anew with "
                           "--overwrite")
-    tree, lines = load_tree(config, args.overrides)
-    cfg = validate(TrainConfig, tree, config, lines)
+    cfg = _checked_config(config, args.overrides)
     given = Path(args.config)
-    if not any(Path(f).exists() and os.path.samefile(f, given) for f in cfg.data.label_files):
+    if not any(os.path.samefile(f, given) for f in cfg.data.label_files):  # they exist: checked above
         raise RtposeError(f"{model_dir} was trained from {', '.join(cfg.data.label_files)}, not {given}: "
                           "--resume continues that run (give its labels), or train into another -o")
-    check_config(cfg, config, lines)
     budget = f"budget_minutes {cfg.budget_minutes:g}" if cfg.budget_minutes else "the budgets in it"
     console.print(f"resuming {model_dir} as its config.yaml says ({budget}; derived when the run began)",
                   highlight=False, markup=False)
