@@ -47,24 +47,24 @@ def preflight(loaded: LoadedProtocol) -> list[str]:
                          f"{fps:g} FPS, less than the duration {protocol.duration:g} s: the run ends with the source "
                          "(camera.loop: true replays it from the start)")
     recorder = protocol.recorder
-    # {time} kept as written: a folder made at the start, named by it (its parent is what can be tried)
-    target = Path(recorder.path.format(name=loaded.name, time="{time}")).expanduser()
     if recorder.enabled:  # a folder where no file can be made (under a file, /proc, a read-only disk)
         from rtpose.paths import check_writable
 
+        # {time} kept as written: a folder made at the start, named by it (its parent is what can be tried)
+        target = Path(recorder.path.format(name=loaded.name, time="{time}")).expanduser()
         try:
             check_writable(target, "recorder.path")
         except RtposeError as exc:
             raise RtposeError(f"{loaded.path}: {exc}") from None
-    if recorder.enabled and "{time}" not in recorder.path:  # with {time} every run gets a new folder
-        from rtpose.live.recorder import RECORD_FILE
+        if "{time}" not in recorder.path:  # a fixed folder; with {time} every run gets a new one
+            from rtpose.live.recorder import RECORD_FILE
 
-        if target.exists() and not target.is_dir():
-            raise RtposeError(f"{loaded.path}: recorder.path: {target} is a file; recorder.path names the run's "
-                              "folder (e.g. runs/{name}-{time})")
-        if (target / RECORD_FILE).exists():
-            raise RtposeError(f"{loaded.path}: recorder.path: {target} already holds a recording; choose another "
-                              "folder, or put {time} in recorder.path (a folder per run)")
+            if target.exists() and not target.is_dir():
+                raise RtposeError(f"{loaded.path}: recorder.path: {target} is a file; recorder.path names the "
+                                  "run's folder (e.g. runs/{name}-{time})")
+            if (target / RECORD_FILE).exists():
+                raise RtposeError(f"{loaded.path}: recorder.path: {target} already holds a recording; choose "
+                                  "another folder, or put {time} in recorder.path (a folder per run)")
     if protocol.publisher.enabled:
         from rtpose.live.publisher import check_bindable
 
