@@ -128,6 +128,11 @@ def test_listen_prints_a_line_per_message_and_records_to_a_file(tmp_path, capsys
         assert listen(address, count=8, output=str(out)) == 8
         messages = list(msgpack.Unpacker(open(out, "rb"), raw=False))
         assert len(messages) == 8 and all(m["identity"] == ["male", "female"] for m in messages)
+        from rtpose.cli import main as cli_main
+
+        cli_out = tmp_path / "cli.msgpack"
+        assert cli_main(["listen", address, "--count", "2", "-o", str(cli_out)]) == 0  # ended as asked
+        assert len(list(msgpack.Unpacker(open(cli_out, "rb"), raw=False))) == 2
         assert [m["frame"] for m in messages] == sorted(m["frame"] for m in messages)
         # an existing file is refused before anything connects (nothing appended); --overwrite replaces it
         before = out.read_bytes()
@@ -232,16 +237,19 @@ def test_rtpose_listen_help_states_the_address_and_topic_defaults(capsys):
     assert "publisher.topic (default poses)" in text
 
 
-def test_rtpose_listen_stops_cleanly_on_ctrl_c():
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_rtpose_listen_stops_cleanly_on_ctrl_c_or_sigterm_with_rtpose_runs_exit_status(signum, status):
+    """Stopped by a signal, listen says what it received and exits 128 + the signal, as
+    ``rtpose run`` does (130 Ctrl-C, 143 SIGTERM): a script sees it did not end on --count."""
     process = subprocess.Popen([sys.executable, "-m", "rtpose", "listen", free_address()], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     line = ""
     while "listening" not in line and time.monotonic() < deadline:
         line = process.stderr.readline()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=10)
-    assert process.returncode == 0, err
+    assert process.returncode == status, err
     assert "0 message(s)" in err and "Traceback" not in err
 
 

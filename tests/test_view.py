@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -245,6 +246,16 @@ def test_a_wrong_address_is_named_on_the_page_and_in_the_terminal(browser, tmp_p
         view.stop()
         peer.close()
     assert view.output().count("error:") == 1, view.output()  # said once, not once per message
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_view_with_rtpose_runs_exit_status(tmp_path, signum, status):
+    """Ctrl-C or SIGTERM stops the server and exits 128 + the signal (130, 143), as ``rtpose
+    run`` and ``rtpose listen`` do; its last line says it stopped, with no traceback."""
+    view = ViewProcess(f"tcp://127.0.0.1:{free_port()}", tmp_path)
+    view.process.send_signal(signum)
+    assert view.process.wait(20) == status, view.output()
+    assert view.output().rstrip().endswith("rtpose view: stopped") and "Traceback" not in view.output()
 
 
 def test_an_address_with_no_tcp_port_is_one_line_and_exit_status_2():

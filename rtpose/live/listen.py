@@ -148,10 +148,18 @@ def listen(address: str, topic: str = "poses", count: int | None = None, output:
 
 
 def main(args: argparse.Namespace) -> int:
+    """``rtpose listen``. Exit status: 0 after ``--count`` messages; 130 Ctrl-C (SIGINT),
+    143 SIGTERM, as ``rtpose run``: the messages received are printed or written either way."""
     stop = threading.Event()
-    previous = None
+    signalled: list[int] = []
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+        def on_signal(signum, frame) -> None:
+            signalled.append(signum)
+            stop.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
     try:
         where = f" -> {args.output}" if args.output else ""
         mode = ", newest message only" if args.latest else ""
@@ -163,7 +171,7 @@ def main(args: argparse.Namespace) -> int:
         received = listen(args.address, args.topic, args.count, args.output, stop, latest=args.latest,
                           on_connected=announce, overwrite=args.overwrite)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     print(f"{received} message(s)", file=sys.stderr)
-    return 0
+    return 128 + signalled[0] if signalled else 0

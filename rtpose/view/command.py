@@ -105,9 +105,14 @@ def main(args: argparse.Namespace) -> int:
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     previous = {}
+    signalled: list[int] = []
     if threading.current_thread() is threading.main_thread():
+        def on_signal(signum, frame) -> None:
+            signalled.append(signum)
+            loop.call_soon_threadsafe(stop.set)
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+            previous[signum] = signal.signal(signum, on_signal)
     try:
         loop.run_until_complete(_serve(watcher, args.host, args.port, stop))
     finally:
@@ -116,4 +121,4 @@ def main(args: argparse.Namespace) -> int:
         loop.close()
         watcher.close()
     print("rtpose view: stopped", flush=True)
-    return 0
+    return 128 + signalled[0] if signalled else 0  # 130 Ctrl-C, 143 SIGTERM, as rtpose run
