@@ -278,13 +278,18 @@ def test_when_every_input_fails_the_last_line_says_so_and_the_exit_status_is_2(t
     run finished, the line counts both and the exit status is 3 (the rest is written)."""
     with VideoReader(videos["a"]) as reader:
         frames = [reader.read(i) for i in range(4)]
-    roi = _other_size(tmp_path, frames, "roi.avi", (896, 1000))  # a camera ROI a stride smaller than 1024x1024
-    wide = _other_size(tmp_path, frames, "wide.avi", (576, 1024))  # another shape: another setup
+    folder = tmp_path / "session"  # given as a folder, with the labels file of one video in it
+    folder.mkdir()
+    roi = _other_size(folder, frames, "roi.avi", (896, 1000))  # a camera ROI a stride smaller than 1024x1024
+    wide = _other_size(folder, frames, "wide.avi", (576, 1024))  # another shape: another setup
+    (folder / "roi.slp").write_bytes(b"")
     out = tmp_path / "out"
     argv = ["predict", "-m", str(SHIPPED), "-o", str(out), "--fp32", "--workers", "1"]
     monkeypatch.delenv("COLUMNS", raising=False)
-    assert cli([*argv, "-i", str(roi), str(wide)]) == 2
-    printed = capsys.readouterr().out
+    assert cli([*argv, "-i", str(folder)]) == 2
+    printed, said = capsys.readouterr()
+    assert said.startswith(f"note: {folder}: left out 1 .slp without frames (labels or predictions; their video is "
+                           "the input): roi.slp\n"), said
     # off a terminal the table is not folded into 80 columns (its reasons would take a dozen lines each)
     table = [line for line in printed.splitlines() if line.startswith("│")]
     assert table and max(len(line) for line in table) > 120 and len(table) <= 12, printed
@@ -437,7 +442,13 @@ def test_inputs_folders_patterns_and_outputs(tmp_path, videos):
     packages.mkdir()
     (packages / "session1.pkg.slp").write_bytes(b"")
     (packages / "labels.slp").write_bytes(b"")
-    assert expand_inputs([str(packages)]) == [(packages / "session1.pkg.slp").resolve()]
+    notes: list[str] = []
+    assert expand_inputs([str(packages)], notes) == [(packages / "session1.pkg.slp").resolve()]
+    assert notes == [f"{packages}: left out 1 .slp without frames (labels or predictions; their video is the "
+                     "input): labels.slp"]
+    (packages / "session1.pkg.slp").unlink()
+    with pytest.raises(RtposeError, match=r"holds no video .* \(1 \.slp without frames: labels\.slp\)$"):
+        expand_inputs([str(packages)])
     (tmp_path / "x").mkdir()
     other = tmp_path / "x" / "a.avi"
     other.write_bytes(b"")

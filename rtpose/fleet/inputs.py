@@ -37,8 +37,12 @@ def use_fleet(inputs: Sequence[str], workers: int | None, ray_address: str | Non
     return Path(item).is_dir() or (is_pattern(item) and not Path(item).exists())
 
 
-def expand_inputs(items: Sequence[str]) -> list[Path]:
+def expand_inputs(items: Sequence[str], notes: list[str] | None = None) -> list[Path]:
     """Files named by ``items`` (files, folders, glob patterns), absolute, each once.
+
+    A folder gives its videos and SLEAP packages (``.pkg.slp``); its other ``.slp`` files
+    are labels or predictions whose frames live in a video, so they are left out, and a
+    line saying so is appended to ``notes`` (when given).
 
     Raises:
         RtposeError: an item names nothing (no such file, a pattern that matches no file,
@@ -53,9 +57,15 @@ def expand_inputs(items: Sequence[str]) -> list[Path]:
             # videos, and SLEAP packages (frames embedded); a labels .slp beside its video would repeat it
             videos = sorted(videos_in(path) + [p for p in path.iterdir()
                                                if p.is_file() and p.name.lower().endswith(".pkg.slp")])
+            labels = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".slp"
+                            and not p.name.lower().endswith(".pkg.slp"))
             if not videos:
+                kept = f" ({len(labels)} .slp without frames: {_listed(labels)})" if labels else ""
                 raise RtposeError(f"{path}: the folder holds no video ({', '.join(sorted(VIDEO_SUFFIXES))}) "
-                                  "or SLEAP package (.pkg.slp)")
+                                  f"or SLEAP package (.pkg.slp){kept}")
+            if labels and notes is not None:
+                notes.append(f"{path}: left out {len(labels)} .slp without frames (labels or predictions; their "
+                             f"video is the input): {_listed(labels)}")
             found.extend(videos)
         elif is_pattern(item):
             matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
@@ -68,6 +78,10 @@ def expand_inputs(items: Sequence[str]) -> list[Path]:
     for p in found:
         unique.setdefault(p.resolve(), None)
     return list(unique)
+
+
+def _listed(names: list[str], most: int = 3) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def output_paths(inputs: Sequence[Path], out_dir: Path) -> list[Path]:

@@ -136,7 +136,8 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
         if value is not None and value < 1:
             raise RtposeError(f"{name} must be at least 1 (got {value})")
     ray = require_ray()
-    paths = expand_inputs(inputs)
+    notes: list[str] = []
+    paths = expand_inputs(inputs, notes)
     out_dir = (Path(out_dir) if out_dir else Path.cwd() / DEFAULT_OUT_DIR).resolve()
     check_out_dir(out_dir, len(inputs))
     check_writable(out_dir)
@@ -170,8 +171,11 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
             if job.stale_chunk_dir is not None:
                 shutil.rmtree(job.stale_chunk_dir, ignore_errors=True)  # chunks of another model, engine or video
         save_json(manifest_path, manifest)
+        console = console or Console(stderr=True)
+        for note in notes:
+            console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
         driver = _Driver(ray, spec, files, jobs, manifest, manifest_path, run, engine_name, batch_size, continuity,
-                         console or Console(stderr=True), progress, frames, precision, only_labeled)
+                         console, progress, frames, precision, only_labeled)
         try:
             driver.run(workers, threads, ray_address)
         except KeyboardInterrupt:
