@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -34,6 +35,13 @@ def some_names(names: Sequence[str], most: int) -> str:
     """``a, b, c ...``: the first ``most`` of ``names``, and `` ...`` where there are more
     (what a folder holds, in a one-line message)."""
     return ", ".join(names[:most]) + (" ..." if len(names) > most else "")
+
+
+def shell_path(path: str | Path) -> str:
+    """``path`` as a POSIX shell reads it in a suggested command: as it is, or in single
+    quotes where it holds spaces or other characters the shell would split or expand
+    (:func:`shlex.quote`)."""
+    return shlex.quote(str(path))
 
 
 def near_miss(path: str | Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -206,6 +207,11 @@ def test_export_dir_errors(tmp_path):
     with pytest.raises(RtposeError, match=rf"run: missing rtpose.json \(it holds a trained model, not its export: "
                                           rf"rtpose export {run} -o {run}.export\)"):
         ExportSpec.load(run)
+    spaced = tmp_path / "my run"  # the suggested command is one a shell runs as it reads: quoted
+    spaced.mkdir()
+    (spaced / "model.json").write_text("{}")
+    with pytest.raises(RtposeError, match=re.escape(f"rtpose export '{spaced}' -o '{spaced}.export')")):
+        ExportSpec.load(spaced)
     peer = tmp_path / "peer"  # sleap-nn's two networks: the two-directory form
     for net in ("centroid", "centered_instance"):
         (peer / net).mkdir(parents=True)

@@ -17,7 +17,7 @@ from rtpose.data.video import to_gray
 from rtpose.engine.identities import assign_identities  # public here too (tests, callers)
 from rtpose.errors import RtposeError
 from rtpose.export.spec import ExportSpec
-from rtpose.paths import REPO_ROOT
+from rtpose.paths import REPO_ROOT, shell_path
 from rtpose.poses import Poses
 
 
@@ -228,16 +228,16 @@ def _re_export_advice(source: dict[str, Any], height: int, width: int, max_insta
     run = training_run(source)
     networks = source.get("networks")
     if run is None and isinstance(networks, dict) and all(n.get("dir") for n in networks.values()):
-        dirs = " ".join(str(networks[k]["dir"]) for k in ("centroid", "instance") if k in networks)
+        dirs = " ".join(shell_path(networks[k]["dir"]) for k in ("centroid", "instance") if k in networks)
         return (f"re-export it for them (rtpose export {dirs} -o DIR {size} --max-instances {max_instances}; "
                 "the scale it looks at stays)")
     if run is None:
         return f"re-export its training run for them (rtpose export MODEL_DIR -o DIR {size}; the scale it looks at stays)"
     if run.is_dir():
-        return f"re-export it for them (rtpose export {run} -o DIR {size}; the scale it looks at stays)"
+        return f"re-export it for them (rtpose export {shell_path(run)} -o DIR {size}; the scale it looks at stays)"
     if Path(source["dir"]).as_posix() == SHIPPED_MODEL_RUN and not Path(source["dir"]).is_absolute():
         return (f"re-export its training run for them; that run ({run}) is not on this machine: `make model` "
-                f"retrains it there (about 18 min on 2 CPU cores; it re-exports models/flies13 too), then rtpose export {run} -o DIR {size} (the scale "
+                f"retrains it there (about 18 min on 2 CPU cores; it re-exports models/flies13 too), then rtpose export {shell_path(run)} -o DIR {size} (the scale "
                 "it looks at stays)")
     return (f"re-export its training run for them (rtpose export RUN_DIR -o DIR {size}; the scale it looks at "
             f"stays); that run ({run}) is not on this machine: copy it here or train one")

@@ -28,7 +28,7 @@ from rtpose.data.video import describe_indices
 from rtpose.engine.frames import DecodeReport, read_ahead, resolve_input
 from rtpose.errors import Interrupted, RtposeError
 from rtpose.export.spec import ExportSpec
-from rtpose.paths import check_writable, claim_output_file, no_such_file
+from rtpose.paths import check_writable, claim_output_file, no_such_file, shell_path
 from rtpose.poses import Poses
 
 EXIT_FRAMES_MISSING = 3  # predictions written, but some frames asked for could not be read
@@ -178,7 +178,7 @@ def claim_output(input_path: str | Path, output: str | Path | None, overwrite: b
         RtposeError: one line naming the file (and the flag, for an existing file).
     """
     output = Path(output) if output else default_output(Path(input_path))
-    check_slp_output(output, folder_hint=f"e.g. -o {output / default_output(Path(input_path)).name}; "
+    check_slp_output(output, folder_hint=f"e.g. -o {shell_path(output / default_output(Path(input_path)).name)}; "
                                          "several inputs write into a folder")
     if output.parent.exists() and not output.parent.is_dir():
         raise RtposeError(f"-o {output}: cannot write ({output.parent} is not a folder)")

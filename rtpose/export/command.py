@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from rtpose.errors import RtposeError
-from rtpose.paths import check_writable, clean_path, some_names
+from rtpose.paths import check_writable, clean_path, shell_path, some_names
 from rtpose.export.spec import INT8_MODEL_FILE, MODEL_FILE, REFERENCE_FILE
 
 REFERENCE_FRAMES = 3  # real frames whose fp32 outputs the export stores (rtpose.engine.selfcheck)
@@ -246,5 +246,5 @@ def main(args: argparse.Namespace) -> int:
     if refused:
         print(f"int8 refused: {refused['reason']}; {out} holds the fp32 graph only (it runs on every CPU)",
               file=sys.stderr)
-    print(f"check it on any machine: rtpose check -m {out}")
+    print(f"check it on any machine: rtpose check -m {shell_path(out)}")
     return EXIT_INT8_REFUSED if refused else 0

@@ -28,7 +28,7 @@ import attrs
 
 from rtpose.errors import RtposeError
 from rtpose import jsonsafe
-from rtpose.paths import no_such_file
+from rtpose.paths import no_such_file, shell_path
 
 FORMAT_VERSION = 2
 SPEC_FILE = "rtpose.json"
@@ -151,12 +151,12 @@ def _export_hint(folder: Path) -> str:
         return (d / "best.ckpt").exists() or (d / "best_model.h5").exists()
 
     if (folder / "model.json").exists():
-        return f" (it holds a trained model, not its export: rtpose export {folder} -o {folder}.export)"
+        return f" (it holds a trained model, not its export: rtpose export {shell_path(folder)} -o {shell_path(f'{folder}.export')})"
     if trained(folder):
         return (" (a trained SLEAP network, not an export: rtpose export CENTROID_DIR INSTANCE_DIR -o EXPORT_DIR; "
                 "README, Bring your model)")
     nets = sorted(d for d in folder.iterdir() if d.is_dir() and trained(d))
     if len(nets) >= 2:
-        return (f" (it holds trained SLEAP networks, not an export: rtpose export {' '.join(map(str, nets[:2]))} "
+        return (f" (it holds trained SLEAP networks, not an export: rtpose export {' '.join(map(shell_path, nets[:2]))} "
                 "-o EXPORT_DIR; README, Bring your model)")
     return " (export with `rtpose export`)"

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from rtpose.errors import RtposeError
 from rtpose.data.video import VIDEO_SUFFIXES, videos_in
-from rtpose.paths import no_such_file
+from rtpose.paths import no_such_file, some_names
 
 MANIFEST_NAME = "manifest.json"
 DEFAULT_OUT_DIR = "rtpose-predictions"
@@ -60,12 +60,12 @@ def expand_inputs(items: Sequence[str], notes: list[str] | None = None) -> list[
             labels = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".slp"
                             and not p.name.lower().endswith(".pkg.slp"))
             if not videos:
-                kept = f" ({len(labels)} .slp without frames: {_listed(labels)})" if labels else ""
+                kept = f" ({len(labels)} .slp without frames: {some_names(labels, 3)})" if labels else ""
                 raise RtposeError(f"{path}: the folder holds no video ({', '.join(sorted(VIDEO_SUFFIXES))}) "
                                   f"or SLEAP package (.pkg.slp){kept}")
             if labels and notes is not None:
                 notes.append(f"{path}: left out {len(labels)} .slp without frames (labels or predictions; their "
-                             f"video is the input): {_listed(labels)}")
+                             f"video is the input): {some_names(labels, 3)}")
             found.extend(videos)
         elif is_pattern(item):
             matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
@@ -78,10 +78,6 @@ def expand_inputs(items: Sequence[str], notes: list[str] | None = None) -> list[
     for p in found:
         unique.setdefault(p.resolve(), None)
     return list(unique)
-
-
-def _listed(names: list[str], most: int = 3) -> str:
-    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def output_paths(inputs: Sequence[Path], out_dir: Path) -> list[Path]:

@@ -42,7 +42,7 @@ from rtpose.fleet.plan import (DEFAULT_CHUNK_FRAMES, Chunk, files_digest, model_
 from rtpose.fleet.store import (CHUNKS_DIR, OutDirLock, load_chunk, load_manifest, save_chunk, save_json,
                                 join_reports, stale_temporaries, unpack)
 from rtpose.fleet.worker import FrameCounter, PredictWorker
-from rtpose.paths import check_writable, claim_output_file
+from rtpose.paths import check_writable, claim_output_file, shell_path
 
 EXIT_INCOMPLETE = EXIT_FRAMES_MISSING  # frames asked for were not read, or an input failed; the rest is written
 # every input failed: no .slp at all, as one-process predict refuses an input it cannot
@@ -588,7 +588,7 @@ def check_out_dir(out_dir: Path, n_inputs: int) -> None:  # n_inputs: the -i ite
                           ".slp per video")
     if out_dir.suffix.lower() == ".slp" and not out_dir.is_dir():
         raise RtposeError(f"-o {out_dir}: with {several}, -o names a folder that gets one .slp per video "
-                          f"(e.g. -o {out_dir.with_suffix('')}); for one .slp, give one video")
+                          f"(e.g. -o {shell_path(out_dir.with_suffix(''))}); for one .slp, give one video")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ import yaml
 
 from rtpose.errors import RtposeError
 from rtpose import jsonsafe
+from rtpose.paths import shell_path
 
 REPORT_FILE = "report.json"
 
@@ -215,9 +216,9 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
     if warning or budget:  # exporting it is not the next step
         how = "a larger budget_minutes in the config" if config_run else "the same command with a larger --minutes"
         lines.append(f"  next: train longer, e.g. {how} and another -o (this "
-                     f"run: {spent:.1f} min); then rtpose export {model_dir} -o models/{model_dir.name}")
+                     f"run: {spent:.1f} min); then rtpose export {shell_path(model_dir)} -o {shell_path(f'models/{model_dir.name}')}")
     else:
-        lines.append(f"  next: rtpose export {model_dir} -o models/{model_dir.name}")
+        lines.append(f"  next: rtpose export {shell_path(model_dir)} -o {shell_path(f'models/{model_dir.name}')}")
     for line in lines:
         console.print(line, highlight=False)
 
