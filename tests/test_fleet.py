@@ -320,6 +320,9 @@ def test_interrupted_and_killed_runs_resume_without_redoing_chunks(tmp_path, vid
     _, err = proc.communicate(timeout=DEADLINE_S)
     assert proc.returncode == 130, err
     assert _manifest(out)["runs"][0]["status"] == "interrupted"
+    # the video under way says so too (it said "running" after the run had ended)
+    statuses = [v["status"] for v in _manifest(out)["videos"].values()]
+    assert "running" not in statuses and "interrupted" in statuses, statuses
     assert "run the same command again to resume" in err
 
     # SIGKILL of the driver, no chance to clean up

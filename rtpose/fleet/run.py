@@ -180,6 +180,9 @@ def run_fleet(model: str | Path, inputs: Sequence[str], out_dir: str | Path | No
             driver.run(workers, threads, ray_address)
         except KeyboardInterrupt:
             run.update(status="interrupted", ended=_now())
+            for job in jobs:  # a video whose chunks were under way: its done chunks are kept for the next run
+                if job.entry["status"] == "running":
+                    job.entry["status"] = "interrupted"
             save_json(manifest_path, manifest)
             left = sum(len(j.remaining) for j in jobs)
             print(f"interrupted: {left} chunk{'' if left == 1 else 's'} left; run the same command again to resume", file=sys.stderr)
