@@ -126,7 +126,12 @@ def test_resume_keeps_a_finished_network_and_counts_its_minutes_in_the_run_budge
     last = stopped / "centroid" / "last.pt"
     state = torch.load(last, weights_only=False)
     state["elapsed_s"] = 96.0  # 1.6 min: past a 1-minute centroid budget, as when that budget stopped it
+    state["wall_s"] = 90.0  # the wall clock of the stopped session's centroid net
     torch.save(state, last)
+    instance_last = stopped / "instance" / "last.pt"
+    state = torch.load(instance_last, weights_only=False)
+    state["wall_s"] = 30.0
+    torch.save(state, instance_last)
     rows_before = (stopped / "centroid" / "training_log.csv").read_text()
     capsys.readouterr()
     assert cli(["train", str(cfg), "-o", str(stopped), "--resume", "--set", "centroid.optim.max_minutes=1",
@@ -138,7 +143,12 @@ def test_resume_keeps_a_finished_network_and_counts_its_minutes_in_the_run_budge
     assert (stopped / "centroid" / "training_log.csv").read_text() == rows_before
     left = re.search(r"\[instance\] ([\d.]+) min of the run's 2 min budget left", err)
     assert left and float(left[1]) <= 0.4, err  # 2 - 1.6 - this session's setup, not 2 - setup
-    assert json.loads((stopped / "model.json").read_text())["centroid"]["stopped"].startswith("time budget")
+    info = json.loads((stopped / "model.json").read_text())
+    assert info["centroid"]["stopped"].startswith("time budget")
+    # the minutes of the session before the stop count: model.json and the report say the run's time
+    assert info["time"]["earlier_sessions"] == 2.0 and info["centroid"]["wall_minutes"] >= 1.5
+    assert info["instance"]["wall_minutes"] >= 0.5 and info["wall_minutes"] >= 2.0 + info["time"]["training"]
+    assert "(and 2.00 min before the resume)" in err, err
 
 
 def test_resume_of_a_finished_run_is_refused_before_anything_is_touched(trained, capsys):

@@ -76,8 +76,9 @@ class FitResult:
     best_val_loss: float
     best_metrics: dict[str, float]
     stopped: str  # why training ended
-    wall_s: float
-    elapsed_s: float = 0.0  # on the budget clock, every session of the run (a resumed one: before it too)
+    wall_s: float  # wall clock, every session of the run (a resumed one: before it too)
+    elapsed_s: float = 0.0  # on the budget clock, every session of the run
+    wall_before_s: float = 0.0  # wall clock of the sessions before this one (0: not resumed)
 
 
 def _save(path: Path, payload: dict) -> None:
@@ -138,7 +139,7 @@ def fit(
     )
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    start_epoch, best_val, best_epoch, since_best, elapsed_before = 0, math.inf, -1, 0, 0.0
+    start_epoch, best_val, best_epoch, since_best, elapsed_before, wall_before = 0, math.inf, -1, 0, 0.0, 0.0
     best_metrics: dict[str, float] = {}
     if resume and last_path.exists():
         state = torch.load(last_path, map_location=device, weights_only=False)
@@ -147,6 +148,8 @@ def fit(
         sched.load_state_dict(state["scheduler"])
         start_epoch, best_val, best_epoch = state["epoch"] + 1, state["best_val_loss"], state["best_epoch"]
         since_best, elapsed_before = state["since_best"], state["elapsed_s"]
+        # checkpoints before "wall_s" was kept: the budget clock's time where that is the wall clock
+        wall_before = state.get("wall_s", elapsed_before if optim.budget_clock == "wall" else 0.0)
         best_metrics = state.get("best_metrics", {})
         rng.bit_generator.state = state["rng"]
         say(name, f"resuming at epoch {start_epoch} (best val loss {best_val:.3g} at {best_epoch})")
@@ -263,7 +266,8 @@ def fit(
             _save(last_path, {
                 "state_dict": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "epoch": epoch, "best_val_loss": best_val, "best_epoch": best_epoch, "since_best": since_best,
-                "elapsed_s": elapsed, "rng": rng.bit_generator.state, "best_metrics": best_metrics,
+                "elapsed_s": elapsed, "wall_s": wall_before + time.monotonic() - wall0,
+                "rng": rng.bit_generator.state, "best_metrics": best_metrics,
                 **extra_checkpoint,
             })
             shown = " ".join(f"{k}={v:.4g}" for k, v in val_parts.items())
@@ -276,9 +280,9 @@ def fit(
                 stopped = _patience_stop(optim)
                 break
     plot_losses(log_path, out_dir / "loss.png", f"{name} loss")
-    wall = time.monotonic() - wall0 + (elapsed_before if optim.budget_clock == "wall" else 0.0)
+    wall = wall_before + time.monotonic() - wall0
     say(name, f"stopped: {stopped}; best epoch {best_epoch} (val loss {best_val:.4g}); {wall / 60:.1f} min")
-    return FitResult(epoch + 1, best_epoch, best_val, best_metrics, stopped, wall, elapsed)
+    return FitResult(epoch + 1, best_epoch, best_val, best_metrics, stopped, wall, elapsed, wall_before)
 
 
 def _budget_stop(optim: OptimConfig) -> str:

@@ -187,8 +187,7 @@ def print_report(model_dir: Path, report: dict[str, Any], cpu: str, console, con
                      f"{found}/{report['n_gt']} instances found (OKS > 0.5), {report['n_matched']} matched; "
                      f"OKS mAP {report['map']:.3f}, "
                      f"node error {_node_error(d)}{ident}")
-    # the run's budget (config.yaml), or its wall time where that was longer: model.json's
-    # wall_minutes counts only the last session of a resumed run
+    # the run's budget (config.yaml), or its wall time (every session) where that was longer
     config = yaml.safe_load((model_dir / "config.yaml").read_text()) if (model_dir / "config.yaml").exists() else {}
     spent = timing.get("minutes_asked") or max(float((config or {}).get("budget_minutes") or 0), info["wall_minutes"])
     twice = max(math.ceil(2 * spent), 1)
@@ -240,7 +239,8 @@ def time_line(timing: dict[str, Any], report_time: dict[str, Any]) -> str:
 
     Args:
         timing: ``model.json``'s ``time``: ``minutes_asked`` (``--minutes``, or None),
-            ``deriving``, ``setup``, ``training``.
+            ``deriving``, ``setup``, ``training`` (this session), ``earlier_sessions``
+            (a resumed run's training before the stop).
         report_time: ``report.json``'s ``time``: ``report_minutes`` (all after training:
             the validation tables and this report), ``total_minutes`` (may be empty).
 
@@ -250,6 +250,8 @@ def time_line(timing: dict[str, Any], report_time: dict[str, Any]) -> str:
     """
     asked = timing.get("minutes_asked")
     head = f"time: {timing['training']:.2f} min training" + (f" of --minutes {asked:g}" if asked else "")
+    if timing.get("earlier_sessions"):  # a resumed run: its networks' time before the stop
+        head += f" (and {timing['earlier_sessions']:.2f} min before the resume)"
     rest = ([f"{timing['deriving']:.2f} deriving"] if asked else []) + [f"{timing['setup']:.2f} setup"]
     if "report_minutes" in report_time:
         rest.append(f"{report_time['report_minutes']:.2f} validation and this report")

@@ -508,6 +508,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
     )
 
     training_s = time.monotonic() - t_fit
+    earlier_s = c_result.wall_before_s + i_result.wall_before_s
     skeleton = labels.skeletons[0]
     info = {
         "rtpose_version": __version__,
@@ -537,10 +538,13 @@ def train(cfg: TrainConfig, output: str | Path | None = None, resume: bool = Fal
         "precision_choice": {"reason": chosen.reason, "step_ms": chosen.step_ms, "timings_ms": chosen.timings_ms},
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "wall_minutes": round((time.monotonic() - t_start) / 60, 2),
-        # where this session's time went (minutes): the report says it again at the end
+        # every session of the run: a resumed run adds its networks' time before the stop
+        "wall_minutes": round((time.monotonic() - t_start + earlier_s) / 60, 2),
+        # where this session's time went (minutes): the report says it again at the end;
+        # "earlier_sessions": the networks' training before a resume
         "time": {"minutes_asked": asked_minutes, "deriving": round(before_s / 60, 3),
-                 "setup": round((t_fit - t_start) / 60, 3), "training": round(training_s / 60, 3)},
+                 "setup": round((t_fit - t_start) / 60, 3), "training": round(training_s / 60, 3),
+                 "earlier_sessions": round(earlier_s / 60, 3)},
         "centroid": {"epochs": c_result.epochs, "best_epoch": c_result.best_epoch, "stopped": c_result.stopped,
                      "wall_minutes": round(c_result.wall_s / 60, 2), **c_result.best_metrics},
         "instance": {"epochs": i_result.epochs, "best_epoch": i_result.best_epoch, "stopped": i_result.stopped,
