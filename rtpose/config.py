@@ -37,7 +37,7 @@ import yaml
 from pydantic import ConfigDict
 
 from rtpose.errors import RtposeError
-from rtpose.paths import REPO_ROOT, data_dir, near_miss, no_such_file
+from rtpose.paths import REPO_ROOT, data_dir, near_miss, no_such_file, some_names
 
 __all__ = [
     "ConfigError",
@@ -371,7 +371,11 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], source: str | Path | No
     if first.get("type") == "union_tag_invalid":
         loc.append("backend")
     more = len(errors) - 1
-    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    # where the rest are, so that one run names every field to look at (a typo's twin is gone)
+    others = list(dict.fromkeys(".".join([*prefix, *_tree_path(e["loc"], unions)]) or "(top level)"
+                                for e in errors[1:]))
+    named = f": {some_names(others, 3)}" if others else ""
+    tail = f" (and {more} more problem{'s' if more > 1 else ''}{named})" if more else ""
     where = _where(source, lines or {}, loc) if source is not None else "".join(f"{'.'.join(loc)}: " if loc else "")
     return f"{where}{_message(first)}{hint}{tail}"
 

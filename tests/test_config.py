@@ -82,7 +82,13 @@ def test_training_configs_and_protocols_word_errors_like_device_files(tmp_path):
         load_config(config, TrainConfig, ["instance.optim.lr=-1", "instance.optim.bacth_size=null"])
     # the typo is reported first, then the count of the rest; the --set that wrote it is named
     assert str(error.value) == (f"{config} with --set instance.optim.bacth_size=null: instance.optim.bacth_size: "
-                                "unknown key (did you mean 'batch_size'?) (and 1 more problem)")
+                                "unknown key (did you mean 'batch_size'?) (and 1 more problem: instance.optim.lr)")
+    # each of the rest is named by its field, the first three of them
+    with pytest.raises(ConfigError) as error:
+        load_config(config, TrainConfig, ["instance.optim.lr=-1", "instance.optim.batch_size=0", "seed=x",
+                                          "instance.sigma=-2", "centroid.sigma=-1"])
+    assert str(error.value).endswith("(and 5 more problems: centroid.sigma, instance.sigma, "
+                                     "instance.optim.lr ...)"), str(error.value)
     # a bad value given by --set is blamed on the --set, not on the file's line it replaced
     config.write_text("data:\n  labels: x.slp\ninstance:\n  optim:\n    lr: 0.001\n")
     with pytest.raises(ConfigError) as error:
