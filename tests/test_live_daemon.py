@@ -750,3 +750,75 @@ def test_rtpose_run_refuses_an_existing_summary_before_the_run_unless_overwrite(
     assert summary.read_bytes() == b"an earlier run's summary"
     assert cli_main(["run", str(path), "--summary", str(summary), "--overwrite"]) == 0
     assert json.loads(summary.read_text())["frames"]["processed"] > 0
+
+
+# --- the terminal's status line ------------------------------------------------------------
+
+
+def test_on_status_gets_the_status_map_twice_a_second_and_a_failing_one_does_not_stop_the_run(tmp_path,
+                                                                                                flies_video_path,
+                                                                                                engine):
+    """The supervising thread hands ``on_status`` the ``status`` map while running
+    (what ``rtpose run`` draws in the terminal); one that raises is dropped after its
+    first call and the run ends as asked, at 0 V."""
+    from rtpose.live.terminal import status_text
+
+    got = []
+    path = write_protocol(tmp_path / "a", flies_video_path, duration=2.0)
+    daemon, result, daq = run_daemon(path, engine, on_status=got.append)
+    daq.close()
+    assert result.stop_reason == "duration" and len(got) >= 3, len(got)
+    elapsed = [m["elapsed_s"] for m in got]
+    assert elapsed == sorted(elapsed) and 0.0 <= elapsed[0] < 0.5 and 1.0 < elapsed[-1] <= 2.0, elapsed
+    processed = [m["frames"]["processed"] for m in got]
+    assert processed == sorted(processed) and processed[-1] > 0
+    assert all(m["running"] and m["duration_s"] == 2.0 for m in got)
+    line = status_text(got[-1], rate_per_s=100.0)
+    assert line.startswith(f"running {elapsed[-1]:.1f} / 2 s | {processed[-1]} processed (100/s), "), line
+    assert "triggers opto_led " in line and "inference p50 " in line and "exposure -> output p99 " in line
+
+    calls = []
+
+    def broken(message):
+        calls.append(message)
+        raise RuntimeError("a display that fails")
+
+    path = write_protocol(tmp_path / "b", flies_video_path, duration=1.5)
+    started = clock.now()
+    daemon, result, daq = run_daemon(path, engine, on_status=broken)
+    assert result.stop_reason == "duration" and result.error is None and len(calls) == 1
+    assert_all_outputs_at_zero(daq, started)
+    daq.close()
+    assert "on_status failed" in (tmp_path / "b" / "run" / "run.log").read_text()
+
+
+def test_rtpose_run_draws_its_status_line_on_a_terminal_and_not_in_a_log(tmp_path, flies_video_path):
+    """On a terminal (a pseudo-terminal here) the line is redrawn while the run goes on and
+    the summary follows it; off a terminal (a pipe) the output has no such line."""
+    import pty
+
+    path = write_protocol(tmp_path, flies_video_path, duration=2.0, recorder={"enabled": False},
+                          publisher={"enabled": False})
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "rtpose", "run", str(path)], cwd=REPO, stdout=secondary,
+                               stderr=secondary, env={**os.environ, "COLUMNS": "200"})
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(primary)
+    assert process.wait(60) == 0
+    shown = b"".join(chunks).decode(errors="replace")
+    assert "running 1." in shown and " processed (" in shown and " | triggers opto_led" in shown, shown[:2000]
+    assert shown.index(" | triggers opto_led") < shown.index("rtpose run: ")  # the line, then the summary
+
+    piped = subprocess.run([sys.executable, "-m", "rtpose", "run", str(path)], cwd=REPO, capture_output=True,
+                           text=True, timeout=60)
+    assert piped.returncode == 0 and "rtpose run: " in piped.stdout
+    assert " | triggers" not in piped.stdout + piped.stderr and "running 1." not in piped.stdout + piped.stderr

@@ -29,6 +29,7 @@ from rtpose.live.daemon import Daemon  # noqa: E402
 from rtpose.live.preflight import preflight  # noqa: E402
 from rtpose.live.protocol import load_protocol  # noqa: E402
 from rtpose.live.summary import print_summary  # noqa: E402
+from rtpose.live.terminal import TerminalStatus  # noqa: E402
 from rtpose.paths import claim_report_file, make_parent  # noqa: E402
 from rtpose import jsonsafe  # noqa: E402
 
@@ -48,7 +49,8 @@ def main(args: argparse.Namespace) -> int:
     console.print(", ".join(parts))
     for note in notes:
         console.print(f"note: {note}")
-    result = Daemon(loaded).run()
+    with TerminalStatus(console) as status:  # a line redrawn twice a second, on a terminal only
+        result = Daemon(loaded, on_status=status.update).run()
     if result.summary["wall_s"] is not None:  # the camera opened: there is a run to summarise
         print_summary(result.summary, console)
     if summary is not None:

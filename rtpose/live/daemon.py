@@ -49,7 +49,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 
@@ -135,8 +135,14 @@ class Daemon:
     """One run of one protocol. Not reusable: make a new Daemon per run."""
 
     def __init__(self, loaded: LoadedProtocol, *, engine: Engine | None = None, camera: Camera | None = None,
-                 daq: Daq | None = None, capture_ai: bool = False, handle_signals: bool = True):
+                 daq: Daq | None = None, capture_ai: bool = False, handle_signals: bool = True,
+                 on_status: Callable[[dict[str, Any]], None] | None = None):
+        """``on_status``: called by the supervising thread (never the loop) with the
+        ``status`` map (``rtpose.live.status``) twice a second while running, e.g. for
+        ``rtpose run``'s terminal line; an exception it raises is logged once and the
+        callback dropped, the run going on."""
         self.loaded = loaded
+        self.on_status = on_status
         self.protocol = loaded.protocol
         self.capture_ai = capture_ai
         self.handle_signals = handle_signals
@@ -503,7 +509,7 @@ class Daemon:
                 self._stop_reason = "duration"
                 return
             if now >= next_status:
-                self._publish_status(running=True)
+                self._report_status()
                 next_status = now + STATUS_PERIOD_S
             silent = now - self.last_arrival
             if silent > stall_s + 0.25:  # the camera thread's read timeout normally reports first
@@ -555,6 +561,20 @@ class Daemon:
                 from rtpose.live.recorder import export_slp
 
                 self._attempt("export predictions.slp", lambda: export_slp(self.run_dir, self.run_dir / "predictions.slp"))
+
+    def _report_status(self) -> None:
+        """The running ``status`` map to the publisher and to ``on_status``, made once."""
+        if self.publisher is None and self.on_status is None:
+            return
+        message = status_message(self, running=True)
+        if self.publisher is not None:
+            self.publisher.offer_message(STATUS_TOPIC, message)
+        if self.on_status is not None:
+            try:
+                self.on_status(message)
+            except Exception:  # a display must never stop an experiment
+                log.exception("on_status failed; no more status calls this run")
+                self.on_status = None
 
     def _publish_status(self, running: bool) -> None:
         if self.publisher is not None:

@@ -13,6 +13,8 @@ Message (msgpack map, topic ``status``)::
     stop_reason   str | None   as in the run summary (``duration``, ``SIGINT``, ``error``...)
     error         str | None   one line, when the run failed
     t             float   the daemon's monotonic clock (seconds) when the map was made
+    elapsed_s     float | None   seconds since the camera opened (None before)
+    duration_s    float | None   the protocol's duration (None: until stopped)
     protocol      map     name, path
     model         map     export_dir, engine, device
     camera        map     name, fps, frame_size [h, w]
@@ -43,6 +45,7 @@ def status_message(daemon: "Daemon", running: bool) -> dict[str, Any]:
     """The ``status`` map for ``daemon`` now (cheap: counters and three histogram summaries)."""
     loaded, protocol = daemon.loaded, daemon.protocol
     spec, camera = loaded.spec, daemon.camera
+    now = clock.now()
     latency = {}
     for name in _LATENCIES:
         figures = daemon.latency[name].summary_ms()
@@ -52,7 +55,9 @@ def status_message(daemon: "Daemon", running: bool) -> dict[str, Any]:
         "running": running,
         "stop_reason": None if running else daemon.stop_reason(),
         "error": None if running else daemon.error_message(),
-        "t": clock.now(),
+        "t": now,
+        "elapsed_s": None if daemon.t_camera_open is None else now - daemon.t_camera_open,
+        "duration_s": protocol.duration,
         "protocol": {"name": loaded.name, "path": str(loaded.path)},
         "model": {"export_dir": str(loaded.export_dir), "engine": protocol.model.engine,
                   "device": str(getattr(daemon.engine, "device", "") or "")},
